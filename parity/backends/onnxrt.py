@@ -1,0 +1,28 @@
+"""ONNX Runtime backends, through Polygraphy's OnnxrtRunner."""
+from __future__ import annotations
+
+
+def session_loader(model, providers: list, threads: int | None = None, provider_options: list | None = None):
+    """A lazy loader of an ``onnxruntime.InferenceSession`` (``model``: path, bytes or callable).
+
+    Polygraphy's SessionFromOnnx takes no session or provider options, which the GPU
+    backends need (TF32 off, TensorRT FP16), so this loader builds the session itself.
+    """
+
+    def load():
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        src = model() if callable(model) else model
+        return ort.InferenceSession(str(src) if not isinstance(src, bytes) else src, opts, providers=providers, provider_options=provider_options)
+
+    return load
+
+
+def cpu_runner(model, name: str, threads: int | None = None):
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    return OnnxrtRunner(session_loader(model, ["CPUExecutionProvider"], threads), name=name)

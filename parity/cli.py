@@ -1,0 +1,166 @@
+"""The ``parity`` command line: demo, run, convert."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off the user's terminal
+
+from .errors import HarnessError  # noqa: E402
+
+EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--paddle-model", help="exported Paddle inference model: NAME.json or NAME.pdmodel (with NAME.pdiparams), or its prefix")
+    p.add_argument("--onnx", help="ONNX model file")
+    p.add_argument("--clips", help="UCF101-format list (path label) or a folder of videos")
+    p.add_argument("--labels", help="label-name file (idx name); default: labels.txt beside the list")
+    p.add_argument("--backends", help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16)")
+    p.add_argument("--reference", help="backend the others are compared with (default paddle)")
+    p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
+    p.add_argument("--short-size", type=int, help="Scale short side (default 256)")
+    p.add_argument("--target-size", type=int, help="CenterCrop size (default: read from the model)")
+    p.add_argument("--config", help="parity.toml, or a pyproject.toml with [tool.parity]")
+    p.add_argument("--tol", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
+                   help="override a tolerance, e.g. fp16.atol=0.05 or onnxruntime.rtol=1e-3 (repeatable)")
+    p.add_argument("--threads", type=int, help="CPU threads per backend")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description="PP-TSM deployment parity harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate clips, train, export, convert and compare a small PP-TSMv2")
+    demo.add_argument("--out", default="reports/demo", help="report and artifact folder (default reports/demo)")
+    demo.add_argument("--cache", help="artifact cache folder (default $PARITY_CACHE_DIR or ~/.cache/pptsm-parity)")
+
+    run = sub.add_parser("run", help="compare backends on a model and clips; exit 1 when parity breaks")
+    _add_run_args(run)
+    run.add_argument("--report", help="report folder (default reports/latest)")
+    run.add_argument("--cache", help="artifact cache folder")
+
+    conv = sub.add_parser("convert", help="convert a Paddle inference model to ONNX with paddle2onnx, repairing known defects")
+    conv.add_argument("--paddle-model", required=True)
+    conv.add_argument("--out", required=True, help="output .onnx path")
+    conv.add_argument("--opset", type=int, default=11)
+    conv.add_argument("--no-repair", action="store_true", help="keep paddle2onnx's output as it is")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"demo": cmd_demo, "run": cmd_run, "convert": cmd_convert}[args.command](args)
+    except HarnessError as exc:
+        _say(f"parity: error: {exc}")
+        return EXIT_HARNESS
+    except KeyboardInterrupt:
+        _say("parity: interrupted")
+        return 130
+
+
+def _run_config(args):
+    from .config import RunConfig, apply_tolerance_overrides, load_config_file
+
+    cfg = load_config_file(args.config) if args.config else RunConfig()
+    for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size", "report"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    if args.backends:
+        cfg.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    apply_tolerance_overrides(cfg, args.tol)
+    return cfg
+
+
+def _finish(result, report_dir) -> int:
+    from .report import write_report
+
+    html = write_report(result, report_dir)
+    print(summary(result))
+    print(f"report: {html}")
+    if any("did not run" in n for n in result.notes if n.startswith("reference")):
+        return EXIT_HARNESS
+    return EXIT_PASS if result.verdict == "pass" else EXIT_FAIL
+
+
+def summary(result) -> str:
+    lines = [f"verdict: {result.verdict.upper()} (reference {result.reference})"]
+    for b in result.backends:
+        if b.status != "ok":
+            lines.append(f"  {b.name:<20} {b.status}: {b.reason}")
+    for c in result.comparisons:
+        acc = "" if c.accuracy is None else f"  acc {c.accuracy:.3f} (ref {c.reference_accuracy:.3f})"
+        state = "pass" if c.passed else "FAIL"
+        lines.append(f"  {c.backend:<20} {state}  max_abs {c.max_abs:.3g}  cos_min {c.cosine_min:.6f}  top1 {c.top1_agreement:.3f}{acc}")
+        for reason in c.reasons:
+            lines.append(f"      - {reason}")
+        for path in c.failed_clips[:10]:
+            lines.append(f"      broke: {path}")
+        if len(c.failed_clips) > 10:
+            lines.append(f"      ... and {len(c.failed_clips) - 10} more clips")
+    for clip in result.clips:
+        if clip.status != "ok":
+            lines.append(f"  skipped clip: {clip.error}")
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> int:
+    from .build import ArtifactCache
+    from .run import run
+
+    cfg = _run_config(args)
+    result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads)
+    return _finish(result, cfg.report)
+
+
+def cmd_convert(args) -> int:
+    from .build import PaddleModel, convert_to_onnx
+
+    record = convert_to_onnx(PaddleModel.locate(args.paddle_model), args.out, opset=args.opset, repair=not args.no_repair)
+    for repair in record.repairs:
+        print(f"repaired: {repair}")
+    print(f"wrote {record.onnx} (opset {record.opset}, paddle2onnx {record.paddle2onnx_version}; checker {record.checker}; ONNX Runtime session {record.ort_session})")
+    return EXIT_PASS
+
+
+def cmd_demo(args) -> int:
+    from . import demo
+    from .build import ArtifactCache
+    from .config import RunConfig
+    from .run import run
+
+    start = time.time()
+    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    out = Path(args.out)
+    _say(f"parity demo: building artifacts (cache {cache.root})")
+    art = demo.build_all(cache)
+    _say(f"  trained PP-TSMv2 ({art.training['steps']} steps): validation top-1 {art.training['val_top1']:.3f}")
+    paths = demo.publish(art, out)
+    cfg = RunConfig(paddle_model=str(paths["paddle_model"]), onnx=str(paths["onnx"]), clips=str(paths["clips"]), report=str(out))
+    result = run(cfg, cache=cache)
+    result.training = art.training
+    conversion = paths["onnx"].with_suffix(".conversion.json")
+    if conversion.is_file():
+        import json
+
+        result.artifacts["conversion"] = json.loads(conversion.read_text())
+    code = _finish(result, out)
+    min_top1 = demo.DemoSettings().min_val_top1
+    if art.training["val_top1"] < min_top1:
+        _say(f"parity demo: the model did not learn (validation top-1 {art.training['val_top1']:.3f} < {min_top1})")
+        code = max(code, EXIT_FAIL)
+    _say(f"parity demo: done in {time.time() - start:.0f}s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

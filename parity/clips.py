@@ -1,0 +1,77 @@
+"""Clip lists: UCF101-format ``path label`` lists, label-name files, or a folder of videos."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HarnessError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class ClipListError(HarnessError):
+    """The clip list itself cannot be used (missing, unreadable, no entries)."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    label: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_clips(source: str | Path) -> list[Clip]:
+    """Read clips from a list file (``path label`` per line) or a folder of videos.
+
+    Relative paths in a list resolve against the list file's folder. A folder yields its
+    video files (recursively) without labels.
+    """
+    source = Path(source)
+    if source.is_dir():
+        clips = [Clip(p) for p in sorted(source.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES]
+        if not clips:
+            raise ClipListError(f"{source}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})")
+        return clips
+    if not source.is_file():
+        raise ClipListError(f"{source}: clip list or folder not found")
+    clips = []
+    for lineno, raw in enumerate(source.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1)
+        label = None
+        if len(parts) == 2 and _is_int(parts[1]):
+            path_text, label = parts[0], int(parts[1])
+        else:
+            path_text = line
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = source.parent / path
+        clips.append(Clip(path, label))
+    if not clips:
+        raise ClipListError(f"{source}: clip list has no entries")
+    return clips
+
+
+def load_label_names(path: str | Path | None) -> dict[int, str]:
+    """Read a label-name file: one ``idx name`` pair per line."""
+    if path is None or not Path(path).is_file():
+        return {}
+    names = {}
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2 and _is_int(parts[0]):
+            names[int(parts[0])] = parts[1]
+    return names
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,95 @@
+"""One run configuration: defaults (defaults.toml), then a config file, then command-line flags."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+
+from .errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_cosine: float
+    min_top1_agreement: float
+    max_accuracy_drop: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_tolerances() -> dict[str, Tolerance]:
+    text = resources.files("parity").joinpath("defaults.toml").read_text()
+    return {prec: Tolerance(**vals) for prec, vals in tomllib.loads(text)["tolerance"].items()}
+
+
+@dataclass
+class RunConfig:
+    paddle_model: str | None = None
+    onnx: str | None = None
+    clips: str | None = None
+    labels: str | None = None
+    backends: list[str] = field(default_factory=lambda: ["paddle", "onnxruntime", "onnxruntime-fp16"])
+    reference: str = "paddle"
+    num_seg: int | None = None  # None: read from the model
+    short_size: int = 256
+    target_size: int | None = None  # None: read from the model
+    report: str = "reports/latest"
+    tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
+    # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
+    backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def tolerance_for(self, backend: str, precision: str) -> Tolerance:
+        base = self.tolerances.get(precision) or self.tolerances["fp32"]
+        return replace(base, **self.backend_tolerances.get(backend, {}))
+
+
+_TOL_FIELDS = {f.name for f in fields(Tolerance)}
+
+
+def apply_tolerance_overrides(cfg: RunConfig, items: list[str]) -> None:
+    """Apply ``--tol`` items: ``PRECISION.FIELD=VALUE`` or ``BACKEND.FIELD=VALUE``."""
+    for item in items:
+        try:
+            key, value = item.split("=", 1)
+            scope, name = key.rsplit(".", 1)
+            number = float(value)
+        except ValueError:
+            raise HarnessError(f"--tol {item!r}: expected SCOPE.FIELD=NUMBER, e.g. fp16.atol=0.05") from None
+        if name not in _TOL_FIELDS:
+            raise HarnessError(f"--tol {item!r}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
+        if scope in cfg.tolerances:
+            cfg.tolerances[scope] = replace(cfg.tolerances[scope], **{name: number})
+        else:
+            cfg.backend_tolerances.setdefault(scope, {})[name] = number
+
+
+def load_config_file(path: str | Path) -> RunConfig:
+    """Read ``parity.toml`` (top level) or a ``pyproject.toml``'s ``[tool.parity]`` table.
+
+    Relative paths in the file resolve against the file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: config file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("parity", {})
+    cfg = RunConfig()
+    for tol_scope, values in data.pop("tolerance", {}).items():
+        for name, value in values.items():
+            apply_tolerance_overrides(cfg, [f"{tol_scope}.{name}={value}"])
+    known = {f.name for f in fields(RunConfig)} - {"tolerances", "backend_tolerances"}
+    for key, value in data.items():
+        if key not in known:
+            raise HarnessError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
+        if key in ("paddle_model", "onnx", "clips", "labels", "report") and value is not None:
+            value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
+        setattr(cfg, key, value)
+    return cfg

@@ -1,0 +1,170 @@
+"""The demo: generate clips, train a small PP-TSMv2, export, convert, and compare every backend.
+
+Every stage is cached on disk by a content hash of its inputs (``ArtifactCache``), so a second
+demo (or the test suite's fixtures, which call the same functions) rebuilds nothing.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import synth
+from .build import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model, sha256_file
+from .clips import load_clips
+from .inputs import prepare_inputs
+from .models import ModelSpec, build_model
+from .preprocess import PreprocessConfig
+from .train import TrainConfig, predict, top1, train
+
+# Bump when a change to the code changes what a stage builds, so old cache entries are not reused.
+STAGE_VERSION = 1
+
+DEMO_MODEL = ModelSpec(
+    arch="pptsm_v2",
+    num_classes=len(synth.CLASSES),
+    num_seg=8,
+    size=224,
+    scale=0.25,
+    depths=[1, 1, 2, 1],
+    class_expand=128,
+    temporal_attention=True,
+    dropout=0.2,
+)
+
+
+@dataclass
+class DemoSettings:
+    train_clips: synth.SynthSpec = field(default_factory=lambda: synth.SynthSpec(clips_per_class=12, seed=0))
+    val_clips: synth.SynthSpec = field(default_factory=lambda: synth.SynthSpec(clips_per_class=6, seed=1))
+    model: ModelSpec = field(default_factory=lambda: DEMO_MODEL)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    min_val_top1: float = 0.9
+
+
+def build_clips(cache: ArtifactCache, spec: synth.SynthSpec, split: str) -> Path:
+    """A folder with ``{split}/`` clips, ``{split}.txt`` and ``labels.txt``; returns the list path."""
+    folder = cache.get_or_build(
+        "clips", {"v": STAGE_VERSION, "split": split, "spec": spec.to_dict()}, lambda d: synth.generate_split(d, split, spec)
+    )
+    return folder / f"{split}.txt"
+
+
+def build_trained_model(cache: ArtifactCache, settings: DemoSettings, train_list: Path, val_list: Path) -> Path:
+    """Train and keep ``model.pdparams`` with ``model_spec.json`` and ``training.json``."""
+    pre = PreprocessConfig(num_seg=settings.model.num_seg, target_size=settings.model.size)
+    key = {
+        "v": STAGE_VERSION,
+        "train": settings.train_clips.to_dict(),
+        "val": settings.val_clips.to_dict(),
+        "model": settings.model.to_dict(),
+        "cfg": settings.train.to_dict(),
+        "pre": pre.to_dict(),
+    }
+
+    def build(d: Path) -> None:
+        import paddle
+
+        tensor_cache = cache.root / "tensors"
+        x, y = _tensors(prepare_inputs(load_clips(train_list), pre, tensor_cache, desc="decode train"))
+        xv, yv = _tensors(prepare_inputs(load_clips(val_list), pre, tensor_cache, desc="decode val"))
+        model = build_model(settings.model)
+        result = train(model, x, y, settings.train, augment=synth.augment)
+        result.val_top1 = top1(predict(model, xv), yv)
+        paddle.save(model.state_dict(), str(d / "model.pdparams"))
+        (d / "model_spec.json").write_text(json.dumps(settings.model.to_dict(), indent=2))
+        training = {
+            **result.to_dict(),
+            "train_clips": len(x),
+            "val_clips": len(xv),
+            "config": settings.train.to_dict(),
+            "model": settings.model.to_dict(),
+            "augmentation": "flips, transpose and time reversal with the direction label following",
+        }
+        (d / "training.json").write_text(json.dumps(training, indent=2))
+
+    return cache.get_or_build("train", key, build)
+
+
+def _tensors(inputs) -> tuple[np.ndarray, np.ndarray]:
+    bad = [i.error for i in inputs if not i.ok]
+    if bad:
+        raise RuntimeError(f"generated clip failed to decode: {bad[0]}")
+    return np.concatenate([i.tensor for i in inputs]), np.array([i.clip.label for i in inputs])
+
+
+def load_trained(folder: Path):
+    """Rebuild the dygraph model saved by ``build_trained_model``."""
+    import paddle
+
+    spec = ModelSpec(**json.loads((folder / "model_spec.json").read_text()))
+    model = build_model(spec)
+    model.set_state_dict(paddle.load(str(folder / "model.pdparams")))
+    model.eval()
+    return model, spec
+
+
+def build_export(cache: ArtifactCache, trained: Path) -> PaddleModel:
+    key = {"v": STAGE_VERSION, "weights": sha256_file(trained / "model.pdparams"), "spec": (trained / "model_spec.json").read_text()}
+
+    def build(d: Path) -> None:
+        model, spec = load_trained(trained)
+        export_inference_model(model, spec.num_seg, spec.size, d / "pptsm_v2")
+
+    return PaddleModel.locate(cache.get_or_build("export", key, build) / "pptsm_v2")
+
+
+def build_onnx(cache: ArtifactCache, paddle_model: PaddleModel, opset: int = 11) -> Path:
+    import paddle2onnx
+
+    key = {
+        "v": STAGE_VERSION,
+        "model": sha256_file(paddle_model.model_file),
+        "params": sha256_file(paddle_model.params_file),
+        "opset": opset,
+        "paddle2onnx": paddle2onnx.__version__,
+    }
+    folder = cache.get_or_build("onnx", key, lambda d: convert_to_onnx(paddle_model, d / "pptsm_v2.onnx", opset=opset))
+    return folder / "pptsm_v2.onnx"
+
+
+@dataclass
+class DemoArtifacts:
+    train_list: Path
+    val_list: Path
+    trained: Path
+    paddle_model: PaddleModel
+    onnx: Path
+    training: dict
+
+
+def build_all(cache: ArtifactCache, settings: DemoSettings | None = None) -> DemoArtifacts:
+    settings = settings or DemoSettings()
+    train_list = build_clips(cache, settings.train_clips, "train")
+    val_list = build_clips(cache, settings.val_clips, "val")
+    trained = build_trained_model(cache, settings, train_list, val_list)
+    paddle_model = build_export(cache, trained)
+    onnx_path = build_onnx(cache, paddle_model)
+    training = json.loads((trained / "training.json").read_text())
+    return DemoArtifacts(train_list, val_list, trained, paddle_model, onnx_path, training)
+
+
+def publish(art: DemoArtifacts, out: Path) -> dict[str, Path]:
+    """Copy what the demo compares into ``out`` (model/, clips/), so ``parity run`` can reuse it."""
+    model_dir, clips_dir = out / "model", out / "clips"
+    for d in (model_dir, clips_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    model_dir.mkdir(parents=True)
+    for f in (art.paddle_model.model_file, art.paddle_model.params_file, art.onnx, art.onnx.with_suffix(".conversion.json")):
+        if f.is_file():
+            shutil.copy2(f, model_dir / f.name)
+    shutil.copytree(art.val_list.parent, clips_dir, ignore=shutil.ignore_patterns(".complete"))
+    return {
+        "paddle_model": model_dir / art.paddle_model.model_file.name,
+        "onnx": model_dir / art.onnx.name,
+        "clips": clips_dir / art.val_list.name,
+    }

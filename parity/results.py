@@ -1,0 +1,66 @@
+"""What a run produced: clip and backend records, comparisons, verdict. Serialized to results.json."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .compare import Comparison
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ClipRecord:
+    path: str
+    label: int | None
+    status: str  # "ok" | "error"
+    error: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class BackendRecord:
+    name: str
+    precision: str
+    description: str
+    status: str  # "ok" | "unavailable" | "error"
+    reason: str | None = None
+    latency_ms: list[float] = field(default_factory=list)
+
+    def latency_summary(self) -> dict:
+        if not self.latency_ms:
+            return {}
+        ms = np.asarray(self.latency_ms)
+        return {
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "mean_ms": float(ms.mean()),
+            "clips_per_s": float(1000.0 / ms.mean()) if ms.mean() > 0 else None,
+        }
+
+
+@dataclass
+class RunResult:
+    verdict: str  # "pass" | "fail"
+    reference: str
+    backends: list[BackendRecord]
+    comparisons: list[Comparison]
+    clips: list[ClipRecord]
+    artifacts: dict
+    tolerances: dict
+    preprocess: dict
+    environment: dict
+    notes: list[str] = field(default_factory=list)
+    training: dict | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+    logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        data = {"schema_version": SCHEMA_VERSION}
+        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "training", "label_names"):
+            data[name] = getattr(self, name)
+        data["backends"] = [{**asdict(b), **b.latency_summary()} for b in self.backends]
+        data["comparisons"] = [c.to_dict() for c in self.comparisons]
+        data["clips"] = [asdict(c) for c in self.clips]
+        return data

@@ -1,0 +1,177 @@
+"""A parity run: clips -> tensors (decoded once) -> every backend's runner -> comparisons -> verdict."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .backends import BACKENDS, ModelArtifacts, resolve
+from .build import ArtifactCache, PaddleModel, sha256_file
+from .clips import load_clips, load_label_names
+from .compare import compare_logits
+from .config import RunConfig
+from .errors import HarnessError
+from .inputs import ClipInput, prepare_inputs
+from .preprocess import PreprocessConfig
+from .progress import progress
+from .results import BackendRecord, ClipRecord, RunResult
+
+EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
+    """The model's input name, segment count and size, read from the ONNX model when given."""
+    if art.onnx is not None:
+        import onnx
+
+        try:
+            model = onnx.load(str(art.onnx), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and others on a bad file
+            raise HarnessError(f"{art.onnx}: not a readable ONNX model: {_one_line(exc)}") from None
+        inits = {i.name for i in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in inits]
+        if len(inputs) != 1:
+            raise HarnessError(f"{art.onnx}: expected one input, found {len(inputs)}")
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+        if len(dims) != 5:
+            raise HarnessError(f"{art.onnx}: input {inputs[0].name} has shape {dims}, expected [N, T, 3, H, W]")
+        return inputs[0].name, dims[1], dims[3]
+    return "data_batch_0", None, None
+
+
+def environment() -> dict:
+    env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()}
+    for dist in ("paddlepaddle", "paddlepaddle-gpu", "paddle2onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "polygraphy", "tensorrt", "numpy"):
+        try:
+            env[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return env
+
+
+def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None) -> RunResult:
+    """Run every configured backend on the same tensors and compare them with the reference."""
+    art = ModelArtifacts(cache=cache or ArtifactCache(), threads=threads)
+    if cfg.paddle_model:
+        art.paddle_model = PaddleModel.locate(cfg.paddle_model)
+    if cfg.onnx:
+        art.onnx = Path(cfg.onnx)
+        if not art.onnx.is_file():
+            raise HarnessError(f"{cfg.onnx}: ONNX model not found")
+    if art.paddle_model is None and art.onnx is None:
+        raise HarnessError("no model given: pass --paddle-model and/or --onnx")
+    if not cfg.clips:
+        raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
+
+    input_name, model_seg, model_size = model_input(art)
+    num_seg = _agree("--num-seg", cfg.num_seg, model_seg, art.onnx) or 8
+    size = _agree("--target-size", cfg.target_size, model_size, art.onnx) or 224
+    pre = PreprocessConfig(num_seg=num_seg, short_size=cfg.short_size, target_size=size)
+
+    backends = resolve(cfg.backends)
+    if cfg.reference not in BACKENDS:
+        raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
+    if cfg.reference not in [b.name for b in backends]:
+        backends.insert(0, BACKENDS[cfg.reference])
+
+    clips = load_clips(cfg.clips)
+    inputs = prepare_inputs(clips, pre)
+    good = [i for i in inputs if i.ok]
+    if not good:
+        first = next((i.error for i in inputs if i.error), "")
+        raise HarnessError(f"{cfg.clips}: no readable clip ({len(inputs)} listed; first error: {first})")
+
+    records, logits = [], {}
+    for backend in backends:
+        record, out = _run_backend(backend, art, input_name, good)
+        records.append(record)
+        if out is not None:
+            logits[backend.name] = out
+
+    comparisons, notes = [], []
+    paths = [str(i.clip.path) for i in good]
+    labels = [i.clip.label for i in good]
+    ref_record = next(r for r in records if r.name == cfg.reference)
+    if ref_record.status != "ok":
+        notes.append(f"reference {cfg.reference} did not run ({ref_record.reason}); nothing was compared")
+    else:
+        for backend, record in zip(backends, records):
+            if backend.name == cfg.reference or record.status != "ok":
+                continue
+            tol = cfg.tolerance_for(backend.name, backend.precision)
+            comparisons.append(
+                compare_logits(backend.name, cfg.reference, backend.precision, paths, labels, logits[cfg.reference], logits[backend.name], tol)
+            )
+        if not comparisons:
+            notes.append("no backend besides the reference ran; nothing was compared")
+    for r in records:
+        if r.status != "ok":
+            notes.append(f"{r.name}: {r.reason}")
+    passed = bool(comparisons) and all(c.passed for c in comparisons)
+
+    label_file = Path(cfg.labels) if cfg.labels else (Path(cfg.clips).parent / "labels.txt" if Path(cfg.clips).is_file() else None)
+    artifacts = {"clips": str(Path(cfg.clips).resolve()), "paddle_model": None, "onnx": None}
+    if art.paddle_model:
+        artifacts["paddle_model"] = str(art.paddle_model.model_file.resolve())
+        artifacts["paddle_model_sha256"] = sha256_file(art.paddle_model.model_file)
+        artifacts["paddle_params_sha256"] = sha256_file(art.paddle_model.params_file)
+    if art.onnx:
+        artifacts["onnx"] = str(art.onnx.resolve())
+        artifacts["onnx_sha256"] = sha256_file(art.onnx)
+    if label_file and label_file.is_file():
+        artifacts["labels"] = str(label_file.resolve())
+    return RunResult(
+        verdict="pass" if passed else "fail",
+        reference=cfg.reference,
+        backends=records,
+        comparisons=comparisons,
+        clips=[_clip_record(i) for i in inputs],
+        artifacts=artifacts,
+        tolerances={p: t.to_dict() for p, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
+        preprocess={**pre.to_dict(), "variant": "paddlevideo", "input_name": input_name},
+        environment=environment(),
+        notes=notes,
+        logits={"clips": np.array(paths), **logits},
+        label_names=load_label_names(label_file),
+    )
+
+
+def _agree(flag: str, given: int | None, from_model: int | None, model_path) -> int | None:
+    if given is not None and from_model is not None and given != from_model:
+        raise HarnessError(f"{model_path}: model takes {flag.split('-')[-1]} {from_model}, but {flag} {given} was given")
+    return given if given is not None else from_model
+
+
+def _clip_record(item: ClipInput) -> ClipRecord:
+    return ClipRecord(
+        path=str(item.clip.path), label=item.clip.label, status="ok" if item.ok else "error", error=item.error, sha256=item.sha256
+    )
+
+
+def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[ClipInput]):
+    record = BackendRecord(backend.name, backend.precision, backend.description, status="ok")
+    reason = backend.availability(art)
+    if reason:
+        record.status, record.reason = "unavailable", reason
+        return record, None
+    rows = []
+    try:
+        runner = backend.make_runner(art)
+        with runner:
+            for item in progress(inputs, desc=backend.name, unit="clip"):
+                outputs = runner.infer({input_name: item.tensor}, check_inputs=False)
+                if len(outputs) != 1:
+                    raise RuntimeError(f"model has {len(outputs)} outputs; expected one (logits)")
+                rows.append(np.asarray(next(iter(outputs.values())), dtype=np.float32).reshape(1, -1))
+                record.latency_ms.append(runner.inference_time * 1000.0)
+    except Exception as exc:  # any backend failure is that backend's error; the others go on
+        record.status, record.reason = "error", _one_line(exc)
+        return record, None
+    return record, np.concatenate(rows)

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from parity import synth
+from parity.preprocess import (
+    MEAN,
+    STD,
+    ClipError,
+    PreprocessConfig,
+    crop_box,
+    load_clip_tensor,
+    preprocess_frames,
+    sample_indices,
+    scale_size,
+)
+
+
+def test_sample_indices_middle_of_each_segment():
+    # 32 frames, 8 segments: average 4, index (4-1)//2 + 4i
+    assert sample_indices(32, 8) == [1, 5, 9, 13, 17, 21, 25, 29]
+    # 250 frames, 16 segments: average 15, first index 7
+    assert sample_indices(250, 16) == [7 + 15 * i for i in range(16)]
+
+
+def test_sample_indices_short_video_wraps():
+    # fewer frames than segments: index i, wrapped onto the video
+    assert sample_indices(7, 8) == [0, 1, 2, 3, 4, 5, 6, 0]
+
+
+@pytest.mark.parametrize(
+    "size, expected",
+    [((640, 272), (341, 256)), ((1280, 720), (341, 256)), ((176, 144), (341, 256)), ((240, 320), (256, 341)), ((341, 256), (341, 256))],
+)
+def test_scale_forces_4_3(size, expected):
+    assert scale_size(*size, 256) == expected
+
+
+def test_center_crop_uses_python_round():
+    # (341 - 224) / 2 = 58.5 -> round() = 58 (banker's rounding), not 59
+    assert crop_box(341, 256, 224) == (58, 16, 282, 240)
+
+
+def test_one_pixel_through_normalization():
+    frame = np.zeros((256, 341, 3), dtype=np.uint8)
+    frame[16 + 10, 58 + 20] = (255, 128, 0)
+    out = preprocess_frames([frame], PreprocessConfig(num_seg=1))
+    assert out.shape == (1, 3, 224, 224) and out.dtype == np.float32
+    expected = (np.array([255, 128, 0], np.float32) / 255 - MEAN.ravel()) / STD.ravel()
+    np.testing.assert_allclose(out[0, :, 10, 20], expected, rtol=1e-6)
+
+
+def test_scale_uses_pil_bilinear():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    out = preprocess_frames([frame], PreprocessConfig(num_seg=1))
+    ref = np.asarray(Image.fromarray(frame).resize((341, 256), Image.BILINEAR).crop((58, 16, 282, 240)), np.float32)
+    np.testing.assert_allclose(out[0], ((ref.transpose(2, 0, 1) / 255) - MEAN) / STD, rtol=1e-5, atol=1e-5)
+
+
+def test_real_clip_decodes_to_model_tensor(tmp_path):
+    spec = synth.SynthSpec(clips_per_class=1, frames=20)
+    listing = synth.generate_split(tmp_path, "val", spec)
+    for line in listing.read_text().splitlines():
+        tensor = load_clip_tensor(tmp_path / line.split()[0], PreprocessConfig(num_seg=8))
+        assert tensor.shape == (1, 8, 3, 224, 224)
+        assert np.isfinite(tensor).all()
+
+
+def test_corrupt_and_missing_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    with pytest.raises(ClipError) as err:
+        load_clip_tensor(bad, PreprocessConfig())
+    msg = str(err.value)
+    assert str(bad) in msg and "cannot decode" in msg and "\n" not in msg
+    with pytest.raises(ClipError, match="file not found"):
+        load_clip_tensor(tmp_path / "nope.avi", PreprocessConfig())
+
+
+def test_pyav_fallback_matches_decord(tmp_path, monkeypatch):
+    import builtins
+
+    spec = synth.SynthSpec(clips_per_class=1, frames=16)
+    listing = synth.generate_split(tmp_path, "val", spec)
+    path = tmp_path / listing.read_text().split()[0]
+    with_decord = load_clip_tensor(path, PreprocessConfig())
+    real_import = builtins.__import__
+
+    def no_decord(name, *args, **kwargs):
+        if name == "decord":
+            raise ImportError("no decord")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_decord)
+    with_pyav = load_clip_tensor(path, PreprocessConfig())
+    assert with_pyav.shape == with_decord.shape
+    # both decode the same H.264 stream through FFmpeg; allow for colour-conversion rounding
+    assert np.abs(with_pyav - with_decord).mean() < 0.05
