@@ -256,7 +256,9 @@ def _probe_shapes(model, names: list[str], batch: int = 2) -> dict[str, tuple[in
         dims = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
         feed[inp.name] = np.zeros(dims, dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
     try:
-        sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         outs = sess.run(names, feed)
     except Exception:  # the probe is best effort: without shapes nothing is repaired
         return {}
@@ -267,8 +269,10 @@ def ort_load_error(onnx_path: str | Path) -> str | None:
     """The one-line reason ONNX Runtime refuses a model, or None when a session opens."""
     import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
     try:
-        ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several exception types for invalid graphs
         return " ".join(str(exc).split())
     return None

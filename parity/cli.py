@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off the user's terminal
+warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 from .errors import HarnessError  # noqa: E402
 

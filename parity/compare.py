@@ -69,7 +69,8 @@ def _elementwise(reference: np.ndarray, backend: np.ndarray, tol: Tolerance) -> 
     compare = CompareFunc.simple(atol=tol.atol, rtol=tol.rtol, check_error_stat="elemwise", error_quantile=0.99)
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
         accuracy = Comparator.compare_accuracy(results, compare_func=compare)
-    (per_iteration,) = accuracy.values()
+    (result,) = accuracy  # one AccuracyResult per compare function
+    (per_iteration,) = result.values()  # one runner pair
     return [iteration[OUTPUT] for iteration in per_iteration]
 
 

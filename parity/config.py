@@ -35,7 +35,7 @@ class RunConfig:
     backends: list[str] = field(default_factory=lambda: ["paddle", "onnxruntime", "onnxruntime-fp16"])
     reference: str = "paddle"
     num_seg: int | None = None  # None: read from the model
-    short_size: int = 256
+    short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
     target_size: int | None = None  # None: read from the model
     report: str = "reports/latest"
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)

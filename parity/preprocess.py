@@ -7,14 +7,13 @@ Output: float32 ``[1, T, 3, H, W]``.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .native import captured_output
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
@@ -32,6 +31,15 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_size(cls, num_seg: int, target_size: int, short_size: int | None = None) -> "PreprocessConfig":
+        """Scale to PaddleVideo's 256:224 ratio of the crop unless ``short_size`` is given."""
+        return cls(num_seg, short_size or default_short_size(target_size), target_size)
+
+
+def default_short_size(target_size: int) -> int:
+    return int(round(target_size * 256 / 224))
 
 
 def sample_indices(num_frames: int, num_seg: int) -> list[int]:
@@ -78,22 +86,6 @@ def preprocess_frames(frames: list[np.ndarray], cfg: PreprocessConfig) -> np.nda
     return ((arr - MEAN) / STD).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _captured_stderr():
-    """Capture what native decoders print straight to fd 2, so it can go into a one-line error."""
-    captured = {"text": ""}
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured["text"] = tmp.read().decode("utf-8", "replace")
-
-
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else ""
@@ -106,7 +98,7 @@ def decode_frames(path: Path, num_seg: int) -> list[np.ndarray]:
     except ImportError:
         decord = None
     if decord is not None:
-        with _captured_stderr() as err:
+        with captured_output() as err:
             try:
                 reader = decord.VideoReader(str(path))
                 count = len(reader)

@@ -73,7 +73,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     input_name, model_seg, model_size = model_input(art)
     num_seg = _agree("--num-seg", cfg.num_seg, model_seg, art.onnx) or 8
     size = _agree("--target-size", cfg.target_size, model_size, art.onnx) or 224
-    pre = PreprocessConfig(num_seg=num_seg, short_size=cfg.short_size, target_size=size)
+    pre = PreprocessConfig.for_size(num_seg, size, cfg.short_size)
 
     backends = resolve(cfg.backends)
     if cfg.reference not in BACKENDS:

@@ -1,6 +1,7 @@
 """Generate labelled action clips as real encoded video files.
 
-Each clip shows a textured square moving left, right, up or down over a noisy background.
+Each clip shows a few textured squares moving together left, right, up or down over a noisy
+background.
 Every single frame looks alike across classes, so the class is visible only in the motion.
 Clips alternate between H.264 in .mp4 and MPEG-4 Part 2 / MJPEG in .avi, through PyAV.
 """
@@ -25,8 +26,9 @@ class SynthSpec:
     frames: int = 32
     width: int = 320
     height: int = 240
-    object_size: int = 48
-    speed: tuple[float, float] = (4.5, 6.0)  # pixels per frame
+    object_size: int = 40
+    objects: int = 4
+    speed: tuple[float, float] = (5.0, 6.5)  # pixels per frame
     fps: int = 25
     seed: int = 0
 
@@ -35,28 +37,31 @@ class SynthSpec:
 
 
 def render_clip(rng: np.random.Generator, direction: tuple[int, int], spec: SynthSpec) -> np.ndarray:
-    """Frames ``[F, H, W, 3]`` uint8 of one clip moving in ``direction``."""
+    """Frames ``[F, H, W, 3]`` uint8 of one clip whose objects all move in ``direction``."""
     h, w, s = spec.height, spec.width, spec.object_size
     # Background: a random grey level with static grain, plus fresh sensor noise every frame.
     background = rng.uniform(60, 190) + rng.normal(0, 22, size=(h, w, 3))
-    # Object: a high-contrast checker of random 8-pixel cells in a random colour.
-    cells = np.kron(rng.integers(0, 2, size=(s // 8 + 1, s // 8 + 1, 1)), np.ones((8, 8, 1)))[:s, :s]
-    colour = rng.uniform(0, 255, size=(1, 1, 3))
-    texture = cells * np.maximum(colour, 200 - colour * 0.3) + (1 - cells) * colour * 0.25
     speed = rng.uniform(*spec.speed)
     travel = speed * (spec.frames - 1)
     dx, dy = direction
-    # Start so that the path is centred; jitter across the motion keeps positions varied.
-    cx, cy = w / 2 - dx * travel / 2, h / 2 - dy * travel / 2
-    cx += rng.uniform(-1, 1) * (w * 0.12) * (dx == 0)
-    cy += rng.uniform(-1, 1) * (h * 0.12) * (dy == 0)
+    objects = []
+    for _ in range(spec.objects):
+        # A high-contrast checker of random 8-pixel cells in a random colour.
+        cells = np.kron(rng.integers(0, 2, size=(s // 8 + 1, s // 8 + 1, 1)), np.ones((8, 8, 1)))[:s, :s]
+        colour = rng.uniform(0, 255, size=(1, 1, 3))
+        texture = cells * np.maximum(colour, 200 - colour * 0.3) + (1 - cells) * colour * 0.25
+        # Paths are centred along the motion and spread across it, inside what CenterCrop keeps.
+        cx = w / 2 - dx * travel / 2 + (dx == 0) * rng.uniform(-0.3, 0.3) * w
+        cy = h / 2 - dy * travel / 2 + (dy == 0) * rng.uniform(-0.3, 0.3) * h
+        objects.append((texture, cx, cy))
     frames = np.empty((spec.frames, h, w, 3), dtype=np.uint8)
     for f in range(spec.frames):
         img = background + rng.normal(0, 8, size=(h, w, 3))
-        x0 = int(round(cx + dx * speed * f - s / 2))
-        y0 = int(round(cy + dy * speed * f - s / 2))
-        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
-        img[ya:yb, xa:xb] = texture[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        for texture, cx, cy in objects:
+            x0 = int(round(cx + dx * speed * f - s / 2))
+            y0 = int(round(cy + dy * speed * f - s / 2))
+            xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+            img[ya:yb, xa:xb] = texture[ya - y0 : yb - y0, xa - x0 : xb - x0]
         frames[f] = np.clip(img, 0, 255).astype(np.uint8)
     return frames
 

@@ -11,8 +11,13 @@ from .progress import progress
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 60
+    steps: int = 250  # at most
     batch_size: int = 8
+    # Stop once the mean accuracy of the last ``window`` training batches reaches ``stop_at``
+    # (after at least ``min_steps``). Held-out clips are never looked at while training.
+    stop_at: float = 0.97
+    window: int = 12
+    min_steps: int = 40
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -49,7 +54,9 @@ def train(model, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig, aug
     order = rng.permutation(len(x_train))
     cursor = 0
     loss_value = float("nan")
-    for _ in progress(range(cfg.steps), desc="train", unit="step"):
+    recent: list[float] = []
+    steps_done = 0
+    for step in progress(range(cfg.steps), desc="train", unit="step"):
         if cursor + cfg.batch_size > len(order):
             order, cursor = rng.permutation(len(x_train)), 0
         idx = order[cursor : cursor + cfg.batch_size]
@@ -64,8 +71,12 @@ def train(model, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig, aug
         opt.clear_grad()
         schedule.step()
         loss_value = float(loss)
+        steps_done = step + 1
+        recent = (recent + [float(np.mean(np.argmax(logits.numpy(), 1) == yb))])[-cfg.window :]
+        if steps_done >= cfg.min_steps and len(recent) == cfg.window and np.mean(recent) >= cfg.stop_at:
+            break
     model.eval()
-    return TrainResult(val_top1=float("nan"), final_loss=loss_value, seconds=time.time() - start, steps=cfg.steps)
+    return TrainResult(val_top1=float("nan"), final_loss=loss_value, seconds=time.time() - start, steps=steps_done)
 
 
 def predict(model, x: np.ndarray, batch_size: int = 8) -> np.ndarray:

@@ -35,7 +35,8 @@ def test_full_size_shapes():
     sd = build_model(ModelSpec(num_classes=101, num_seg=16)).backbone.state_dict()
     assert list(sd["fc.weight"].shape) == [1280, 101]  # Paddle Linear is [in, out]
     assert list(sd["last_conv.weight"].shape) == [1280, 1024, 1, 1]
-    assert list(sd["stages.2.0.dw_conv.weight"].shape) == [128, 1, 5, 5]
+    assert list(sd["stages.2.0.dw_conv.weight"].shape) == [256, 1, 5, 5]  # stage3 takes stage2's 256 channels
+    assert list(sd["stages.2.0.pw_conv_2.conv.weight"].shape) == [512, 256, 1, 1]
     assert list(sd["global_attention.fc.weight"].shape) == [16, 16]
 
 

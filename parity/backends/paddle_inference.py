@@ -8,6 +8,7 @@ from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
 from ..build import PaddleModel
+from ..native import captured_output
 
 
 def make_config(model: PaddleModel, threads: int | None = None):
@@ -34,7 +35,9 @@ class PaddleInferenceRunner(BaseRunner):
     def activate_impl(self):
         from paddle import inference
 
-        self.predictor = inference.create_predictor(self._config_factory())
+        with captured_output():  # Paddle's analysis passes print to stdout
+            self.predictor = inference.create_predictor(self._config_factory())
+        self._warmed_up = False
 
     def get_input_metadata_impl(self):
         import numpy as np
@@ -49,6 +52,10 @@ class PaddleInferenceRunner(BaseRunner):
             handle = self.predictor.get_input_handle(name)
             handle.reshape(list(array.shape))
             handle.copy_from_cpu(array)
+        if not self._warmed_up:  # the first run prints oneDNN pass notes; keep them off the terminal
+            with captured_output():
+                self.predictor.run()
+            self._warmed_up = True
         start = time.perf_counter()
         self.predictor.run()
         end = time.perf_counter()

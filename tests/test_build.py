@@ -1,0 +1,132 @@
+"""Export, conversion and caching, on the real trained demo model."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from parity import build
+from parity.build import ArtifactCache, PaddleModel, convert_to_onnx, ort_load_error
+from parity.demo import load_trained
+
+pytestmark = pytest.mark.slow
+
+
+def test_cache_builds_once_per_key(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    calls = []
+
+    def make(d):
+        calls.append(d)
+        (d / "out.txt").write_text("x")
+
+    a = cache.get_or_build("stage", {"k": 1}, make)
+    b = cache.get_or_build("stage", {"k": 1}, make)
+    c = cache.get_or_build("stage", {"k": 2}, make)
+    assert a == b != c and len(calls) == 2 and (a / "out.txt").read_text() == "x"
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("stage", {"k": 1}, lambda d: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert not any((tmp_path / "stage").iterdir())
+
+
+def test_export_is_paddlevideo_shaped(demo_artifacts):
+    pm = demo_artifacts.paddle_model
+    assert pm.model_file.suffix in (".json", ".pdmodel") and pm.params_file.is_file()
+    m = onnx.load(str(demo_artifacts.onnx))
+    (inp,) = m.graph.input
+    dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
+    assert inp.name == "data_batch_0"
+    spec = demo_artifacts.training["model"]
+    assert dims[1:] == [spec["num_seg"], 3, spec["size"], spec["size"]] and isinstance(dims[0], str)
+
+
+def test_full_size_default_builds_exports_and_converts(tmp_path):
+    """PP-TSMv2 at its defaults (16 segments, 224, LTA on, 101 classes) exports and converts."""
+    import paddle
+    from parity.models import ModelSpec, build_model
+    from parity.run import model_input
+    from parity.backends import ModelArtifacts
+
+    spec = ModelSpec(num_classes=101, num_seg=16, size=224)
+    model = build_model(spec)
+    pm = build.export_inference_model(model, spec.num_seg, spec.size, tmp_path / "full")
+    record = convert_to_onnx(pm, tmp_path / "full.onnx")
+    assert record.repairs  # LTA's squeeze
+    assert model_input(ModelArtifacts(onnx=tmp_path / "full.onnx")) == ("data_batch_0", 16, 224)
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(size=(1, 16, 3, 224, 224)).astype("float32")
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(x)).numpy()
+    got = ort.InferenceSession(str(tmp_path / "full.onnx")).run(None, {"data_batch_0": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_exported_model_matches_dygraph(demo_artifacts):
+    import paddle
+    from paddle import inference
+
+    model, spec = load_trained(demo_artifacts.trained)
+    x = np.random.default_rng(0).normal(size=(2, spec.num_seg, 3, spec.size, spec.size)).astype("float32")
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(x)).numpy()
+    cfg = inference.Config(str(demo_artifacts.paddle_model.model_file), str(demo_artifacts.paddle_model.params_file))
+    cfg.disable_gpu()
+    pred = inference.create_predictor(cfg)
+    h = pred.get_input_handle(pred.get_input_names()[0])
+    h.reshape(list(x.shape))
+    h.copy_from_cpu(x)
+    pred.run()
+    got = pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_conversion_repairs_the_lta_squeeze_and_records_it(demo_artifacts, tmp_path):
+    record = json.loads(demo_artifacts.onnx.with_suffix(".conversion.json").read_text())
+    assert len(record["repairs"]) == 1 and "Squeeze" in record["repairs"][0]
+    assert record["checker"] == "passed" and record["ort_session"] == "opened"
+    assert ort_load_error(demo_artifacts.onnx) is None
+
+
+def test_unrepaired_conversion_is_refused_by_onnxruntime(demo_artifacts, tmp_path):
+    from parity.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="ONNX Runtime refuses"):
+        convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "raw.onnx", repair=False)
+    assert "Squeeze" in ort_load_error(tmp_path / "raw.onnx")
+
+
+def test_model_without_lta_converts_without_repair(tmp_path):
+    from parity.models import ModelSpec, build_model
+
+    spec = ModelSpec(num_classes=3, num_seg=4, size=64, scale=0.25, depths=[1, 1, 1, 1], class_expand=32, temporal_attention=False)
+    pm = build.export_inference_model(build_model(spec), 4, 64, tmp_path / "m")
+    record = convert_to_onnx(pm, tmp_path / "m.onnx")
+    assert record.repairs == []
+
+
+def test_fp16_model_keeps_float32_io(demo_artifacts, tmp_path):
+    out = build.convert_to_fp16(demo_artifacts.onnx, tmp_path / "m16.onnx")
+    m = onnx.load(str(out))
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    weights = list(m.graph.initializer) + [n.attribute[0].t for n in m.graph.node if n.op_type == "Constant"]
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 and len(t.dims) == 4 for t in weights)
+
+
+def test_locate_accepts_prefix_file_and_folder(demo_artifacts):
+    pm = demo_artifacts.paddle_model
+    assert PaddleModel.locate(pm.prefix) == pm
+    assert PaddleModel.locate(pm.model_file) == pm
+    assert PaddleModel.locate(pm.model_file.parent) == pm
+
+
+def test_locate_missing_model_is_a_harness_error(tmp_path):
+    from parity.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="no Paddle inference model"):
+        PaddleModel.locate(tmp_path / "nothing")
