@@ -32,6 +32,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
     p.add_argument("--short-size", type=int, help="Scale short side (default 256)")
     p.add_argument("--target-size", type=int, help="CenterCrop size (default: read from the model)")
+    p.add_argument("--preprocess", choices=["paddlevideo", "cpp"], help="preprocessing: PaddleVideo's predict.py (default) or its C++ deploy path")
     p.add_argument("--config", help="parity.toml, or a pyproject.toml with [tool.parity]")
     p.add_argument("--tol", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
                    help="override a tolerance, e.g. fp16.atol=0.05 or onnxruntime.rtol=1e-3 (repeatable)")
@@ -51,6 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", help="report folder (default reports/latest)")
     run.add_argument("--cache", help="artifact cache folder")
 
+    exp = sub.add_parser("export", help="export a PaddleVideo checkpoint as a Paddle inference model, as PaddleVideo's export does")
+    exp.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], default="pptsm_v2")
+    exp.add_argument("--weights", required=True, help="checkpoint .pdparams (any PaddleVideo prefix form)")
+    exp.add_argument("--num-classes", type=int, required=True)
+    exp.add_argument("--num-seg", type=int, default=8)
+    exp.add_argument("--temporal-attention", action="store_true", help="PP-TSMv2 with LTA (GlobalAttention)")
+    exp.add_argument("--size", type=int, default=224)
+    exp.add_argument("--scale", type=float, default=1.0, help="PP-TSMv2 width multiplier (default 1.0)")
+    exp.add_argument("--depths", default="2,2,6,2", help="PP-TSMv2 blocks per stage (default 2,2,6,2)")
+    exp.add_argument("--class-expand", type=int, default=1280, help="PP-TSMv2 last conv width (default 1280)")
+    exp.add_argument("--out", required=True, help="output prefix DIR/NAME")
+
+    pre = sub.add_parser("preprocess", help="write the exact float32 [1, T, 3, H, W] tensor the harness feeds the model")
+    pre.add_argument("source", help="a video file or a UCF101 frame folder (img_00001.jpg, ...)")
+    pre.add_argument("-o", "--output", required=True, help="output .npy")
+    pre.add_argument("--num-seg", type=int, default=8)
+    pre.add_argument("--short-size", type=int, default=256)
+    pre.add_argument("--target-size", type=int, default=224)
+    pre.add_argument("--variant", choices=["paddlevideo", "cpp"], default="paddlevideo",
+                     help="paddlevideo: predict.py's path (default); cpp: the C++ deploy path")
+
     conv = sub.add_parser("convert", help="convert a Paddle inference model to ONNX with paddle2onnx, repairing known defects")
     conv.add_argument("--paddle-model", required=True)
     conv.add_argument("--out", required=True, help="output .onnx path")
@@ -62,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": cmd_demo, "run": cmd_run, "convert": cmd_convert}[args.command](args)
+        commands = {"demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export, "preprocess": cmd_preprocess}
+        return commands[args.command](args)
     except HarnessError as exc:
         _say(f"parity: error: {exc}")
         return EXIT_HARNESS
@@ -75,7 +98,7 @@ def _run_config(args):
     from .config import RunConfig, apply_tolerance_overrides, load_config_file
 
     cfg = load_config_file(args.config) if args.config else RunConfig()
-    for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size", "report"):
+    for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size", "preprocess", "report"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -133,6 +156,47 @@ def cmd_convert(args) -> int:
     for repair in record.repairs:
         print(f"repaired: {repair}")
     print(f"wrote {record.onnx} (opset {record.opset}, paddle2onnx {record.paddle2onnx_version}; checker {record.checker}; ONNX Runtime session {record.ort_session})")
+    return EXIT_PASS
+
+
+def cmd_preprocess(args) -> int:
+    import numpy as np
+
+    from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
+
+    cfg = PreprocessConfig(args.num_seg, args.short_size, args.target_size, args.variant)
+    try:
+        tensor = load_clip_tensor(args.source, cfg)
+    except ClipError as exc:
+        raise HarnessError(str(exc)) from None
+    np.save(args.output, tensor)
+    print(f"wrote {args.output}: float32 {list(tensor.shape)} ({args.variant} preprocessing)")
+    return EXIT_PASS
+
+
+def cmd_export(args) -> int:
+    from .build import export_inference_model
+    from .checkpoint import load_checkpoint
+    from .models import ModelSpec, build_model
+
+    try:
+        depths = [int(d) for d in args.depths.split(",")]
+    except ValueError:
+        raise HarnessError(f"--depths {args.depths!r}: expected four integers like 2,2,6,2") from None
+    spec = ModelSpec(
+        arch=args.arch,
+        num_classes=args.num_classes,
+        num_seg=args.num_seg,
+        size=args.size,
+        scale=args.scale,
+        depths=depths,
+        class_expand=args.class_expand,
+        temporal_attention=args.temporal_attention,
+    )
+    model = build_model(spec)
+    load_checkpoint(model, args.weights)
+    exported = export_inference_model(model, spec.num_seg, spec.size, args.out)
+    print(f"wrote {exported.model_file} + {exported.params_file.name} ({exported.format}; input data_batch_0 [None, {spec.num_seg}, 3, {spec.size}, {spec.size}])")
     return EXIT_PASS
 
 

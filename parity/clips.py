@@ -15,8 +15,11 @@ class ClipListError(HarnessError):
 
 @dataclass(frozen=True)
 class Clip:
+    """A video file, or a UCF101 frame folder (``img_00001.jpg`` …) with its frame count."""
+
     path: Path
     label: int | None = None
+    num_frames: int | None = None
 
     @property
     def name(self) -> str:
@@ -24,10 +27,12 @@ class Clip:
 
 
 def load_clips(source: str | Path) -> list[Clip]:
-    """Read clips from a list file (``path label`` per line) or a folder of videos.
+    """Read clips from a list file or a folder of videos.
 
-    Relative paths in a list resolve against the list file's folder. A folder yields its
-    video files (recursively) without labels.
+    Both of PaddleVideo's list formats are read: ``path label`` (videos; a path without a
+    suffix finds the video beside it, as PaddleVideo's ``suffix`` setting does) and
+    ``frames_dir num_frames label`` (frame folders). Relative paths resolve against the list
+    file's folder. A folder yields its video files (recursively) without labels.
     """
     source = Path(source)
     if source.is_dir():
@@ -42,19 +47,29 @@ def load_clips(source: str | Path) -> list[Clip]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.rsplit(maxsplit=1)
-        label = None
-        if len(parts) == 2 and _is_int(parts[1]):
-            path_text, label = parts[0], int(parts[1])
+        parts = line.rsplit(maxsplit=2)
+        label = num_frames = None
+        if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
+            path_text, num_frames, label = parts[0], int(parts[1]), int(parts[2])
+        elif len(parts) >= 2 and _is_int(parts[-1]):
+            path_text, label = line.rsplit(maxsplit=1)[0], int(parts[-1])
         else:
             path_text = line
         path = Path(path_text)
         if not path.is_absolute():
             path = source.parent / path
-        clips.append(Clip(path, label))
+        clips.append(Clip(_with_suffix(path), label, num_frames))
     if not clips:
         raise ClipListError(f"{source}: clip list has no entries")
     return clips
+
+
+def _with_suffix(path: Path) -> Path:
+    """PaddleVideo lists may omit the video suffix; find the one file that has it."""
+    if path.exists() or path.suffix.lower() in VIDEO_SUFFIXES:
+        return path
+    found = [path.with_name(path.name + s) for s in VIDEO_SUFFIXES if path.with_name(path.name + s).is_file()]
+    return found[0] if len(found) == 1 else path
 
 
 def load_label_names(path: str | Path | None) -> dict[int, str]:

@@ -37,6 +37,7 @@ class RunConfig:
     num_seg: int | None = None  # None: read from the model
     short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
     target_size: int | None = None  # None: read from the model
+    preprocess: str = "paddlevideo"  # or "cpp": PaddleVideo's C++ deploy preprocessing
     report: str = "reports/latest"
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.

@@ -1,9 +1,14 @@
-"""Decoding and PaddleVideo's ppTSM inference preprocessing.
+"""Decoding and PaddleVideo's ppTSM inference preprocessing, plus its C++ deploy variant.
 
-The pipeline of PaddleVideo's ``ppTSM_Inference_helper`` (predict.py):
-uniform middle-frame sampling in valid mode, Scale(short_size) with a fixed 4:3 ratio and
-PIL bilinear, CenterCrop(target_size) with Python ``round``, /255, ImageNet mean/std.
-Output: float32 ``[1, T, 3, H, W]``.
+``paddlevideo`` (default) is PaddleVideo's ``ppTSM_Inference_helper`` (predict.py): decord,
+uniform middle-frame sampling in valid mode, Scale(short_size) with a fixed 4:3 ratio and PIL
+bilinear, CenterCrop(target_size) with Python ``round``, /255, ImageNet mean/std.
+
+``cpp`` mirrors ``deploy/cpp_infer``: the same sampling, an aspect-preserving cv2 INTER_LINEAR
+resize with integer truncation, a floor-division crop, /255 and mean/std applied to BGR
+channels in BGR order, then a permute to RGB.
+
+Output: float32 ``[1, T, 3, S, S]``.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from .native import captured_output
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
+VARIANTS = ("paddlevideo", "cpp")
+FRAME_PATTERN = "img_{:05}.jpg"
 
 
 class ClipError(Exception):
@@ -28,14 +35,17 @@ class PreprocessConfig:
     num_seg: int = 8
     short_size: int = 256
     target_size: int = 224
+    variant: str = "paddlevideo"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def for_size(cls, num_seg: int, target_size: int, short_size: int | None = None) -> "PreprocessConfig":
+    def for_size(cls, num_seg: int, target_size: int, short_size: int | None = None, variant: str = "paddlevideo") -> "PreprocessConfig":
         """Scale to PaddleVideo's 256:224 ratio of the crop unless ``short_size`` is given."""
-        return cls(num_seg, short_size or default_short_size(target_size), target_size)
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown preprocessing variant {variant!r}; known: {', '.join(VARIANTS)}")
+        return cls(num_seg, short_size or default_short_size(target_size), target_size, variant)
 
 
 def default_short_size(target_size: int) -> int:
@@ -43,16 +53,22 @@ def default_short_size(target_size: int) -> int:
 
 
 def sample_indices(num_frames: int, num_seg: int) -> list[int]:
-    """0-based frame indices of PaddleVideo's valid-mode Sampler (seg_len 1)."""
+    """0-based frame offsets of PaddleVideo's valid-mode Sampler (seg_len 1), before wrapping.
+
+    Videos take them modulo the frame count; frame folders add 1 (``img_00001.jpg`` first)
+    and do not wrap, as PaddleVideo does.
+    """
     average = num_frames // num_seg
-    indices = []
-    for i in range(num_seg):
-        if average >= 1:
-            idx = (average - 1) // 2 + i * average
-        else:
-            idx = i
-        indices.append(idx % num_frames)
-    return indices
+    if average >= 1:
+        return [(average - 1) // 2 + i * average for i in range(num_seg)]
+    return list(range(num_seg))
+
+
+def video_indices(num_frames: int, num_seg: int) -> list[int]:
+    return [i % num_frames for i in sample_indices(num_frames, num_seg)]
+
+
+# ----------------------------------------------------------------------------- geometry
 
 
 def scale_size(width: int, height: int, short_size: int) -> tuple[int, int]:
@@ -70,20 +86,65 @@ def crop_box(width: int, height: int, target: int) -> tuple[int, int, int, int]:
     return x1, y1, x1 + target, y1 + target
 
 
+def cpp_scale_size(width: int, height: int, short_size: int) -> tuple[int, int]:
+    """Output (w, h) of the C++ Scale: aspect ratio kept, integer truncation."""
+    if (width <= height and width == short_size) or (height <= width and height == short_size):
+        return width, height
+    if width < height:
+        return short_size, height * short_size // width
+    return width * short_size // height, short_size
+
+
+def cpp_crop_box(width: int, height: int, target: int) -> tuple[int, int, int, int]:
+    x1, y1 = (width - target) // 2, (height - target) // 2
+    return x1, y1, x1 + target, y1 + target
+
+
+# ----------------------------------------------------------------------------- pixels
+
+
 def preprocess_frames(frames: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
     """RGB uint8 frames ``[H, W, 3]`` -> normalized float32 ``[T, 3, S, S]``."""
+    if cfg.variant == "cpp":
+        return _preprocess_cpp(frames, cfg)
     out = []
     for frame in frames:
         img = Image.fromarray(frame, mode="RGB")
         size = scale_size(img.width, img.height, cfg.short_size)
         if size != img.size:
             img = img.resize(size, Image.BILINEAR)
-        if img.width < cfg.target_size or img.height < cfg.target_size:
-            raise ValueError(f"frame {img.size} is smaller than the crop {cfg.target_size}")
+        _check_crop(img.width, img.height, cfg.target_size)
         img = img.crop(crop_box(img.width, img.height, cfg.target_size))
         out.append(np.asarray(img, dtype=np.float32).transpose(2, 0, 1))
     arr = np.stack(out) / 255.0
     return ((arr - MEAN) / STD).astype(np.float32)
+
+
+def _preprocess_cpp(frames: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
+    import cv2
+
+    out = []
+    for frame in frames:
+        bgr = np.ascontiguousarray(frame[..., ::-1])  # OpenCV decodes to BGR
+        h, w = bgr.shape[:2]
+        size = cpp_scale_size(w, h, cfg.short_size)
+        if size != (w, h):
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+        h, w = bgr.shape[:2]
+        _check_crop(w, h, cfg.target_size)
+        x1, y1, x2, y2 = cpp_crop_box(w, h, cfg.target_size)
+        img = bgr[y1:y2, x1:x2].astype(np.float32) / 255.0
+        img = (img - MEAN.ravel()[::-1]) / STD.ravel()[::-1]  # BGR-order mean/std on BGR pixels
+        out.append(img[..., ::-1].transpose(2, 0, 1))  # permute: BGR -> RGB, HWC -> CHW
+    return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+
+
+def _check_crop(width: int, height: int, target: int) -> None:
+    if width < target or height < target:
+        raise ValueError(f"frame {width}x{height} is smaller than the crop {target}")
+
+
+# ----------------------------------------------------------------------------- decoding
 
 
 def _last_line(text: str) -> str:
@@ -92,28 +153,24 @@ def _last_line(text: str) -> str:
 
 
 def decode_frames(path: Path, num_seg: int) -> list[np.ndarray]:
-    """Decode the sampled frames of one video: decord first, PyAV where decord is missing."""
+    """Decode the sampled RGB frames of one video: decord first, PyAV where decord is missing."""
     try:
         import decord
     except ImportError:
-        decord = None
-    if decord is not None:
-        with captured_output() as err:
-            try:
-                reader = decord.VideoReader(str(path))
-                count = len(reader)
-                if count == 0:
-                    raise ValueError("video has no frames")
-                batch = reader.get_batch(sample_indices(count, num_seg)).asnumpy()
-            except Exception as exc:  # decord raises bare RuntimeError/DECORDError
-                failure = exc
-            else:
-                failure = None
-        if failure is not None:
-            detail = _last_line(err["text"]).split(": ", 1)[-1] or str(failure).splitlines()[0]
-            raise ClipError(f"{path}: cannot decode: {detail}")
-        return list(batch)
-    return _decode_frames_pyav(path, num_seg)
+        return _decode_frames_pyav(path, num_seg)
+    with captured_output() as err:
+        try:
+            reader = decord.VideoReader(str(path))
+            count = len(reader)
+            batch = reader.get_batch(video_indices(count, num_seg)).asnumpy() if count else None
+        except Exception as exc:  # decord raises bare RuntimeError/DECORDError
+            failure = exc
+        else:
+            failure = None if count else ValueError("video has no frames")
+    if failure is not None:
+        detail = _last_line(err["text"]).split(": ", 1)[-1] or str(failure).splitlines()[0]
+        raise ClipError(f"{path}: cannot decode: {detail}")
+    return list(batch)
 
 
 def _decode_frames_pyav(path: Path, num_seg: int) -> list[np.ndarray]:
@@ -126,15 +183,40 @@ def _decode_frames_pyav(path: Path, num_seg: int) -> list[np.ndarray]:
         raise ClipError(f"{path}: cannot decode: {exc}") from None
     if not frames:
         raise ClipError(f"{path}: cannot decode: video has no frames")
-    return [frames[i] for i in sample_indices(len(frames), num_seg)]
+    return [frames[i] for i in video_indices(len(frames), num_seg)]
 
 
-def load_clip_tensor(path: str | Path, cfg: PreprocessConfig) -> np.ndarray:
-    """One clip file -> the float32 ``[1, T, 3, S, S]`` tensor the model is fed."""
+def count_frame_files(folder: Path) -> int:
+    return len(list(folder.glob(FRAME_PATTERN.replace("{:05}", "[0-9]" * 5))))
+
+
+def read_frame_folder(folder: Path, num_seg: int, num_frames: int | None = None) -> list[np.ndarray]:
+    """A UCF101 frame folder (``img_00001.jpg`` …, 1-based), sampled as PaddleVideo does."""
+    count = num_frames if num_frames is not None else count_frame_files(folder)
+    if count <= 0:
+        raise ClipError(f"{folder}: no frames named {FRAME_PATTERN.format(1)}, ... in the folder")
+    frames = []
+    for idx in sample_indices(count, num_seg):
+        file = folder / FRAME_PATTERN.format(idx + 1)
+        try:
+            with Image.open(file) as img:
+                frames.append(np.asarray(img.convert("RGB")))
+        except FileNotFoundError:
+            raise ClipError(f"{file}: frame not found ({count} frames, segment sampling wants index {idx + 1})") from None
+        except OSError as exc:
+            raise ClipError(f"{file}: cannot read image: {exc}") from None
+    return frames
+
+
+def load_clip_tensor(path: str | Path, cfg: PreprocessConfig, num_frames: int | None = None) -> np.ndarray:
+    """One video file or frame folder -> the float32 ``[1, T, 3, S, S]`` tensor the model is fed."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        frames = read_frame_folder(path, cfg.num_seg, num_frames)
+    elif path.is_file():
+        frames = decode_frames(path, cfg.num_seg)
+    else:
         raise ClipError(f"{path}: file not found")
-    frames = decode_frames(path, cfg.num_seg)
     try:
         return preprocess_frames(frames, cfg)[None]
     except ValueError as exc:

@@ -26,24 +26,43 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
-def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
-    """The model's input name, segment count and size, read from the ONNX model when given."""
-    if art.onnx is not None:
-        import onnx
+def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
+    import onnx
 
-        try:
-            model = onnx.load(str(art.onnx), load_external_data=False)
-        except Exception as exc:  # onnx raises DecodeError and others on a bad file
-            raise HarnessError(f"{art.onnx}: not a readable ONNX model: {_one_line(exc)}") from None
-        inits = {i.name for i in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in inits]
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others on a bad file
+        raise HarnessError(f"{path}: not a readable ONNX model: {_one_line(exc)}") from None
+    inits = {i.name for i in model.graph.initializer}
+    return [
+        (i.name, [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim])
+        for i in model.graph.input
+        if i.name not in inits
+    ]
+
+
+def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
+    """The models' input name, segment count and crop size, read from the model files.
+
+    Both the Paddle model and the ONNX model are read when given; they must agree.
+    """
+    found = []
+    if art.paddle_model is not None:
+        found.append((art.paddle_model.model_file, art.paddle_model.inputs()))
+    if art.onnx is not None:
+        found.append((art.onnx, _onnx_inputs(art.onnx)))
+    specs = []
+    for path, inputs in found:
         if len(inputs) != 1:
-            raise HarnessError(f"{art.onnx}: expected one input, found {len(inputs)}")
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-        if len(dims) != 5:
-            raise HarnessError(f"{art.onnx}: input {inputs[0].name} has shape {dims}, expected [N, T, 3, H, W]")
-        return inputs[0].name, dims[1], dims[3]
-    return "data_batch_0", None, None
+            raise HarnessError(f"{path}: expected one input, found {len(inputs)}: {', '.join(n for n, _ in inputs)}")
+        name, dims = inputs[0]
+        if len(dims) != 5 or dims[2] != 3:
+            raise HarnessError(f"{path}: input {name} has shape {dims}, expected [N, T, 3, H, W]")
+        specs.append((path, name, dims[1] if dims[1] > 0 else None, dims[3] if dims[3] > 0 else None))
+    if len(specs) == 2 and specs[0][1:] != specs[1][1:]:
+        (p0, *a), (p1, *b) = specs
+        raise HarnessError(f"{p1}: input (name, T, size) {tuple(b)} differs from {p0.name}'s {tuple(a)}")
+    return specs[0][1:]
 
 
 def environment() -> dict:
@@ -71,9 +90,13 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
 
     input_name, model_seg, model_size = model_input(art)
-    num_seg = _agree("--num-seg", cfg.num_seg, model_seg, art.onnx) or 8
-    size = _agree("--target-size", cfg.target_size, model_size, art.onnx) or 224
-    pre = PreprocessConfig.for_size(num_seg, size, cfg.short_size)
+    model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
+    num_seg = _agree("--num-seg", cfg.num_seg, model_seg, model_path) or 8
+    size = _agree("--target-size", cfg.target_size, model_size, model_path) or 224
+    try:
+        pre = PreprocessConfig.for_size(num_seg, size, cfg.short_size, cfg.preprocess)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
 
     backends = resolve(cfg.backends)
     if cfg.reference not in BACKENDS:
@@ -135,7 +158,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         clips=[_clip_record(i) for i in inputs],
         artifacts=artifacts,
         tolerances={p: t.to_dict() for p, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
-        preprocess={**pre.to_dict(), "variant": "paddlevideo", "input_name": input_name},
+        preprocess={**pre.to_dict(), "input_name": input_name},
         environment=environment(),
         notes=notes,
         logits={"clips": np.array(paths), **logits},
@@ -145,7 +168,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
 
 def _agree(flag: str, given: int | None, from_model: int | None, model_path) -> int | None:
     if given is not None and from_model is not None and given != from_model:
-        raise HarnessError(f"{model_path}: model takes {flag.split('-')[-1]} {from_model}, but {flag} {given} was given")
+        raise HarnessError(f"{model_path}: the model takes {flag.lstrip('-')} {from_model}, but {flag} {given} was given")
     return given if given is not None else from_model
 
 

@@ -57,6 +57,7 @@ def test_full_size_default_builds_exports_and_converts(tmp_path):
     record = convert_to_onnx(pm, tmp_path / "full.onnx")
     assert record.repairs  # LTA's squeeze
     assert model_input(ModelArtifacts(onnx=tmp_path / "full.onnx")) == ("data_batch_0", 16, 224)
+    assert model_input(ModelArtifacts(paddle_model=pm)) == ("data_batch_0", 16, 224)
     import onnxruntime as ort
 
     x = np.random.default_rng(0).normal(size=(1, 16, 3, 224, 224)).astype("float32")

@@ -36,7 +36,7 @@ def test_missing_onnx_and_unknown_backend_exit_2(tmp_path, capsys, demo_artifact
 
 def test_conflicting_num_seg_exits_2(tmp_path, capsys, demo_artifacts):
     assert main(_args(demo_artifacts, tmp_path) + ["--num-seg", "16"]) == 2
-    assert "model takes seg 8, but --num-seg 16" in capsys.readouterr().err
+    assert "the model takes num-seg 8, but --num-seg 16 was given" in capsys.readouterr().err
 
 
 def test_no_readable_clip_exits_2(tmp_path, capsys, demo_artifacts):

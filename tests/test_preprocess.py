@@ -13,6 +13,7 @@ from parity.preprocess import (
     preprocess_frames,
     sample_indices,
     scale_size,
+    video_indices,
 )
 
 
@@ -23,9 +24,12 @@ def test_sample_indices_middle_of_each_segment():
     assert sample_indices(250, 16) == [7 + 15 * i for i in range(16)]
 
 
-def test_sample_indices_short_video_wraps():
-    # fewer frames than segments: index i, wrapped onto the video
-    assert sample_indices(7, 8) == [0, 1, 2, 3, 4, 5, 6, 0]
+def test_sample_indices_short_video():
+    # fewer frames than segments: index i; videos wrap it onto the video (frame folders do not)
+    assert sample_indices(7, 8) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert video_indices(7, 8) == [0, 1, 2, 3, 4, 5, 6, 0]
+    # 16 frames, 8 segments: average 2 -> (2-1)//2 + 2i
+    assert video_indices(16, 8) == [0, 2, 4, 6, 8, 10, 12, 14]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def test_each_clip_is_decoded_once(demo_run_config, parity_cache, monkeypatch):
 
     calls = []
     real = inputs.load_clip_tensor
-    monkeypatch.setattr(inputs, "load_clip_tensor", lambda path, cfg: calls.append(path) or real(path, cfg))
+    monkeypatch.setattr(inputs, "load_clip_tensor", lambda path, cfg, n=None: calls.append(path) or real(path, cfg, n))
     result = run(demo_run_config, cache=parity_cache)
     assert len(calls) == len(result.clips) == len(set(calls))
 

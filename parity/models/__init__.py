@@ -25,20 +25,29 @@ class ModelSpec:
 
 
 class Recognizer2D(nn.Layer):
-    """Folds the segment axis into the batch and runs the backbone (which holds the classifier)."""
+    """Folds the segment axis into the batch, runs the backbone, then the head (if any).
 
-    def __init__(self, backbone: nn.Layer, num_seg: int):
+    PP-TSMv2 keeps its classifier in the backbone (its MoViNetHead passes through), so it has
+    no head here; PP-TSM v1 has ``head`` = ppTSMHead.
+    """
+
+    def __init__(self, backbone: nn.Layer, num_seg: int, head: nn.Layer | None = None):
         super().__init__()
         self.backbone = backbone
         self.num_seg = num_seg
+        if head is not None:
+            self.head = head
+        self._has_head = head is not None
 
     def forward(self, x):
         # [N, T, 3, H, W] -> [N*T, 3, H, W]
         x = x.reshape([-1] + list(x.shape[2:]))
-        return self.backbone(x)
+        x = self.backbone(x)
+        return self.head(x) if self._has_head else x
 
     def rep(self):
-        self.backbone.rep()
+        if hasattr(self.backbone, "rep"):
+            self.backbone.rep()
 
 
 def build_model(spec: ModelSpec) -> Recognizer2D:
@@ -54,6 +63,9 @@ def build_model(spec: ModelSpec) -> Recognizer2D:
             use_temporal_att=spec.temporal_attention,
             class_expand=spec.class_expand,
         )
-    else:
-        raise ValueError(f"unknown architecture {spec.arch!r} (known: pptsm_v2)")
-    return Recognizer2D(backbone, spec.num_seg)
+        return Recognizer2D(backbone, spec.num_seg)
+    if spec.arch == "pptsm_r50":
+        from .pptsm_r50 import ResNetTweaksTSM, ppTSMHead
+
+        return Recognizer2D(ResNetTweaksTSM(num_seg=spec.num_seg), spec.num_seg, ppTSMHead(spec.num_classes, num_seg=spec.num_seg))
+    raise ValueError(f"unknown architecture {spec.arch!r} (known: pptsm_v2, pptsm_r50)")
