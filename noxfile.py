@@ -22,3 +22,11 @@ def demo(session):
 def lint(session):
     session.install("ruff")
     session.run("ruff", "check", "parity", "fixtures", "tests", "noxfile.py", "conftest.py")
+
+
+@nox.session
+def paddle26(session):
+    """Model, checkpoint and export tests under Paddle 2.6.2, which writes legacy .pdmodel programs."""
+    session.install("paddlepaddle==2.6.2", "numpy<2", "polygraphy", "pytest", "pillow", "tqdm")
+    session.install("--no-deps", "-e", ".")
+    session.run("pytest", "tests/test_model.py", "tests/test_checkpoint.py", *session.posargs)

@@ -8,6 +8,8 @@ from parity.preprocess import (
     STD,
     ClipError,
     PreprocessConfig,
+    cpp_crop_box,
+    cpp_scale_size,
     crop_box,
     load_clip_tensor,
     preprocess_frames,
@@ -30,6 +32,26 @@ def test_sample_indices_short_video():
     assert video_indices(7, 8) == [0, 1, 2, 3, 4, 5, 6, 0]
     # 16 frames, 8 segments: average 2 -> (2-1)//2 + 2i
     assert video_indices(16, 8) == [0, 2, 4, 6, 8, 10, 12, 14]
+
+
+@pytest.mark.parametrize(
+    "size, paddlevideo, cpp",
+    [
+        # (w, h) -> scaled (w, h) and crop offset (x1, y1)
+        ((640, 272), ((341, 256), (58, 16)), ((602, 256), (189, 16))),
+        ((1280, 720), ((341, 256), (58, 16)), ((455, 256), (115, 16))),
+        ((176, 144), ((341, 256), (58, 16)), ((312, 256), (44, 16))),
+    ],
+)
+def test_scale_and_crop_geometry(size, paddlevideo, cpp):
+    scaled = scale_size(*size, 256)
+    assert (scaled, crop_box(*scaled, 224)[:2]) == paddlevideo
+    scaled = cpp_scale_size(*size, 256)
+    assert (scaled, cpp_crop_box(*scaled, 224)[:2]) == cpp
+
+
+def test_sample_indices_250_frames_8_segments():
+    assert video_indices(250, 8) == [15 + 31 * i for i in range(8)]
 
 
 @pytest.mark.parametrize(
@@ -101,3 +123,66 @@ def test_pyav_fallback_matches_decord(tmp_path, monkeypatch):
     assert with_pyav.shape == with_decord.shape
     # both decode the same H.264 stream through FFmpeg; allow for colour-conversion rounding
     assert np.abs(with_pyav - with_decord).mean() < 0.05
+
+
+def _write_frames(folder, frames):
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames, 1):
+        Image.fromarray(frame).save(folder / f"img_{i:05}.jpg", quality=95)
+
+
+def test_frame_folder_is_sampled_1_based(tmp_path):
+    frames = [np.full((240, 320, 3), 10 * i, np.uint8) for i in range(16)]
+    _write_frames(tmp_path / "v_x", frames)
+    tensor = load_clip_tensor(tmp_path / "v_x", PreprocessConfig(num_seg=8))
+    # 16 frames / 8 segments: offsets 0, 2, ..., 14 -> img_00001.jpg, img_00003.jpg, ... (grey 0, 20, ...)
+    grey = (tensor[0, :, 0, 100, 100] * STD[0, 0, 0] + MEAN[0, 0, 0]) * 255
+    np.testing.assert_allclose(grey, [0, 20, 40, 60, 80, 100, 120, 140], atol=2)
+
+
+def test_frame_folder_shorter_than_segments_names_the_missing_frame(tmp_path):
+    _write_frames(tmp_path / "short", [np.zeros((240, 320, 3), np.uint8)] * 7)
+    with pytest.raises(ClipError, match=r"img_00008\.jpg: frame not found"):
+        load_clip_tensor(tmp_path / "short", PreprocessConfig(num_seg=8))
+
+
+def test_both_list_formats(tmp_path):
+    from parity.clips import load_clips
+
+    _write_frames(tmp_path / "frames" / "v_a", [np.zeros((240, 320, 3), np.uint8)] * 9)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "v_b.avi").write_bytes(b"")
+    (tmp_path / "frames.txt").write_text("frames/v_a 9 3\n")
+    (tmp_path / "videos.txt").write_text("videos/v_b 5\n")  # PaddleVideo lists may omit the suffix
+    (frame_clip,) = load_clips(tmp_path / "frames.txt")
+    (video_clip,) = load_clips(tmp_path / "videos.txt")
+    assert (frame_clip.path, frame_clip.num_frames, frame_clip.label) == (tmp_path / "frames" / "v_a", 9, 3)
+    assert (video_clip.path, video_clip.label) == (tmp_path / "videos" / "v_b.avi", 5)
+
+
+def test_cpp_variant_differs_on_non_4_3_video(tmp_path):
+    spec = synth.SynthSpec(clips_per_class=1, frames=16, width=320, height=180)  # 16:9
+    listing = synth.generate_split(tmp_path, "val", spec)
+    path = tmp_path / listing.read_text().split()[0]
+    python = load_clip_tensor(path, PreprocessConfig())
+    cpp = load_clip_tensor(path, PreprocessConfig(variant="cpp"))
+    assert python.shape == cpp.shape == (1, 8, 3, 224, 224)
+    assert np.abs(python - cpp).mean() > 0.05
+
+
+def test_cpp_variant_equals_python_on_exact_4_3_frames():
+    # a 341x256 frame needs no resize in either path, and the crops differ only by rounding (58 vs 58)
+    frame = np.random.default_rng(0).integers(0, 255, (256, 341, 3), dtype=np.uint8)
+    a = preprocess_frames([frame], PreprocessConfig(num_seg=1))
+    b = preprocess_frames([frame], PreprocessConfig(num_seg=1, variant="cpp"))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_preprocess_command_writes_the_tensor(tmp_path):
+    from parity.cli import main
+
+    listing = synth.generate_split(tmp_path, "val", synth.SynthSpec(clips_per_class=1, frames=16))
+    path = tmp_path / listing.read_text().split()[0]
+    assert main(["preprocess", str(path), "-o", str(tmp_path / "t.npy"), "--num-seg", "8"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), load_clip_tensor(path, PreprocessConfig()))
+    assert main(["preprocess", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "u.npy")]) == 2

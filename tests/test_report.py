@@ -30,7 +30,7 @@ def _result(tmp_path, broken=False):
         clips=[ClipRecord(p, i, "ok") for i, p in enumerate(paths)] + [ClipRecord("<b>bad</b>.mp4", 0, "error", "<b>bad</b>.mp4: cannot decode")],
         artifacts={"clips": "list.txt", "paddle_model": "m.json", "onnx": "m.onnx"},
         tolerances={},
-        preprocess={"num_seg": 8},
+        preprocess={"num_seg": 8, "short_size": 256, "target_size": 224, "variant": "paddlevideo"},
         environment={"python": "3"},
         label_names={0: "<i>left</i>"},
     )

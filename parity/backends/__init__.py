@@ -68,7 +68,7 @@ def _ort_cpu_fp16(art: ModelArtifacts):
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("paddle", "fp32", "Paddle Inference, CPU", ("paddle",), "paddle", _paddle_cpu),
+        Backend("paddle", "fp32", "Paddle Inference, CPU (IR optimization and oneDNN off)", ("paddle",), "paddle", _paddle_cpu),
         Backend("onnxruntime", "fp32", "ONNX Runtime, CPU execution provider", ("onnxruntime",), "onnx", _ort_cpu),
         Backend(
             "onnxruntime-fp16",

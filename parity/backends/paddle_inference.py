@@ -12,11 +12,18 @@ from ..native import captured_output
 
 
 def make_config(model: PaddleModel, threads: int | None = None):
-    """A CPU ``paddle.inference.Config`` for ``model``."""
+    """A CPU ``paddle.inference.Config`` for ``model``: the program as exported, unfused.
+
+    IR optimization and oneDNN are off. The reference should compute what the model says,
+    and Paddle 3.3's oneDNN fuse passes crash the process (SIGSEGV in
+    conv_activation_mkldnn_fuse_pass) on PP-TSM v1's conv + leaky_relu.
+    """
     from paddle import inference
 
     config = inference.Config(str(model.model_file), str(model.params_file))
     config.disable_gpu()
+    config.disable_mkldnn()
+    config.switch_ir_optim(False)
     config.disable_glog_info()
     if threads:
         config.set_cpu_math_library_num_threads(threads)
