@@ -30,3 +30,10 @@ def paddle26(session):
     session.install("paddlepaddle==2.6.2", "numpy<2", "polygraphy", "pytest", "pillow", "tqdm")
     session.install("--no-deps", "-e", ".")
     session.run("pytest", "tests/test_model.py", "tests/test_checkpoint.py", *session.posargs)
+
+
+@nox.session
+def gpu(session):
+    """The GPU backends (TensorRT, ORT CUDA/TensorRT EPs, Paddle GPU/Paddle-TRT). Needs an NVIDIA GPU."""
+    session.install("-e", ".[test,gpu,trt]")
+    session.run("pytest", "-m", "gpu", "-rs", *session.posargs)

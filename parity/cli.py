@@ -27,7 +27,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", help="ONNX model file")
     p.add_argument("--clips", help="UCF101-format list (path label) or a folder of videos")
     p.add_argument("--labels", help="label-name file (idx name); default: labels.txt beside the list")
-    p.add_argument("--backends", help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16)")
+    p.add_argument("--backends", help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16), or 'all' (every backend available here)")
+    p.add_argument("--require", help="comma-separated backends that must run: unavailable ones make the run exit 2")
+    p.add_argument("--trt-engine", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
     p.add_argument("--short-size", type=int, help="Scale short side (default 256)")
@@ -73,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--variant", choices=["paddlevideo", "cpp"], default="paddlevideo",
                      help="paddlevideo: predict.py's path (default); cpp: the C++ deploy path")
 
+    bk = sub.add_parser("backends", help="list every backend, whether it can run here, and why not")
+    bk.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    bld = sub.add_parser("build", help="prebuild a TensorRT engine from an ONNX model (needs a GPU and tensorrt)")
+    bld.add_argument("--onnx", required=True)
+    bld.add_argument("--precision", choices=["fp32", "fp16"], required=True)
+    bld.add_argument("--batch", type=int, default=1, help="largest batch of the optimization profile (default 1)")
+    bld.add_argument("--out", help="copy the engine (and its .json sidecar) into this folder")
+    bld.add_argument("--cache", help="artifact cache folder")
+
     conv = sub.add_parser("convert", help="convert a Paddle inference model to ONNX with paddle2onnx, repairing known defects")
     conv.add_argument("--paddle-model", required=True)
     conv.add_argument("--out", required=True, help="output .onnx path")
@@ -84,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export, "preprocess": cmd_preprocess}
+        commands = {
+            "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
+            "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build,
+        }
         return commands[args.command](args)
     except HarnessError as exc:
         _say(f"parity: error: {exc}")
@@ -104,6 +119,10 @@ def _run_config(args):
             setattr(cfg, name, value)
     if args.backends:
         cfg.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.require:
+        cfg.require = [b.strip() for b in args.require.split(",") if b.strip()]
+    if args.trt_engine:
+        cfg.trt_engine = args.trt_engine
     apply_tolerance_overrides(cfg, args.tol)
     return cfg
 
@@ -114,16 +133,21 @@ def _finish(result, report_dir) -> int:
     html = write_report(result, report_dir)
     print(summary(result))
     print(f"report: {html}")
-    if any("did not run" in n for n in result.notes if n.startswith("reference")):
+    if result.problems:
+        for problem in result.problems:
+            _say(f"parity: error: {problem}")
         return EXIT_HARNESS
     return EXIT_PASS if result.verdict == "pass" else EXIT_FAIL
 
 
 def summary(result) -> str:
-    lines = [f"verdict: {result.verdict.upper()} (reference {result.reference})"]
+    skipped = [b.name for b in result.backends if b.status == "unavailable"]
+    extra = f"; {len(skipped)} backend(s) unavailable, not compared: {', '.join(skipped)}" if skipped else ""
+    lines = [f"verdict: {result.verdict.upper()} (reference {result.reference}{extra})"]
     for b in result.backends:
         if b.status != "ok":
-            lines.append(f"  {b.name:<20} {b.status}: {b.reason}")
+            reason = b.reason if b.reason.startswith(b.status) else f"{b.status}: {b.reason}"
+            lines.append(f"  {b.name:<20} {reason}")
     for c in result.comparisons:
         acc = "" if c.accuracy is None else f"  acc {c.accuracy:.3f} (ref {c.reference_accuracy:.3f})"
         state = "pass" if c.passed else "FAIL"
@@ -156,6 +180,55 @@ def cmd_convert(args) -> int:
     for repair in record.repairs:
         print(f"repaired: {repair}")
     print(f"wrote {record.onnx} (opset {record.opset}, paddle2onnx {record.paddle2onnx_version}; checker {record.checker}; ONNX Runtime session {record.ort_session})")
+    return EXIT_PASS
+
+
+def cmd_backends(args) -> int:
+    import json
+
+    from .backends import BACKENDS
+
+    rows = []
+    for b in BACKENDS.values():
+        reason = b.availability()
+        rows.append({"name": b.name, "available": reason is None, "reason": reason, "precision": b.precision,
+                     "device": b.device, "description": b.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_PASS
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        state = "available" if r["available"] else r["reason"]
+        print(f"{r['name']:<{width}}  {r['device']:<3}  {r['precision']}  {state}")
+    return EXIT_PASS
+
+
+def cmd_build(args) -> int:
+    import shutil
+
+    from .backends import BACKENDS, ModelArtifacts
+    from .build import ArtifactCache
+    from .run import model_input
+
+    backend = BACKENDS[f"tensorrt-{args.precision}"]
+    reason = backend.availability()
+    if reason:
+        raise HarnessError(f"cannot build a TensorRT engine here: {reason}")
+    from .backends.tensorrt import build_engine, engine_spec
+
+    onnx = Path(args.onnx)
+    if not onnx.is_file():
+        raise HarnessError(f"{onnx}: ONNX model not found")
+    name, num_seg, size = model_input(ModelArtifacts(onnx=onnx))
+    spec = engine_spec(onnx, args.precision, name, num_seg or 8, size or 224, args.batch)
+    engine = build_engine(onnx, spec, ArtifactCache(args.cache) if args.cache else ArtifactCache())
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in (engine, engine.with_name(engine.name + ".json")):
+            shutil.copy2(f, out / f.name)
+        engine = out / engine.name
+    print(f"engine: {engine} (TensorRT {spec.tensorrt_version}, {spec.gpu}, {spec.precision}, batch 1..{args.batch})")
     return EXIT_PASS
 
 

@@ -34,6 +34,8 @@ class RunConfig:
     labels: str | None = None
     backends: list[str] = field(default_factory=lambda: ["paddle", "onnxruntime", "onnxruntime-fp16"])
     reference: str = "paddle"
+    require: list[str] = field(default_factory=list)  # backends that must run (else exit 2)
+    trt_engine: str | None = None  # a prebuilt TensorRT engine for the tensorrt-* backend
     num_seg: int | None = None  # None: read from the model
     short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
     target_size: int | None = None  # None: read from the model
@@ -90,7 +92,7 @@ def load_config_file(path: str | Path) -> RunConfig:
     for key, value in data.items():
         if key not in known:
             raise HarnessError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
-        if key in ("paddle_model", "onnx", "clips", "labels", "report") and value is not None:
+        if key in ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine") and value is not None:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         setattr(cfg, key, value)
     return cfg

@@ -52,13 +52,16 @@ class RunResult:
     preprocess: dict
     environment: dict
     notes: list[str] = field(default_factory=list)
+    # Why the harness could not do what was asked (reference failed, a required backend
+    # did not run): the run exits 2.
+    problems: list[str] = field(default_factory=list)
     training: dict | None = None
     label_names: dict[int, str] = field(default_factory=dict)
     logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION}
-        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "training", "label_names"):
+        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training", "label_names"):
             data[name] = getattr(self, name)
         data["backends"] = [{**asdict(b), **b.latency_summary()} for b in self.backends]
         data["comparisons"] = [c.to_dict() for c in self.comparisons]

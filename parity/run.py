@@ -76,8 +76,17 @@ def environment() -> dict:
 
 
 def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None) -> RunResult:
-    """Run every configured backend on the same tensors and compare them with the reference."""
+    """Run every configured backend on the same tensors and compare them with the reference.
+
+    The verdict passes only when every backend that ran matched the reference and none crashed.
+    An unavailable backend is reported, never counted as passed; ``cfg.require`` makes it an
+    error of the run (exit 2) instead of a note.
+    """
     art = ModelArtifacts(cache=cache or ArtifactCache(), threads=threads)
+    if cfg.trt_engine:
+        art.trt_engine = Path(cfg.trt_engine)
+        if not art.trt_engine.is_file():
+            raise HarnessError(f"{cfg.trt_engine}: TensorRT engine not found")
     if cfg.paddle_model:
         art.paddle_model = PaddleModel.locate(cfg.paddle_model)
     if cfg.onnx:
@@ -89,6 +98,9 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     if not cfg.clips:
         raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
 
+    unknown = [n for n in cfg.require if n not in BACKENDS]
+    if unknown:
+        raise HarnessError(f"--require: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     input_name, model_seg, model_size = model_input(art)
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
     num_seg = _agree("--num-seg", cfg.num_seg, model_seg, model_path) or 8
@@ -98,7 +110,11 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
 
+    art.input_name, art.num_seg, art.size = input_name, num_seg, size
     backends = resolve(cfg.backends)
+    for name in cfg.require:
+        if name not in [b.name for b in backends]:
+            backends.append(BACKENDS[name])
     if cfg.reference not in BACKENDS:
         raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
     if cfg.reference not in [b.name for b in backends]:
@@ -118,12 +134,12 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         if out is not None:
             logits[backend.name] = out
 
-    comparisons, notes = [], []
+    comparisons, notes, problems = [], [], []
     paths = [str(i.clip.path) for i in good]
     labels = [i.clip.label for i in good]
     ref_record = next(r for r in records if r.name == cfg.reference)
     if ref_record.status != "ok":
-        notes.append(f"reference {cfg.reference} did not run ({ref_record.reason}); nothing was compared")
+        problems.append(f"reference {cfg.reference} did not run ({ref_record.reason}); nothing was compared")
     else:
         for backend, record in zip(backends, records):
             if backend.name == cfg.reference or record.status != "ok":
@@ -135,9 +151,16 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         if not comparisons:
             notes.append("no backend besides the reference ran; nothing was compared")
     for r in records:
-        if r.status != "ok":
-            notes.append(f"{r.name}: {r.reason}")
-    passed = bool(comparisons) and all(c.passed for c in comparisons)
+        if r.status == "error":
+            notes.append(f"{r.name} failed: {r.reason}")
+        elif r.status == "unavailable":
+            required = r.name in cfg.require
+            if required:
+                problems.append(f"required backend {r.name} did not run ({r.reason})")
+            else:
+                notes.append(f"{r.name} not compared: {r.reason}")
+    errored = any(r.status == "error" for r in records)
+    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
 
     label_file = Path(cfg.labels) if cfg.labels else (Path(cfg.clips).parent / "labels.txt" if Path(cfg.clips).is_file() else None)
     artifacts = {"clips": str(Path(cfg.clips).resolve()), "paddle_model": None, "onnx": None}
@@ -145,6 +168,9 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         artifacts["paddle_model"] = str(art.paddle_model.model_file.resolve())
         artifacts["paddle_model_sha256"] = sha256_file(art.paddle_model.model_file)
         artifacts["paddle_params_sha256"] = sha256_file(art.paddle_model.params_file)
+    if art.trt_engine:
+        artifacts["trt_engine"] = str(art.trt_engine.resolve())
+        artifacts["trt_engine_sha256"] = sha256_file(art.trt_engine)
     if art.onnx:
         artifacts["onnx"] = str(art.onnx.resolve())
         artifacts["onnx_sha256"] = sha256_file(art.onnx)
@@ -161,6 +187,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         preprocess={**pre.to_dict(), "input_name": input_name},
         environment=environment(),
         notes=notes,
+        problems=problems,
         logits={"clips": np.array(paths), **logits},
         label_names=load_label_names(label_file),
     )

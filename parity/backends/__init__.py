@@ -16,12 +16,23 @@ from ..build import ArtifactCache, PaddleModel
 
 @dataclass
 class ModelArtifacts:
-    """What a run compares: the Paddle model, the ONNX file, and where derived files are cached."""
+    """What a run compares: the models, their input, and where derived files are cached."""
 
     paddle_model: PaddleModel | None = None
     onnx: Path | None = None
+    trt_engine: Path | None = None  # a prebuilt engine (--trt-engine) instead of building one
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     threads: int | None = None
+    input_name: str = "data_batch_0"
+    num_seg: int = 8
+    size: int = 224
+    batch: int = 1
+
+    def input_shapes(self) -> dict:
+        from .tensorrt import profile_shapes
+
+        mn, opt, mx = profile_shapes(self.num_seg, self.size, self.batch)
+        return {"min": list(mn), "opt": list(opt), "max": list(mx)}
 
 
 @dataclass(frozen=True)
@@ -32,12 +43,18 @@ class Backend:
     requires: tuple[str, ...]  # importable modules
     needs: str  # which artifact it runs: "paddle" | "onnx"
     make_runner: Callable[[ModelArtifacts], object]
+    device: str = "cpu"
+    probe: Callable[[], str | None] | None = None  # machine checks beyond importability
 
     def availability(self, artifacts: ModelArtifacts | None = None) -> str | None:
         """None when it can run here, else the one-line reason it cannot."""
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
                 return f"unavailable: {module} not importable"
+        if self.probe is not None:
+            reason = self.probe()
+            if reason:
+                return reason
         if artifacts is not None:
             if self.needs == "paddle" and artifacts.paddle_model is None:
                 return "unavailable: no Paddle model given (--paddle-model)"
@@ -65,6 +82,51 @@ def _ort_cpu_fp16(art: ModelArtifacts):
     return cpu_runner(lambda: str(cached_fp16(art.onnx, art.cache)), name="onnxruntime-fp16", threads=art.threads)
 
 
+def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    from .gpu import ort_cuda_providers, ort_trt_providers
+    from .onnxrt import session_loader
+
+    if trt_fp16 is None:
+        providers, options = ort_cuda_providers()
+    else:
+        providers, options = ort_trt_providers(trt_fp16, str(art.cache.root / "ort-trt-cache"))
+    return OnnxrtRunner(session_loader(art.onnx, providers, art.threads, options), name=name)
+
+
+def _paddle_gpu(art: ModelArtifacts, trt_precision: str | None, name: str):
+    from .gpu import apply_plan, paddle_gpu_plan
+    from .paddle_inference import PaddleInferenceRunner
+
+    def config():
+        from paddle import inference
+
+        base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
+        cache_dir = str(art.cache.root / "paddle-trt") if trt_precision else None
+        return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir))
+
+    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name)
+
+
+def _trt(precision: str):
+    def make(art: ModelArtifacts):
+        from .tensorrt import trt_runner
+
+        return trt_runner(art, precision, f"tensorrt-{precision}")
+
+    return make
+
+
+def _probe(kind: str, *args):
+    def probe():
+        from . import gpu
+
+        return getattr(gpu, kind)(*args)
+
+    return probe
+
+
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
@@ -77,6 +139,34 @@ BACKENDS: dict[str, Backend] = {
             ("onnxruntime", "onnxconverter_common"),
             "onnx",
             _ort_cpu_fp16,
+        ),
+        Backend(
+            "onnxruntime-cuda", "fp32", "ONNX Runtime, CUDA execution provider (TF32 off)", ("onnxruntime",), "onnx",
+            lambda a: _ort_gpu(a, None, "onnxruntime-cuda"), "gpu", _probe("ort_provider_reason", "CUDAExecutionProvider"),
+        ),
+        Backend(
+            "onnxruntime-trt-fp16", "fp16", "ONNX Runtime, TensorRT execution provider, FP16", ("onnxruntime",), "onnx",
+            lambda a: _ort_gpu(a, True, "onnxruntime-trt-fp16"), "gpu", _probe("ort_provider_reason", "TensorrtExecutionProvider"),
+        ),
+        Backend(
+            "tensorrt-fp32", "fp32", "TensorRT through Polygraphy, FP32 (TF32 off)", ("tensorrt",), "onnx",
+            _trt("fp32"), "gpu", _probe("cuda_device_reason"),
+        ),
+        Backend(
+            "tensorrt-fp16", "fp16", "TensorRT through Polygraphy, FP16", ("tensorrt",), "onnx",
+            _trt("fp16"), "gpu", _probe("cuda_device_reason"),
+        ),
+        Backend(
+            "paddle-gpu", "fp32", "Paddle Inference, GPU", ("paddle",), "paddle",
+            lambda a: _paddle_gpu(a, None, "paddle-gpu"), "gpu", _probe("paddle_gpu_reason", False),
+        ),
+        Backend(
+            "paddle-trt-fp32", "fp32", "Paddle Inference, TensorRT subgraph engine, FP32", ("paddle",), "paddle",
+            lambda a: _paddle_gpu(a, "fp32", "paddle-trt-fp32"), "gpu", _probe("paddle_gpu_reason", True),
+        ),
+        Backend(
+            "paddle-trt-fp16", "fp16", "Paddle Inference, TensorRT subgraph engine, FP16", ("paddle",), "paddle",
+            lambda a: _paddle_gpu(a, "fp16", "paddle-trt-fp16"), "gpu", _probe("paddle_gpu_reason", True),
         ),
     )
 }

@@ -17,7 +17,12 @@ def session_loader(model, providers: list, threads: int | None = None, provider_
         if threads:
             opts.intra_op_num_threads = threads
         src = model() if callable(model) else model
-        return ort.InferenceSession(str(src) if not isinstance(src, bytes) else src, opts, providers=providers, provider_options=provider_options)
+        sess = ort.InferenceSession(str(src) if not isinstance(src, bytes) else src, opts, providers=providers, provider_options=provider_options)
+        # ORT quietly falls back to the CPU when a requested provider cannot start: for a GPU
+        # backend that would compare the CPU with itself, so it is this backend's error.
+        if sess.get_providers()[0] != providers[0]:
+            raise RuntimeError(f"ONNX Runtime could not start {providers[0]} and fell back to {sess.get_providers()[0]}")
+        return sess
 
     return load
 

@@ -1,0 +1,135 @@
+"""TensorRT backends through Polygraphy's loaders and TrtRunner.
+
+The engine is built from the ONNX model with an optimization profile over the batch dimension
+(T and size fixed by the model), FP16 on for ``tensorrt-fp16`` and TF32 off for ``tensorrt-fp32``.
+Built engines and the timing cache are kept on disk; the key is the ONNX sha256, the TensorRT
+version, the GPU name, the precision and the profile. Every engine gets a ``.json`` sidecar
+with that key, which is how ``--trt-engine`` catches a TensorRT-version or GPU mismatch.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..build import ArtifactCache, sha256_file, sha256_json
+from ..errors import HarnessError
+
+
+def _no_autoinstall() -> None:
+    # paddle2onnx 2.x turns this on process-wide; a missing module must never become a pip install.
+    from polygraphy import config
+
+    config.AUTOINSTALL_DEPS = False
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What an engine was built from and for: its cache key and its sidecar."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu: str
+    precision: str  # "fp32" | "fp16"
+    input_name: str
+    min_shape: tuple[int, ...]
+    opt_shape: tuple[int, ...]
+    max_shape: tuple[int, ...]
+    tf32: bool = False
+
+    def key(self) -> str:
+        return sha256_json(asdict(self))[:24]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def profile_shapes(num_seg: int, size: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) input shapes: batch from 1 to the run's batch size; T and size fixed."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    clip = (num_seg, 3, size, size)
+    return (1, *clip), (batch, *clip), (batch, *clip)
+
+
+def create_config(spec: EngineSpec, timing_cache: str | None = None):
+    """Polygraphy's CreateConfig for ``spec`` (buildable without TensorRT; used only when called)."""
+    from polygraphy.backend.trt import CreateConfig, Profile
+
+    _no_autoinstall()
+    profile = Profile().add(spec.input_name, min=spec.min_shape, opt=spec.opt_shape, max=spec.max_shape)
+    return CreateConfig(fp16=spec.precision == "fp16", tf32=spec.tf32, profiles=[profile], load_timing_cache=timing_cache)
+
+
+def engine_spec(onnx: Path, precision: str, input_name: str, num_seg: int, size: int, batch: int = 1) -> EngineSpec:
+    import tensorrt as trt
+
+    from .gpu import gpu_names
+
+    names = gpu_names()
+    mn, opt, mx = profile_shapes(num_seg, size, batch)
+    return EngineSpec(sha256_file(onnx), trt.__version__, names[0] if names else "unknown", precision, input_name, mn, opt, mx)
+
+
+def build_engine(onnx: Path, spec: EngineSpec, cache: ArtifactCache) -> Path:
+    """Build (or find in the cache) the serialized engine for ``spec``; returns its path."""
+    from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
+
+    _no_autoinstall()
+    timing_cache = cache.root / "trt-timing" / f"{spec.tensorrt_version}-{spec.gpu.replace(' ', '_')}.cache"
+    timing_cache.parent.mkdir(parents=True, exist_ok=True)
+
+    def build(d: Path) -> None:
+        loader = EngineBytesFromNetwork(
+            NetworkFromOnnxPath(str(onnx)),
+            config=create_config(spec, str(timing_cache) if timing_cache.is_file() else None),
+            save_timing_cache=str(timing_cache),
+        )
+        (d / "model.engine").write_bytes(loader())
+        (d / "model.engine.json").write_text(json.dumps(spec.to_dict(), indent=2))
+
+    return cache.get_or_build("trt-engine", {"key": spec.key(), **spec.to_dict()}, build) / "model.engine"
+
+
+def engine_mismatch(meta: dict, precision: str, trt_version: str, gpus: tuple[str, ...]) -> str | None:
+    """Why an engine described by ``meta`` (its sidecar) cannot run here, or None."""
+    if meta.get("tensorrt_version") != trt_version:
+        return f"built with TensorRT {meta.get('tensorrt_version')}, this machine has {trt_version}; rebuild with `parity build`"
+    if gpus and meta.get("gpu") not in gpus:
+        return f"built for GPU {meta.get('gpu')!r}, this machine has {', '.join(gpus)}; rebuild with `parity build`"
+    if meta.get("precision") != precision:
+        return f"is a {meta.get('precision')} engine, not {precision}"
+    return None
+
+
+def check_engine_sidecar(engine: Path, precision: str) -> dict:
+    """Compare a prebuilt engine's sidecar with this machine: a mismatch is a clear error."""
+    import tensorrt as trt
+
+    from .gpu import gpu_names
+
+    sidecar = engine.with_name(engine.name + ".json")
+    if not sidecar.is_file():
+        return {}
+    meta = json.loads(sidecar.read_text())
+    problem = engine_mismatch(meta, precision, trt.__version__, gpu_names())
+    if problem:
+        raise HarnessError(f"{engine}: {problem}")
+    return meta
+
+
+def trt_runner(art, precision: str, name: str):
+    """A Polygraphy TrtRunner over a cached (or the user's prebuilt) engine."""
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    _no_autoinstall()
+
+    def engine_path() -> Path:
+        if art.trt_engine is not None:
+            check_engine_sidecar(art.trt_engine, precision)
+            return art.trt_engine
+        spec = engine_spec(art.onnx, precision, art.input_name, art.num_seg, art.size, art.batch)
+        return build_engine(art.onnx, spec, art.cache)
+
+    return TrtRunner(EngineFromBytes(BytesFromPath(lambda: str(engine_path()))), name=name)

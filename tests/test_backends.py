@@ -1,0 +1,213 @@
+"""Backends that cannot run here (TensorRT, ORT-GPU, Paddle-GPU): everything testable without a GPU."""
+import dataclasses
+import json
+
+import pytest
+
+from parity.backends import BACKENDS, ModelArtifacts
+from parity.backends.gpu import apply_plan, ort_cuda_providers, ort_trt_providers, paddle_gpu_plan
+from parity.backends.tensorrt import EngineSpec, create_config, engine_mismatch, profile_shapes
+from parity.cli import main
+
+GPU_BACKENDS = ["onnxruntime-cuda", "onnxruntime-trt-fp16", "tensorrt-fp32", "tensorrt-fp16", "paddle-gpu", "paddle-trt-fp32", "paddle-trt-fp16"]
+
+
+def test_backends_command_lists_every_backend_with_reasons(capsys):
+    assert main(["backends", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"paddle", "onnxruntime", "onnxruntime-fp16", *GPU_BACKENDS}
+    for name in ("paddle", "onnxruntime", "onnxruntime-fp16"):
+        assert rows[name]["available"] and rows[name]["reason"] is None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        assert rows["tensorrt-fp16"]["reason"] == "unavailable: tensorrt not importable"
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert "has no CUDAExecutionProvider" in rows["onnxruntime-cuda"]["reason"]
+    import paddle
+
+    if not paddle.is_compiled_with_cuda():
+        assert "is a CPU build" in rows["paddle-gpu"]["reason"] and "is a CPU build" in rows["paddle-trt-fp16"]["reason"]
+    assert main(["backends"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in rows)
+
+
+def _spec(**changes):
+    mn, opt, mx = profile_shapes(8, 224, 4)
+    return dataclasses.replace(EngineSpec("a" * 64, "10.7.0", "NVIDIA A10", "fp16", "data_batch_0", mn, opt, mx), **changes)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"onnx_sha256": "b" * 64}, {"tensorrt_version": "10.8.0"}, {"gpu": "NVIDIA T4"}, {"precision": "fp32"},
+     {"max_shape": (8, 8, 3, 224, 224)}, {"opt_shape": (2, 8, 3, 224, 224)}, {"input_name": "x"}, {"tf32": True}],
+)
+def test_engine_cache_key_changes_with_every_part(change):
+    assert _spec().key() == _spec().key()
+    assert _spec(**change).key() != _spec().key()
+
+
+def test_profile_shapes_span_the_batch_with_fixed_T_and_size():
+    assert profile_shapes(16, 224, 8) == ((1, 16, 3, 224, 224), (8, 16, 3, 224, 224), (8, 16, 3, 224, 224))
+    assert profile_shapes(8, 112, 1)[0] == profile_shapes(8, 112, 1)[2] == (1, 8, 3, 112, 112)
+    with pytest.raises(ValueError):
+        profile_shapes(8, 224, 0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_polygraphy_config_for_each_precision(precision):
+    config = create_config(_spec(precision=precision), timing_cache="/tmp/x.cache")
+    assert config.fp16 is (precision == "fp16")
+    assert config.tf32 is False  # FP32 stays FP32 on Ampere and later
+    (profile,) = config.profiles
+    shapes = profile["data_batch_0"]
+    assert (tuple(shapes.min), tuple(shapes.opt), tuple(shapes.max)) == ((1, 8, 3, 224, 224), (4, 8, 3, 224, 224), (4, 8, 3, 224, 224))
+    assert config.timing_cache_path == "/tmp/x.cache"
+
+
+def test_polygraphy_engine_loader_fails_cleanly_without_tensorrt(demo_artifacts):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is importable here: the GPU tests cover the real build")
+    from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
+    from polygraphy.exception import PolygraphyException
+
+    loader = EngineBytesFromNetwork(NetworkFromOnnxPath(str(demo_artifacts.onnx)), config=create_config(_spec()))
+    with pytest.raises(PolygraphyException, match="tensorrt"):
+        loader()
+
+
+def test_engine_mismatch_is_explained():
+    meta = _spec().to_dict()
+    assert engine_mismatch(meta, "fp16", "10.7.0", ("NVIDIA A10",)) is None
+    assert "TensorRT 10.7.0, this machine has 10.8.0" in engine_mismatch(meta, "fp16", "10.8.0", ("NVIDIA A10",))
+    assert "built for GPU 'NVIDIA A10'" in engine_mismatch(meta, "fp16", "10.7.0", ("NVIDIA T4",))
+    assert "fp16 engine, not fp32" in engine_mismatch(meta, "fp32", "10.7.0", ("NVIDIA A10",))
+
+
+def test_ort_provider_options():
+    providers, options = ort_cuda_providers()
+    assert providers == ["CUDAExecutionProvider"] and options[0]["use_tf32"] == 0
+    providers, options = ort_trt_providers(True, "/cache")
+    assert providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert options[0]["trt_fp16_enable"] is True and options[0]["trt_engine_cache_path"] == "/cache"
+    assert options[1]["use_tf32"] == 0
+
+
+def test_ort_gpu_runner_refuses_the_silent_cpu_fallback(demo_artifacts):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed: the GPU tests cover it")
+    from parity.backends.onnxrt import session_loader
+
+    providers, options = ort_cuda_providers()
+    with pytest.raises(RuntimeError, match="could not start CUDAExecutionProvider and fell back to CPUExecutionProvider"):
+        session_loader(str(demo_artifacts.onnx), providers, None, options)()
+
+
+@pytest.mark.parametrize("precision", [None, "fp32", "fp16"])
+def test_paddle_gpu_plan_uses_real_config_calls(precision):
+    from paddle import inference
+
+    shapes = {"min": [1, 8, 3, 224, 224], "opt": [4, 8, 3, 224, 224], "max": [4, 8, 3, 224, 224]}
+    plan = paddle_gpu_plan("data_batch_0", shapes, precision, cache_dir="/c" if precision else None)
+    methods = [m for m, _ in plan]
+    assert methods[0] == "enable_use_gpu"
+    for method, args in plan:
+        assert hasattr(inference.Config, method), method
+        for a in args:
+            if isinstance(a, tuple) and a and a[0] == "PrecisionType":
+                assert hasattr(inference.PrecisionType, a[1])
+    if precision:
+        (trt_args,) = [a for m, a in plan if m == "enable_tensorrt_engine"]
+        assert trt_args[1] == 4 and trt_args[3] == ("PrecisionType", "Half" if precision == "fp16" else "Float32")
+        (dyn,) = [a for m, a in plan if m == "set_trt_dynamic_shape_info"]
+        assert dyn == ({"data_batch_0": shapes["min"]}, {"data_batch_0": shapes["max"]}, {"data_batch_0": shapes["opt"]})
+    else:
+        assert "enable_tensorrt_engine" not in methods
+
+
+def test_paddle_cpu_reference_config(demo_artifacts):
+    from parity.backends.paddle_inference import make_config
+
+    config = make_config(demo_artifacts.paddle_model, threads=2)
+    assert not config.use_gpu() and not config.mkldnn_enabled() and not config.ir_optim()
+    assert config.cpu_math_library_num_threads() == 2
+
+
+def test_paddle_gpu_plan_on_a_cpu_build_fails_with_paddles_reason(demo_artifacts):
+    import paddle
+    from paddle import inference
+
+    if paddle.is_compiled_with_cuda():
+        pytest.skip("paddlepaddle-gpu is installed: the GPU tests cover it")
+    config = inference.Config(str(demo_artifacts.paddle_model.model_file), str(demo_artifacts.paddle_model.params_file))
+    with pytest.raises(RuntimeError, match="TENSORRT"):
+        apply_plan(config, paddle_gpu_plan("data_batch_0", None, "fp16"))
+
+
+class _Boom:
+    """A runner that crashes mid-run, as a backend running out of memory does."""
+
+    name = "boom"
+    inference_time = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def infer(self, feed, check_inputs=True):
+        raise MemoryError("out of memory allocating 4.0 GiB")
+
+
+@pytest.mark.slow
+def test_a_crashing_backend_is_its_error_and_the_others_complete(demo_run_config, parity_cache, monkeypatch, tmp_path):
+    from parity.run import run
+
+    crashing = dataclasses.replace(BACKENDS["onnxruntime-fp16"], make_runner=lambda art: _Boom())
+    monkeypatch.setitem(BACKENDS, "onnxruntime-fp16", crashing)
+    result = run(dataclasses.replace(demo_run_config, report=str(tmp_path)), cache=parity_cache)
+    status = {b.name: (b.status, b.reason) for b in result.backends}
+    assert status["onnxruntime-fp16"] == ("error", "MemoryError: out of memory allocating 4.0 GiB")
+    assert status["paddle"][0] == status["onnxruntime"][0] == "ok"
+    assert [c.backend for c in result.comparisons] == ["onnxruntime"] and result.comparisons[0].passed
+    assert result.verdict == "fail"  # a backend that crashed never counts as passed
+
+
+@pytest.mark.slow
+def test_unavailable_backend_is_reported_and_require_exits_2(demo_artifacts, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is importable here")
+    args = ["run", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--onnx", str(demo_artifacts.onnx),
+            "--clips", str(demo_artifacts.val_list), "--backends", "paddle,onnxruntime,tensorrt-fp16"]
+    assert main([*args, "--report", str(tmp_path / "a")]) == 0
+    data = json.loads((tmp_path / "a" / "results.json").read_text())
+    trt = next(b for b in data["backends"] if b["name"] == "tensorrt-fp16")
+    assert trt["status"] == "unavailable" and trt["reason"] == "unavailable: tensorrt not importable"
+    assert [c["backend"] for c in data["comparisons"]] == ["onnxruntime"]
+    html = (tmp_path / "a" / "index.html").read_text()
+    assert "tensorrt-fp16" in html and "unavailable: tensorrt not importable" in html
+    capsys.readouterr()
+    assert main([*args, "--require", "tensorrt-fp16", "--report", str(tmp_path / "b")]) == 2
+    assert "required backend tensorrt-fp16 did not run" in capsys.readouterr().err
+    assert main(["build", "--onnx", str(demo_artifacts.onnx), "--precision", "fp16"]) == 2
+    assert "tensorrt not importable" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backends_all_runs_every_available_backend(demo_run_config, parity_cache, tmp_path):
+    from parity.run import run
+
+    result = run(dataclasses.replace(demo_run_config, backends=["all"], report=str(tmp_path)), cache=parity_cache)
+    ran = {b.name for b in result.backends}
+    assert ran == {name for name, b in BACKENDS.items() if b.availability() is None}
+    assert all(b.status == "ok" for b in result.backends)

@@ -1,0 +1,23 @@
+"""The GPU backends on a real GPU (`nox -s gpu`). On a machine without one they are skipped, with why."""
+import dataclasses
+
+import pytest
+
+from parity.backends import BACKENDS
+
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+
+GPU = [name for name, b in BACKENDS.items() if b.device == "gpu"]
+
+
+@pytest.mark.parametrize("name", GPU)
+def test_gpu_backend_matches_paddle_cpu(name, demo_run_config, parity_cache, tmp_path):
+    reason = BACKENDS[name].availability()
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    from parity.run import run
+
+    cfg = dataclasses.replace(demo_run_config, backends=["paddle", name], require=[name], report=str(tmp_path))
+    result = run(cfg, cache=parity_cache)
+    (comparison,) = result.comparisons
+    assert result.verdict == "pass", comparison.reasons
