@@ -97,6 +97,83 @@ def latency_plot(result: RunResult) -> str | None:
     return _png(fig)
 
 
+def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
+    """Per compared backend: a log-scale histogram of |error| and a reference-vs-backend scatter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = result.logits.get(result.reference)
+    plots = {}
+    for comp in result.comparisons:
+        out = result.logits.get(comp.backend)
+        if ref is None or out is None:
+            continue
+        err = np.abs(out - ref).ravel()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+        positive = err[err > 0]
+        if positive.size:
+            bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 40)
+            ax1.hist(positive, bins=bins, color="#b3261e" if not comp.passed else "#1e7f3c")
+            ax1.set_xscale("log")
+        ax1.axvline(comp.tolerance["atol"], color="k", linestyle="--", label=f"atol {comp.tolerance['atol']:g}")
+        ax1.set_yscale("log")
+        ax1.set_xlabel("|backend - reference| per logit")
+        ax1.set_ylabel("logits")
+        ax1.legend(loc="upper right", fontsize=8)
+        ax1.set_title(f"{comp.backend}: error distribution ({int((err == 0).sum())} exact)")
+        ax2.scatter(ref.ravel(), out.ravel(), s=4, alpha=0.6)
+        lo, hi = float(min(ref.min(), out.min())), float(max(ref.max(), out.max()))
+        ax2.plot([lo, hi], [lo, hi], color="k", linewidth=0.6)
+        ax2.set_xlabel(f"{result.reference} logit")
+        ax2.set_ylabel(f"{comp.backend} logit")
+        ax2.set_title("logits against the reference")
+        fig.tight_layout()
+        plots[comp.backend] = _png(fig)
+    return plots
+
+
+def _thumbnail_strip(frames: np.ndarray) -> str:
+    from PIL import Image
+
+    strip = np.concatenate(list(frames), axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(strip).save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def flagged_clips(result: RunResult, k: int = 5) -> list[dict]:
+    """Failing or top-1-flipped clips: thumbnails, label, and each backend's top-5 side by side."""
+    paths = list(result.logits.get("clips", []))
+    rows = []
+    for path, frames in result.frames.items():
+        i = paths.index(path)
+        top5 = {}
+        for name, logits in result.logits.items():
+            if name == "clips":
+                continue
+            row = logits[i]
+            e = np.exp(row - row.max())
+            prob = e / e.sum()
+            top5[name] = [(int(c), float(prob[c])) for c in np.argsort(-row)[:k]]
+        label = next((c.label for c in result.clips if c.path == path), None)
+        problems = [f"{c.backend}: {'; '.join(cc.problems)}" for c in result.comparisons for cc in c.clips if cc.path == path and cc.problems]
+        rows.append({"path": path, "label": label, "thumbs": _thumbnail_strip(frames), "top5": top5, "problems": problems})
+    return rows
+
+
+def flips_by_class_pair(result: RunResult) -> list[dict]:
+    """Top-1 flips counted per (backend, reference class -> backend class)."""
+    counts: dict[tuple, int] = {}
+    for comp in result.comparisons:
+        for c in comp.clips:
+            if not c.top1_agrees:
+                key = (comp.backend, c.top1_reference, c.top1_backend)
+                counts[key] = counts.get(key, 0) + 1
+    return [{"backend": b, "reference_class": r, "backend_class": o, "clips": n} for (b, r, o), n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+
 def render_html(result: RunResult, table) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -109,6 +186,9 @@ def render_html(result: RunResult, table) -> str:
         rows=table.to_dict("records"),
         latency_png=latency_plot(result),
         names=result.label_names,
+        plots=error_plots(result),
+        flagged=flagged_clips(result),
+        flips=flips_by_class_pair(result),
     )
 
 

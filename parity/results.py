@@ -58,6 +58,8 @@ class RunResult:
     training: dict | None = None
     label_names: dict[int, str] = field(default_factory=dict)
     logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # Sampled frames of clips that failed or flipped, for the report's thumbnails.
+    frames: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION}

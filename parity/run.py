@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 from pathlib import Path
 
@@ -66,13 +67,55 @@ def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
 
 
 def environment() -> dict:
-    env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()}
+    from .backends.gpu import gpu_names
+
+    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_name(), "cpu_count": os.cpu_count()}
+    gpus = gpu_names()
+    env["gpu"] = ", ".join(gpus) if gpus else "none"
     for dist in ("paddlepaddle", "paddlepaddle-gpu", "paddle2onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "polygraphy", "tensorrt", "numpy"):
         try:
             env[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             pass
+    try:
+        import paddle
+
+        env["paddle_cuda"] = paddle.version.cuda() if paddle.is_compiled_with_cuda() else "CPU build"
+    except ImportError:
+        pass
     return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+MAX_THUMBNAIL_CLIPS = 24
+
+
+def _flagged_frames(comparisons, good: list[ClipInput]) -> dict[str, np.ndarray]:
+    """Small uint8 frames ``[T, h, w, 3]`` of the clips that failed or flipped top-1 anywhere."""
+    from .preprocess import MEAN, STD
+
+    flagged = []
+    for comp in comparisons:
+        for clip in comp.clips:
+            if (not clip.passed or not clip.top1_agrees) and clip.path not in flagged:
+                flagged.append(clip.path)
+    frames = {}
+    by_path = {str(i.clip.path): i for i in good}
+    for path in flagged[:MAX_THUMBNAIL_CLIPS]:
+        tensor = by_path[path].tensor[0]  # [T, 3, S, S], normalized
+        pixels = np.clip((tensor * STD + MEAN) * 255.0, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        step = max(1, pixels.shape[1] // 64)
+        frames[path] = pixels[:, ::step, ::step]
+    return frames
 
 
 def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None) -> RunResult:
@@ -189,6 +232,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         notes=notes,
         problems=problems,
         logits={"clips": np.array(paths), **logits},
+        frames=_flagged_frames(comparisons, good),
         label_names=load_label_names(label_file),
     )
 
