@@ -30,6 +30,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16), or 'all' (every backend available here)")
     p.add_argument("--require", help="comma-separated backends that must run: unavailable ones make the run exit 2")
     p.add_argument("--trt-engine", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
+    p.add_argument("--golden", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
     p.add_argument("--short-size", type=int, help="Scale short side (default 256)")
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="compare backends on a model and clips; exit 1 when parity breaks")
     _add_run_args(run)
     run.add_argument("--report", help="report folder (default reports/latest)")
+    run.add_argument("--write-config", metavar="PARITY_TOML", help="write the config of exactly this run, for `pytest --parity-config`")
     run.add_argument("--cache", help="artifact cache folder")
 
     exp = sub.add_parser("export", help="export a PaddleVideo checkpoint as a Paddle inference model, as PaddleVideo's export does")
@@ -74,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--target-size", type=int, default=224)
     pre.add_argument("--variant", choices=["paddlevideo", "cpp"], default="paddlevideo",
                      help="paddlevideo: predict.py's path (default); cpp: the C++ deploy path")
+
+    gold = sub.add_parser("golden", help="golden outputs: store a run's reference logits to gate later releases")
+    gold_sub = gold.add_subparsers(dest="golden_command", required=True)
+    gsave = gold_sub.add_parser("save", help="store the reference logits of a report folder")
+    gsave.add_argument("report_dir")
+    gsave.add_argument("--to", required=True, help="golden folder to write")
 
     bk = sub.add_parser("backends", help="list every backend, whether it can run here, and why not")
     bk.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
-            "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build,
+            "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden,
         }
         return commands[args.command](args)
     except HarnessError as exc:
@@ -123,6 +131,8 @@ def _run_config(args):
         cfg.require = [b.strip() for b in args.require.split(",") if b.strip()]
     if args.trt_engine:
         cfg.trt_engine = args.trt_engine
+    if args.golden:
+        cfg.golden = args.golden
     apply_tolerance_overrides(cfg, args.tol)
     return cfg
 
@@ -170,7 +180,21 @@ def cmd_run(args) -> int:
 
     cfg = _run_config(args)
     result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads)
+    if args.write_config:
+        from .config import dump_config
+
+        Path(args.write_config).write_text(dump_config(cfg))
+        _say(f"wrote {args.write_config}: run it as a gate with `pytest --parity-config {args.write_config}`")
     return _finish(result, cfg.report)
+
+
+def cmd_golden(args) -> int:
+    from . import golden
+
+    folder = golden.save(args.report_dir, args.to)
+    meta = golden.Golden.load(folder).meta
+    print(f"saved golden outputs of {meta['reference']} for {len(meta['clips'])} clips to {folder}")
+    return EXIT_PASS
 
 
 def cmd_convert(args) -> int:

@@ -60,13 +60,13 @@ class Comparison:
 
 def _elementwise(reference: np.ndarray, backend: np.ndarray, tol: Tolerance) -> list:
     """Polygraphy's per-clip comparison: one OutputCompareResult per clip (row)."""
-    from polygraphy.comparator import Comparator, CompareFunc, IterationResult, RunResults
+    from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
     from polygraphy.logger import G_LOGGER
 
     results = RunResults()
     for name, logits in (("reference", reference), ("backend", backend)):
         results.append((name, [IterationResult({OUTPUT: row[None]}, runner_name=name) for row in logits]))
-    compare = CompareFunc.simple(atol=tol.atol, rtol=tol.rtol, check_error_stat="elemwise", error_quantile=0.99)
+    compare = SimpleCompareFunc(atol=tol.atol, rtol=tol.rtol, check_error_stat="elemwise", error_quantile=0.99)
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
         accuracy = Comparator.compare_accuracy(results, compare_func=compare)
     (result,) = accuracy  # one AccuracyResult per compare function

@@ -36,6 +36,7 @@ class RunConfig:
     reference: str = "paddle"
     require: list[str] = field(default_factory=list)  # backends that must run (else exit 2)
     trt_engine: str | None = None  # a prebuilt TensorRT engine for the tensorrt-* backend
+    golden: str | None = None  # compare with stored outputs (`parity golden save`) instead of a live reference
     num_seg: int | None = None  # None: read from the model
     short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
     target_size: int | None = None  # None: read from the model
@@ -51,6 +52,7 @@ class RunConfig:
 
 
 _TOL_FIELDS = {f.name for f in fields(Tolerance)}
+PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden")
 
 
 def apply_tolerance_overrides(cfg: RunConfig, items: list[str]) -> None:
@@ -92,7 +94,38 @@ def load_config_file(path: str | Path) -> RunConfig:
     for key, value in data.items():
         if key not in known:
             raise HarnessError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
-        if key in ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine") and value is not None:
+        if key in PATH_SETTINGS and value is not None:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         setattr(cfg, key, value)
     return cfg
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """``cfg`` as parity.toml text (paths absolute), readable by ``load_config_file``."""
+    lines = ["# pptsm-parity run configuration (parity run --write-config); see README 'Config file'."]
+    for f in fields(RunConfig):
+        if f.name in ("tolerances", "backend_tolerances"):
+            continue
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        if f.name in PATH_SETTINGS:
+            value = str(Path(value).resolve())
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    for scope, tol in cfg.tolerances.items():
+        lines.append(f"\n[tolerance.{scope}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in tol.to_dict().items()]
+    for scope, values in cfg.backend_tolerances.items():
+        lines.append(f'\n[tolerance."{scope}"]')
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,143 @@
-"""pytest plugin of pptsm-parity (entry point ``pytest11``): the ``--parity-cache`` option."""
+"""pytest plugin of pptsm-parity (entry point ``pytest11``).
+
+``pytest --parity-config parity.toml`` turns a parity run into test items: one per
+(backend, clip) and one per backend for the accuracy delta, with the numbers and the
+tolerance in each failure. The run itself happens once, at the first item; the HTML report
+is written when the session finishes. Works with ``--junitxml``, ``-k`` and ``-x``.
+"""
 from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_RESULT = pytest.StashKey[object]()
+_CONFIG = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("parity", "PP-TSM deployment parity")
-    group.addoption("--parity-cache", default=None, help="artifact cache folder for parity fixtures (default $PARITY_CACHE_DIR or ~/.cache/pptsm-parity)")
+    group.addoption("--parity-cache", default=None, help="artifact cache folder (default $PARITY_CACHE_DIR or ~/.cache/pptsm-parity)")
+    group.addoption("--parity-config", default=None, help="parity.toml (or a pyproject.toml with [tool.parity]) to run as tests")
+    group.addoption("--parity-report", default=None, help="report folder (default: the config's `report`)")
+
+
+class ParityFailure(Exception):
+    """A comparison outside tolerance: reported as its message, not as a traceback."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    path = config.getoption("parity_config", default=None)
+    if not path:
+        return
+    from .config import load_config_file
+    from .errors import HarnessError
+
+    try:
+        cfg = load_config_file(path)
+        if config.getoption("parity_report"):
+            cfg.report = config.getoption("parity_report")
+        collector = ParityConfigFile.from_parent(session, path=Path(path).resolve(), cfg=cfg)
+        items.extend(collector.collect())
+    except HarnessError as exc:
+        raise pytest.UsageError(f"--parity-config: {exc}") from None
+    config.stash[_CONFIG] = cfg
+
+
+class ParityConfigFile(pytest.File):
+    def __init__(self, *, cfg, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+
+    def collect(self):
+        from .backends import resolve
+        from .clips import load_clips
+        from .golden import Golden
+
+        cfg = self.cfg
+        golden = Golden.load(cfg.golden) if cfg.golden else None
+        reference = golden.name if golden else cfg.reference
+        names = [b.name for b in resolve(cfg.backends)] + [n for n in cfg.require if n not in cfg.backends]
+        compared = [n for n in dict.fromkeys(names) if n != reference]
+        if cfg.clips:
+            clips = load_clips(cfg.clips)
+        else:
+            clips = [Path(c["path"]) for c in golden.meta["clips"]]
+        root = Path(cfg.clips).parent if cfg.clips and Path(cfg.clips).is_file() else None
+        for backend in compared:
+            for clip in clips:
+                path = clip.path if hasattr(clip, "path") else clip
+                shown = path.relative_to(root) if root and path.is_relative_to(root) else path.name
+                yield ParityItem.from_parent(self, name=f"{backend}[{shown}]", backend=backend, clip=str(path), kind="clip")
+            yield ParityItem.from_parent(self, name=f"{backend}[accuracy]", backend=backend, clip=None, kind="accuracy")
+
+
+class ParityItem(pytest.Item):
+    def __init__(self, *, backend: str, clip: str | None, kind: str, **kwargs):
+        super().__init__(**kwargs)
+        self.backend, self.clip, self.kind = backend, clip, kind
+
+    def _result(self):
+        stash = self.config.stash
+        if _RESULT not in stash:
+            from .build import ArtifactCache
+            from .run import run
+
+            cache_dir = self.config.getoption("parity_cache", default=None)
+            stash[_RESULT] = run(stash[_CONFIG], cache=ArtifactCache(cache_dir) if cache_dir else None)
+        return stash[_RESULT]
+
+    def runtest(self):
+        result = self._result()
+        record = next(b for b in result.backends if b.name == self.backend)
+        if record.status == "unavailable":
+            if self.backend in self.config.stash[_CONFIG].require:
+                raise ParityFailure(f"{self.backend} is required but did not run: {record.reason}")
+            pytest.skip(f"{self.backend} {record.reason}")
+        if record.status == "error":
+            raise ParityFailure(f"{self.backend} failed to run: {record.reason}")
+        if result.problems:
+            raise ParityFailure("; ".join(result.problems))
+        comparison = next(c for c in result.comparisons if c.backend == self.backend)
+        tol = comparison.tolerance
+        if self.kind == "accuracy":
+            if comparison.accuracy is None:
+                pytest.skip("no labelled clips: accuracy not measured")
+            accuracy_reasons = [r for r in comparison.reasons if "accuracy" in r or "top-1 agreement" in r]
+            if accuracy_reasons:
+                raise ParityFailure(
+                    f"{self.backend} vs {comparison.reference}: " + "; ".join(accuracy_reasons)
+                    + f" (max_accuracy_drop {tol['max_accuracy_drop']}, min_top1_agreement {tol['min_top1_agreement']})"
+                )
+            return
+        clip_record = next(c for c in result.clips if Path(c.path).resolve() == Path(self.clip).resolve())
+        if clip_record.status != "ok":
+            raise ParityFailure(clip_record.error)
+        clip = next(c for c in comparison.clips if Path(c.path).resolve() == Path(self.clip).resolve())
+        if not clip.passed:
+            raise ParityFailure(
+                f"{self.backend} vs {comparison.reference} on {self.clip}: max abs {clip.max_abs:.4g}, max rel {clip.max_rel:.4g}, "
+                f"cosine {clip.cosine:.6f}; tolerance atol {tol['atol']:g}, rtol {tol['rtol']:g}, min_cosine {tol['min_cosine']}; "
+                + "; ".join(clip.problems)
+            )
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ParityFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"parity: {self.name}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    result = session.config.stash.get(_RESULT, None)
+    if result is None:
+        return
+    from .report import write_report
+
+    out = write_report(result, session.config.stash[_CONFIG].report)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"parity report: {out} (verdict {result.verdict.upper()})")

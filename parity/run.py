@@ -10,10 +10,11 @@ import numpy as np
 
 from .backends import BACKENDS, ModelArtifacts, resolve
 from .build import ArtifactCache, PaddleModel, sha256_file
-from .clips import load_clips, load_label_names
+from .clips import Clip, load_clips, load_label_names
 from .compare import compare_logits
 from .config import RunConfig
 from .errors import HarnessError
+from .golden import GOLDEN_JSON, Golden
 from .inputs import ClipInput, prepare_inputs
 from .preprocess import PreprocessConfig
 from .progress import progress
@@ -136,20 +137,34 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         art.onnx = Path(cfg.onnx)
         if not art.onnx.is_file():
             raise HarnessError(f"{cfg.onnx}: ONNX model not found")
-    if art.paddle_model is None and art.onnx is None:
+    golden = Golden.load(cfg.golden) if cfg.golden else None
+    if art.paddle_model is None and art.onnx is None and art.trt_engine is None:
         raise HarnessError("no model given: pass --paddle-model and/or --onnx")
-    if not cfg.clips:
+    if not cfg.clips and golden is None:
         raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
 
     unknown = [n for n in cfg.require if n not in BACKENDS]
     if unknown:
         raise HarnessError(f"--require: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
-    input_name, model_seg, model_size = model_input(art)
+    if art.paddle_model is None and art.onnx is None:
+        input_name, model_seg, model_size = golden.meta["preprocess"]["input_name"], None, None
+    else:
+        input_name, model_seg, model_size = model_input(art)
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
     num_seg = _agree("--num-seg", cfg.num_seg, model_seg, model_path) or 8
     size = _agree("--target-size", cfg.target_size, model_size, model_path) or 224
+    short_size, variant = cfg.short_size, cfg.preprocess
+    if golden is not None:
+        # The stored logits are only comparable on the very tensors they were computed from.
+        g = golden.meta["preprocess"]
+        num_seg = _agree("--num-seg", num_seg, g["num_seg"], golden.folder)
+        size = _agree("--target-size", size, g["target_size"], golden.folder)
+        short_size = _agree("--short-size", short_size, g["short_size"], golden.folder)
+        if variant != g["variant"] and variant != "paddlevideo":
+            raise HarnessError(f"{golden.folder}: golden outputs use {g['variant']} preprocessing, but --preprocess {variant} was given")
+        variant = g["variant"]
     try:
-        pre = PreprocessConfig.for_size(num_seg, size, cfg.short_size, cfg.preprocess)
+        pre = PreprocessConfig.for_size(num_seg, size, short_size, variant)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
 
@@ -158,19 +173,35 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     for name in cfg.require:
         if name not in [b.name for b in backends]:
             backends.append(BACKENDS[name])
-    if cfg.reference not in BACKENDS:
-        raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
-    if cfg.reference not in [b.name for b in backends]:
-        backends.insert(0, BACKENDS[cfg.reference])
+    reference = golden.name if golden else cfg.reference
+    if golden is None:
+        if cfg.reference not in BACKENDS:
+            raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
+        if cfg.reference not in [b.name for b in backends]:
+            backends.insert(0, BACKENDS[cfg.reference])
 
-    clips = load_clips(cfg.clips)
+    if cfg.clips:
+        clips = load_clips(cfg.clips)
+    else:
+        clips = [Clip(Path(c["path"]), c["label"]) for c in golden.meta["clips"]]
     inputs = prepare_inputs(clips, pre)
+    golden_rows = []
+    for item in inputs:
+        if golden is not None and item.ok:
+            row, error = golden.row_for(str(item.clip.path), item.sha256)
+            if error:
+                item.tensor, item.error = None, error
+            else:
+                golden_rows.append(row)
     good = [i for i in inputs if i.ok]
     if not good:
         first = next((i.error for i in inputs if i.error), "")
         raise HarnessError(f"{cfg.clips}: no readable clip ({len(inputs)} listed; first error: {first})")
 
     records, logits = [], {}
+    if golden is not None:
+        records.append(BackendRecord(reference, "fp32", f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})", "ok"))
+        logits[reference] = np.stack(golden_rows).astype(np.float32)
     for backend in backends:
         record, out = _run_backend(backend, art, input_name, good)
         records.append(record)
@@ -180,16 +211,17 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     comparisons, notes, problems = [], [], []
     paths = [str(i.clip.path) for i in good]
     labels = [i.clip.label for i in good]
-    ref_record = next(r for r in records if r.name == cfg.reference)
+    ref_record = next(r for r in records if r.name == reference)
     if ref_record.status != "ok":
-        problems.append(f"reference {cfg.reference} did not run ({ref_record.reason}); nothing was compared")
+        problems.append(f"reference {reference} did not run ({ref_record.reason}); nothing was compared")
     else:
-        for backend, record in zip(backends, records):
-            if backend.name == cfg.reference or record.status != "ok":
+        by_name = {r.name: r for r in records}
+        for backend in backends:
+            if backend.name == reference or by_name[backend.name].status != "ok":
                 continue
             tol = cfg.tolerance_for(backend.name, backend.precision)
             comparisons.append(
-                compare_logits(backend.name, cfg.reference, backend.precision, paths, labels, logits[cfg.reference], logits[backend.name], tol)
+                compare_logits(backend.name, reference, backend.precision, paths, labels, logits[reference], logits[backend.name], tol)
             )
         if not comparisons:
             notes.append("no backend besides the reference ran; nothing was compared")
@@ -205,8 +237,12 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     errored = any(r.status == "error" for r in records)
     passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
 
-    label_file = Path(cfg.labels) if cfg.labels else (Path(cfg.clips).parent / "labels.txt" if Path(cfg.clips).is_file() else None)
-    artifacts = {"clips": str(Path(cfg.clips).resolve()), "paddle_model": None, "onnx": None}
+    clip_source = Path(cfg.clips) if cfg.clips else None
+    label_file = Path(cfg.labels) if cfg.labels else (clip_source.parent / "labels.txt" if clip_source and clip_source.is_file() else None)
+    artifacts = {"clips": str(clip_source.resolve()) if clip_source else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
+    if golden is not None:
+        artifacts["golden"] = str(golden.folder.resolve())
+        artifacts["golden_artifacts"] = golden.meta["artifacts"]
     if art.paddle_model:
         artifacts["paddle_model"] = str(art.paddle_model.model_file.resolve())
         artifacts["paddle_model_sha256"] = sha256_file(art.paddle_model.model_file)
@@ -221,7 +257,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         artifacts["labels"] = str(label_file.resolve())
     return RunResult(
         verdict="pass" if passed else "fail",
-        reference=cfg.reference,
+        reference=reference,
         backends=records,
         comparisons=comparisons,
         clips=[_clip_record(i) for i in inputs],
