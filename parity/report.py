@@ -183,13 +183,22 @@ def render_html(result: RunResult, table) -> str:
     return template.render(
         r=result,
         data=result.to_dict(),
-        rows=table.to_dict("records"),
+        rows=[_ints(row) for row in table.to_dict("records")],
         latency_png=latency_plot(result),
         names=result.label_names,
         plots=error_plots(result),
         flagged=flagged_clips(result),
         flips=flips_by_class_pair(result),
     )
+
+
+def _ints(row: dict) -> dict:
+    """pandas turns integer columns with gaps into floats; class ids go back to int (or None)."""
+    for key in ("label", "top1_reference", "top1_backend"):
+        value = row.get(key)
+        if isinstance(value, float):
+            row[key] = None if np.isnan(value) else int(value)
+    return row
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -234,6 +234,9 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
                 problems.append(f"required backend {r.name} did not run ({r.reason})")
             else:
                 notes.append(f"{r.name} not compared: {r.reason}")
+    changed = [i.clip.path for i in inputs if i.error and "changed since the golden outputs" in i.error]
+    if changed:
+        problems.append(f"{len(changed)} clip(s) changed since the golden outputs were saved; they were not compared")
     errored = any(r.status == "error" for r in records)
     passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
 

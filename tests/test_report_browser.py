@@ -1,0 +1,76 @@
+"""The HTML report as a person sees it: rendered by headless Chromium (Debian's chromium)."""
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from parity.report import write_report
+from parity.run import run
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "test-artifacts"
+XSS = "<script>alert(1)</script>.mp4"
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("chromium not installed (Debian: apt-get install chromium); .ci/run installs it")
+
+
+def _chrome(html: Path, *args, tmp_path) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chrome-profile'}"]
+    return subprocess.run([_chromium(), *flags, *args, html.as_uri()], capture_output=True, text=True, timeout=120)
+
+
+def _render(html: Path, tmp_path, shot: str) -> str:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _chrome(html, "--window-size=1280,4000", f"--screenshot={ARTIFACTS / shot}", tmp_path=tmp_path)
+    assert (ARTIFACTS / shot).stat().st_size > 10_000
+    dom = _chrome(html, "--dump-dom", tmp_path=tmp_path).stdout
+    assert "</html>" in dom
+    return dom
+
+
+def test_clean_report_renders_every_section(clean_run, tmp_path):
+    html = write_report(clean_run, tmp_path / "report")
+    dom = _render(html, tmp_path, "report-clean.png")
+    for section in ("verdict", "backends", "matrix", "errors", "flips", "flagged", "tolerances", "clips", "latency", "artifacts", "environment"):
+        assert f'id="{section}"' in dom
+    assert re.search(r'id="verdict"[^>]*>\s*Verdict: <strong>PASS</strong>', dom)
+    assert dom.count('alt="error histogram and scatter for') == 2
+    assert "No clip failed or flipped." in dom
+
+
+def test_perturbed_report_shows_failing_clips_with_thumbnails(demo_run_config, parity_cache, defective_onnx, tmp_path):
+    cfg = dataclasses.replace(demo_run_config, onnx=str(defective_onnx("conv_weight_x1.05")), report=str(tmp_path / "report"))
+    result = run(cfg, cache=parity_cache)
+    dom = _render(write_report(result, cfg.report), tmp_path, "report-perturbed.png")
+    assert "Verdict: <strong>FAIL</strong>" in dom
+    assert dom.count('class="flagged-clip"') >= 1
+    thumbs = re.findall(r'<img class="thumbs" alt="sampled frames of ([^"]+)" src="data:image/jpeg;base64,', dom)
+    failing = {p for c in result.comparisons for p in c.failed_clips}
+    assert thumbs and set(thumbs) <= failing
+    assert "onnxruntime top-5" in dom
+
+
+def test_user_supplied_names_render_as_text(demo_artifacts, demo_run_config, parity_cache, tmp_path):
+    # a clip whose path spells <script>alert(1)</script>.mp4 (the "/" makes "<script>alert(1)<" a folder)
+    src = demo_artifacts.val_list.parent / demo_artifacts.val_list.read_text().split()[0]
+    evil = tmp_path / XSS
+    evil.parent.mkdir(parents=True)
+    shutil.copy(src, evil)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{evil} 0\n{tmp_path / '<b>missing</b>.avi'} 1\n")
+    cfg = dataclasses.replace(demo_run_config, clips=str(listing), report=str(tmp_path / "report"))
+    dom = _render(write_report(run(cfg, cache=parity_cache), cfg.report), tmp_path, "report-escaping.png")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.mp4" in dom
+    assert "<script>alert(1)</script>" not in dom
+    assert dom.count("<script") == 1  # only the report's own table sorter
+    assert "&lt;b&gt;missing&lt;/b&gt;.avi" in dom
