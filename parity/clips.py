@@ -43,7 +43,7 @@ def load_clips(source: str | Path) -> list[Clip]:
     if not source.is_file():
         raise ClipListError(f"{source}: clip list or folder not found")
     clips = []
-    for lineno, raw in enumerate(source.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for raw in source.read_text(encoding="utf-8", errors="replace").splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

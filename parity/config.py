@@ -1,10 +1,11 @@
 """One run configuration: defaults (defaults.toml), then a config file, then command-line flags."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 from .errors import HarnessError
 

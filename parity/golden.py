@@ -61,11 +61,19 @@ class Golden:
     def name(self) -> str:
         return f"golden:{self.meta['reference']}"
 
-    def row_for(self, path: str, sha256: str | None) -> tuple[np.ndarray | None, str | None]:
-        """The stored logits of a clip, or the one-line reason there are none."""
+    def row_for(self, path: str, sha256: str | None) -> np.ndarray:
+        """The stored logits of a clip; ``ClipChanged`` or ``NotInGolden`` say why there are none."""
         for i, entry in enumerate(self.meta["clips"]):
             if Path(entry["path"]).resolve() == Path(path).resolve():
                 if sha256 != entry["sha256"]:
-                    return None, f"{path}: changed since the golden outputs were saved (sha256 {str(sha256)[:12]}, golden {entry['sha256'][:12]})"
-                return self.logits[i], None
-        return None, f"{path}: not in the golden outputs of {self.folder}"
+                    raise ClipChanged(f"{path}: changed since the golden outputs were saved (sha256 {str(sha256)[:12]}, golden {entry['sha256'][:12]})")
+                return self.logits[i]
+        raise NotInGolden(f"{path}: not in the golden outputs of {self.folder}")
+
+
+class NotInGolden(Exception):
+    pass
+
+
+class ClipChanged(NotInGolden):
+    pass

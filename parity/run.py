@@ -14,7 +14,7 @@ from .clips import Clip, load_clips, load_label_names
 from .compare import compare_logits
 from .config import RunConfig
 from .errors import HarnessError
-from .golden import GOLDEN_JSON, Golden
+from .golden import GOLDEN_JSON, ClipChanged, Golden, NotInGolden
 from .inputs import ClipInput, prepare_inputs
 from .preprocess import PreprocessConfig
 from .progress import progress
@@ -185,14 +185,15 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     else:
         clips = [Clip(Path(c["path"]), c["label"]) for c in golden.meta["clips"]]
     inputs = prepare_inputs(clips, pre)
-    golden_rows = []
+    golden_rows, changed = [], []
     for item in inputs:
         if golden is not None and item.ok:
-            row, error = golden.row_for(str(item.clip.path), item.sha256)
-            if error:
-                item.tensor, item.error = None, error
-            else:
-                golden_rows.append(row)
+            try:
+                golden_rows.append(golden.row_for(str(item.clip.path), item.sha256))
+            except NotInGolden as exc:
+                item.tensor, item.error = None, str(exc)
+                if isinstance(exc, ClipChanged):
+                    changed.append(item.clip.path)
     good = [i for i in inputs if i.ok]
     if not good:
         first = next((i.error for i in inputs if i.error), "")
@@ -234,7 +235,6 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
                 problems.append(f"required backend {r.name} did not run ({r.reason})")
             else:
                 notes.append(f"{r.name} not compared: {r.reason}")
-    changed = [i.clip.path for i in inputs if i.error and "changed since the golden outputs" in i.error]
     if changed:
         problems.append(f"{len(changed)} clip(s) changed since the golden outputs were saved; they were not compared")
     errored = any(r.status == "error" for r in records)

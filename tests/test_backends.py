@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from parity.backends import BACKENDS, ModelArtifacts
+from parity.backends import BACKENDS
 from parity.backends.gpu import apply_plan, ort_cuda_providers, ort_trt_providers, paddle_gpu_plan
 from parity.backends.tensorrt import EngineSpec, create_config, engine_mismatch, profile_shapes
 from parity.cli import main

@@ -47,9 +47,10 @@ def test_export_is_paddlevideo_shaped(demo_artifacts):
 def test_full_size_default_builds_exports_and_converts(tmp_path):
     """PP-TSMv2 at its defaults (16 segments, 224, LTA on, 101 classes) exports and converts."""
     import paddle
+
+    from parity.backends import ModelArtifacts
     from parity.models import ModelSpec, build_model
     from parity.run import model_input
-    from parity.backends import ModelArtifacts
 
     spec = ModelSpec(num_classes=101, num_seg=16, size=224)
     model = build_model(spec)

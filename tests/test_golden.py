@@ -33,9 +33,9 @@ def test_golden_round_trip_matches_the_live_comparison(golden_dir, demo_artifact
     live_data = json.loads((live / "results.json").read_text())
     assert gated["reference"] == "golden:paddle" and gated["verdict"] == live_data["verdict"] == "pass"
     (g,) = gated["comparisons"]
-    (l,) = [c for c in live_data["comparisons"] if c["backend"] == "onnxruntime"]
-    assert g["max_abs"] == pytest.approx(l["max_abs"], abs=1e-6) and g["top1_agreement"] == l["top1_agreement"]
-    assert len(g["clips"]) == len(l["clips"])
+    (live_cmp,) = [c for c in live_data["comparisons"] if c["backend"] == "onnxruntime"]
+    assert g["max_abs"] == pytest.approx(live_cmp["max_abs"], abs=1e-6) and g["top1_agreement"] == live_cmp["top1_agreement"]
+    assert len(g["clips"]) == len(live_cmp["clips"])
 
 
 def test_perturbed_model_fails_against_golden_too(golden_dir, defective_onnx, tmp_path):
