@@ -20,8 +20,6 @@ from .preprocess import PreprocessConfig
 from .progress import progress
 from .results import BackendRecord, ClipRecord, RunResult
 
-EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
-
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -126,7 +124,78 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     An unavailable backend is reported, never counted as passed; ``cfg.require`` makes it an
     error of the run (exit 2) instead of a note.
     """
-    art = ModelArtifacts(cache=cache or ArtifactCache(), threads=threads)
+    art, golden = _open_models(cfg, cache or ArtifactCache(), threads)
+    pre = _preprocess_config(cfg, art, golden)
+    backends, reference = _select_backends(cfg, golden)
+
+    # clips -> tensors, each decoded once
+    clips = load_clips(cfg.clips) if cfg.clips else [Clip(Path(c["path"]), c["label"]) for c in golden.meta["clips"]]
+    inputs = prepare_inputs(clips, pre)
+    golden_rows, changed = _golden_rows(golden, inputs)
+    good = [i for i in inputs if i.ok]
+    if not good:
+        first = next((i.error for i in inputs if i.error), "")
+        raise HarnessError(f"{cfg.clips}: no readable clip ({len(inputs)} listed; first error: {first})")
+
+    # tensors -> every backend's logits
+    records, logits = [], {}
+    if golden is not None:
+        records.append(BackendRecord(reference, "fp32", f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})", "ok"))
+        logits[reference] = np.stack(golden_rows).astype(np.float32)
+    for backend in backends:
+        record, out = _run_backend(backend, art, art.input_name, good)
+        records.append(record)
+        if out is not None:
+            logits[backend.name] = out
+
+    # logits -> comparisons and verdict
+    paths = [str(i.clip.path) for i in good]
+    comparisons, notes, problems = [], [], []
+    by_name = {r.name: r for r in records}
+    if by_name[reference].status != "ok":
+        problems.append(f"reference {reference} did not run ({by_name[reference].reason}); nothing was compared")
+    else:
+        labels = [i.clip.label for i in good]
+        for backend in backends:
+            if backend.name != reference and by_name[backend.name].status == "ok":
+                tol = cfg.tolerance_for(backend.name, backend.precision)
+                comparisons.append(compare_logits(backend.name, reference, backend.precision, paths, labels, logits[reference], logits[backend.name], tol))
+        if not comparisons:
+            notes.append("no backend besides the reference ran; nothing was compared")
+    for r in records:
+        if r.status == "error":
+            notes.append(f"{r.name} failed: {r.reason}")
+        elif r.status == "unavailable" and r.name in cfg.require:
+            problems.append(f"required backend {r.name} did not run ({r.reason})")
+        elif r.status == "unavailable":
+            notes.append(f"{r.name} not compared: {r.reason}")
+    if changed:
+        problems.append(f"{len(changed)} clip(s) changed since the golden outputs were saved; they were not compared")
+    errored = any(r.status == "error" for r in records)
+    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
+
+    label_file = Path(cfg.labels) if cfg.labels else (Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None)
+    return RunResult(
+        verdict="pass" if passed else "fail",
+        reference=reference,
+        backends=records,
+        comparisons=comparisons,
+        clips=[_clip_record(i) for i in inputs],
+        artifacts=_artifact_record(cfg, art, golden, label_file),
+        tolerances={p: t.to_dict() for p, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
+        preprocess={**pre.to_dict(), "input_name": art.input_name},
+        environment=environment(),
+        notes=notes,
+        problems=problems,
+        logits={"clips": np.array(paths), **logits},
+        frames=_flagged_frames(comparisons, good),
+        label_names=load_label_names(label_file),
+    )
+
+
+def _open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None) -> tuple[ModelArtifacts, Golden | None]:
+    """Check the model files (and golden outputs) exist, and read the model's input."""
+    art = ModelArtifacts(cache=cache, threads=threads)
     if cfg.trt_engine:
         art.trt_engine = Path(cfg.trt_engine)
         if not art.trt_engine.is_file():
@@ -142,17 +211,18 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         raise HarnessError("no model given: pass --paddle-model and/or --onnx")
     if not cfg.clips and golden is None:
         raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
-
-    unknown = [n for n in cfg.require if n not in BACKENDS]
-    if unknown:
-        raise HarnessError(f"--require: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     if art.paddle_model is None and art.onnx is None:
-        input_name, model_seg, model_size = golden.meta["preprocess"]["input_name"], None, None
+        art.input_name, art.num_seg, art.size = golden.meta["preprocess"]["input_name"], None, None
     else:
-        input_name, model_seg, model_size = model_input(art)
+        art.input_name, art.num_seg, art.size = model_input(art)
+    return art, golden
+
+
+def _preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> PreprocessConfig:
+    """T and size from the model (flags must agree); with golden outputs, their preprocessing."""
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
-    num_seg = _agree("--num-seg", cfg.num_seg, model_seg, model_path) or 8
-    size = _agree("--target-size", cfg.target_size, model_size, model_path) or 224
+    num_seg = _agree("--num-seg", cfg.num_seg, art.num_seg, model_path)
+    size = _agree("--target-size", cfg.target_size, art.size, model_path)
     short_size, variant = cfg.short_size, cfg.preprocess
     if golden is not None:
         # The stored logits are only comparable on the very tensors they were computed from.
@@ -160,89 +230,51 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         num_seg = _agree("--num-seg", num_seg, g["num_seg"], golden.folder)
         size = _agree("--target-size", size, g["target_size"], golden.folder)
         short_size = _agree("--short-size", short_size, g["short_size"], golden.folder)
-        if variant != g["variant"] and variant != "paddlevideo":
+        if variant not in (g["variant"], "paddlevideo"):
             raise HarnessError(f"{golden.folder}: golden outputs use {g['variant']} preprocessing, but --preprocess {variant} was given")
         variant = g["variant"]
+    art.num_seg, art.size = num_seg or 8, size or 224
     try:
-        pre = PreprocessConfig.for_size(num_seg, size, short_size, variant)
+        return PreprocessConfig.for_size(art.num_seg, art.size, short_size, variant)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
 
-    art.input_name, art.num_seg, art.size = input_name, num_seg, size
-    backends = resolve(cfg.backends)
-    for name in cfg.require:
-        if name not in [b.name for b in backends]:
-            backends.append(BACKENDS[name])
-    reference = golden.name if golden else cfg.reference
-    if golden is None:
-        if cfg.reference not in BACKENDS:
-            raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
-        if cfg.reference not in [b.name for b in backends]:
-            backends.insert(0, BACKENDS[cfg.reference])
 
-    if cfg.clips:
-        clips = load_clips(cfg.clips)
-    else:
-        clips = [Clip(Path(c["path"]), c["label"]) for c in golden.meta["clips"]]
-    inputs = prepare_inputs(clips, pre)
-    golden_rows, changed = [], []
+def _select_backends(cfg: RunConfig, golden: Golden | None):
+    """The backends to run (the live reference first) and the reference's name."""
+    unknown = [n for n in cfg.require if n not in BACKENDS]
+    if unknown:
+        raise HarnessError(f"--require: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    backends = resolve(cfg.backends)
+    backends += [BACKENDS[n] for n in cfg.require if n not in [b.name for b in backends]]
+    if golden is not None:
+        return backends, golden.name
+    if cfg.reference not in BACKENDS:
+        raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
+    if cfg.reference not in [b.name for b in backends]:
+        backends.insert(0, BACKENDS[cfg.reference])
+    return backends, cfg.reference
+
+
+def _golden_rows(golden: Golden | None, inputs: list[ClipInput]) -> tuple[list, list]:
+    """The stored logits of each readable clip; a clip without them becomes a clip error."""
+    rows, changed = [], []
+    if golden is None:
+        return rows, changed
     for item in inputs:
-        if golden is not None and item.ok:
+        if item.ok:
             try:
-                golden_rows.append(golden.row_for(str(item.clip.path), item.sha256))
+                rows.append(golden.row_for(str(item.clip.path), item.sha256))
             except NotInGolden as exc:
                 item.tensor, item.error = None, str(exc)
                 if isinstance(exc, ClipChanged):
                     changed.append(item.clip.path)
-    good = [i for i in inputs if i.ok]
-    if not good:
-        first = next((i.error for i in inputs if i.error), "")
-        raise HarnessError(f"{cfg.clips}: no readable clip ({len(inputs)} listed; first error: {first})")
+    return rows, changed
 
-    records, logits = [], {}
-    if golden is not None:
-        records.append(BackendRecord(reference, "fp32", f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})", "ok"))
-        logits[reference] = np.stack(golden_rows).astype(np.float32)
-    for backend in backends:
-        record, out = _run_backend(backend, art, input_name, good)
-        records.append(record)
-        if out is not None:
-            logits[backend.name] = out
 
-    comparisons, notes, problems = [], [], []
-    paths = [str(i.clip.path) for i in good]
-    labels = [i.clip.label for i in good]
-    ref_record = next(r for r in records if r.name == reference)
-    if ref_record.status != "ok":
-        problems.append(f"reference {reference} did not run ({ref_record.reason}); nothing was compared")
-    else:
-        by_name = {r.name: r for r in records}
-        for backend in backends:
-            if backend.name == reference or by_name[backend.name].status != "ok":
-                continue
-            tol = cfg.tolerance_for(backend.name, backend.precision)
-            comparisons.append(
-                compare_logits(backend.name, reference, backend.precision, paths, labels, logits[reference], logits[backend.name], tol)
-            )
-        if not comparisons:
-            notes.append("no backend besides the reference ran; nothing was compared")
-    for r in records:
-        if r.status == "error":
-            notes.append(f"{r.name} failed: {r.reason}")
-        elif r.status == "unavailable":
-            required = r.name in cfg.require
-            if required:
-                problems.append(f"required backend {r.name} did not run ({r.reason})")
-            else:
-                notes.append(f"{r.name} not compared: {r.reason}")
-    if changed:
-        problems.append(f"{len(changed)} clip(s) changed since the golden outputs were saved; they were not compared")
-    errored = any(r.status == "error" for r in records)
-    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
-
-    clip_source = Path(cfg.clips) if cfg.clips else None
-    label_file = Path(cfg.labels) if cfg.labels else (clip_source.parent / "labels.txt" if clip_source and clip_source.is_file() else None)
-    artifacts = {"clips": str(clip_source.resolve()) if clip_source else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
+def _artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, label_file: Path | None) -> dict:
+    """Paths (absolute) and sha256 of everything that was compared."""
+    artifacts = {"clips": str(Path(cfg.clips).resolve()) if cfg.clips else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
     if golden is not None:
         artifacts["golden"] = str(golden.folder.resolve())
         artifacts["golden_artifacts"] = golden.meta["artifacts"]
@@ -258,22 +290,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         artifacts["onnx_sha256"] = sha256_file(art.onnx)
     if label_file and label_file.is_file():
         artifacts["labels"] = str(label_file.resolve())
-    return RunResult(
-        verdict="pass" if passed else "fail",
-        reference=reference,
-        backends=records,
-        comparisons=comparisons,
-        clips=[_clip_record(i) for i in inputs],
-        artifacts=artifacts,
-        tolerances={p: t.to_dict() for p, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
-        preprocess={**pre.to_dict(), "input_name": input_name},
-        environment=environment(),
-        notes=notes,
-        problems=problems,
-        logits={"clips": np.array(paths), **logits},
-        frames=_flagged_frames(comparisons, good),
-        label_names=load_label_names(label_file),
-    )
+    return artifacts
 
 
 def _agree(flag: str, given: int | None, from_model: int | None, model_path) -> int | None:
