@@ -190,7 +190,10 @@ class ConversionRecord:
 
 
 _CONVERT_SCRIPT = """
-import sys, paddle2onnx
+import sys
+import polygraphy.config  # imported first: paddle2onnx's POLYGRAPHY_AUTOINSTALL_DEPS=1 then has no effect
+polygraphy.config.AUTOINSTALL_DEPS = False
+import paddle2onnx
 paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], opset_version=int(sys.argv[4]),
                    enable_onnx_checker=True, verbose=False)
 """
@@ -200,7 +203,9 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
     """Convert with paddle2onnx, repair known defects, then validate (ONNX checker + an ORT session).
 
     paddle2onnx runs in a subprocess: its ``export`` sets POLYGRAPHY_AUTOINSTALL_DEPS=1 for the
-    rest of the process, which would make later Polygraphy calls pip-install TensorRT.
+    rest of the process, which would make its own constant folding (and any later Polygraphy
+    call) pip-install what is missing at run time. The subprocess imports Polygraphy first with
+    auto-install off; what the folding needs (onnx-graphsurgeon, sympy) is a dependency of ours.
     """
     import onnx
     import paddle2onnx

@@ -1,4 +1,4 @@
-"""The ``parity`` command line: demo, run, convert."""
+"""The ``parity`` command line: demo, run, convert, export, preprocess, backends, build, golden."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +33,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--golden", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
-    p.add_argument("--short-size", type=int, help="Scale short side (default 256)")
+    p.add_argument("--short-size", type=int, help="Scale short side (default: crop size x 256/224, so 256 for 224)")
     p.add_argument("--target-size", type=int, help="CenterCrop size (default: read from the model)")
     p.add_argument("--preprocess", choices=["paddlevideo", "cpp"], help="preprocessing: PaddleVideo's predict.py (default) or its C++ deploy path")
     p.add_argument("--config", help="parity.toml, or a pyproject.toml with [tool.parity]")
@@ -115,24 +115,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("parity: interrupted")
         return 130
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
+        if os.environ.get("PARITY_DEBUG"):
+            raise
+        _say(f"parity: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (PARITY_DEBUG=1 shows the traceback)")
+        return EXIT_HARNESS
 
 
 def _run_config(args):
     from .config import RunConfig, apply_tolerance_overrides, load_config_file
 
     cfg = load_config_file(args.config) if args.config else RunConfig()
-    for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size", "preprocess", "report"):
+    for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
+                 "preprocess", "report", "trt_engine", "golden"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
-    if args.backends:
-        cfg.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if args.require:
-        cfg.require = [b.strip() for b in args.require.split(",") if b.strip()]
-    if args.trt_engine:
-        cfg.trt_engine = args.trt_engine
-    if args.golden:
-        cfg.golden = args.golden
+    for name in ("backends", "require"):
+        value = getattr(args, name, None)
+        if value:
+            setattr(cfg, name, [b.strip() for b in value.split(",") if b.strip()])
     apply_tolerance_overrides(cfg, args.tol)
     return cfg
 

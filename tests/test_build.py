@@ -1,5 +1,6 @@
 """Export, conversion and caching, on the real trained demo model."""
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -132,3 +133,18 @@ def test_locate_missing_model_is_a_harness_error(tmp_path):
 
     with pytest.raises(HarnessError, match="no Paddle inference model"):
         PaddleModel.locate(tmp_path / "nothing")
+
+
+def test_conversion_never_installs_packages_at_run_time(demo_artifacts, tmp_path, monkeypatch):
+    """paddle2onnx 2.x turns on Polygraphy's auto-install; a module its folding misses must not become a pip install."""
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    (blocker / "onnx_graphsurgeon.py").write_text("raise ImportError('blocked for the test')\n")
+    marker = tmp_path / "pip-was-called"
+    fake_pip = tmp_path / "fake_pip.py"
+    fake_pip.write_text(f"import sys\nopen({str(marker)!r}, 'w').write(' '.join(sys.argv))\nsys.exit(1)\n")
+    monkeypatch.setenv("PYTHONPATH", str(blocker))
+    monkeypatch.setenv("POLYGRAPHY_INSTALL_CMD", f"{sys.executable} {fake_pip}")
+    record = convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "m.onnx")
+    assert record.ort_session == "opened"
+    assert not marker.exists()
