@@ -55,9 +55,14 @@ class ArtifactCache:
         try:
             build(tmp)
             (tmp / ".complete").write_text(json.dumps(key_inputs, sort_keys=True, default=str))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+            if final.exists() and not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)  # a build that died half-way
+            try:
+                tmp.rename(final)
+            except OSError:
+                # Another process finished the same build first: keep its result, drop ours.
+                if not (final / ".complete").is_file():
+                    raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
