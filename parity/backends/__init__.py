@@ -70,29 +70,27 @@ def _paddle_cpu(art: ModelArtifacts):
 
 
 def _ort_cpu(art: ModelArtifacts):
-    from .onnxrt import cpu_runner
+    from .onnxrt import ort_runner
 
-    return cpu_runner(art.onnx, name="onnxruntime", threads=art.threads)
+    return ort_runner(art.onnx, "onnxruntime", art.threads)
 
 
 def _ort_cpu_fp16(art: ModelArtifacts):
     from ..build import cached_fp16
-    from .onnxrt import cpu_runner
+    from .onnxrt import ort_runner
 
-    return cpu_runner(lambda: str(cached_fp16(art.onnx, art.cache)), name="onnxruntime-fp16", threads=art.threads)
+    return ort_runner(lambda: str(cached_fp16(art.onnx, art.cache)), "onnxruntime-fp16", art.threads)
 
 
 def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
-    from polygraphy.backend.onnxrt import OnnxrtRunner
-
     from .gpu import ort_cuda_providers, ort_trt_providers
-    from .onnxrt import session_loader
+    from .onnxrt import ort_runner
 
     if trt_fp16 is None:
         providers, options = ort_cuda_providers()
     else:
         providers, options = ort_trt_providers(trt_fp16, str(art.cache.root / "ort-trt-cache"))
-    return OnnxrtRunner(session_loader(art.onnx, providers, art.threads, options), name=name)
+    return ort_runner(art.onnx, name, art.threads, providers, options)
 
 
 def _paddle_gpu(art: ModelArtifacts, trt_precision: str | None, name: str):
@@ -100,8 +98,13 @@ def _paddle_gpu(art: ModelArtifacts, trt_precision: str | None, name: str):
     from .paddle_inference import PaddleInferenceRunner
 
     def config():
+        import os
+
         from paddle import inference
 
+        if trt_precision != "fp16":
+            # Paddle Inference has no TF32 switch; NVIDIA's override keeps cuBLAS/cuDNN in FP32.
+            os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
         base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
         cache_dir = str(art.cache.root / "paddle-trt") if trt_precision else None
         return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir))

@@ -27,7 +27,8 @@ def session_loader(model, providers: list, threads: int | None = None, provider_
     return load
 
 
-def cpu_runner(model, name: str, threads: int | None = None):
+def ort_runner(model, name: str, threads: int | None = None, providers: list | None = None, provider_options: list | None = None):
+    """Polygraphy's OnnxrtRunner over ``session_loader`` (CPU unless ``providers`` says otherwise)."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    return OnnxrtRunner(session_loader(model, ["CPUExecutionProvider"], threads), name=name)
+    return OnnxrtRunner(session_loader(model, providers or ["CPUExecutionProvider"], threads, provider_options), name=name)
