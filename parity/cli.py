@@ -32,6 +32,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trt-engine", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
     p.add_argument("--golden", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
+    p.add_argument("--isolate", action="store_true", default=None,
+                   help="run every backend in its own process, so a native crash is that backend's error (GPU backends always are)")
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
     p.add_argument("--short-size", type=int, help="Scale short side (default: crop size x 256/224, so 256 for 224)")
     p.add_argument("--target-size", type=int, help="CenterCrop size (default: read from the model)")
@@ -127,7 +129,7 @@ def _run_config(args):
 
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
-                 "preprocess", "report", "trt_engine", "golden"):
+                 "preprocess", "report", "trt_engine", "golden", "isolate"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)

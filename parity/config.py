@@ -38,6 +38,7 @@ class RunConfig:
     require: list[str] = field(default_factory=list)  # backends that must run (else exit 2)
     trt_engine: str | None = None  # a prebuilt TensorRT engine for the tensorrt-* backend
     golden: str | None = None  # compare with stored outputs (`parity golden save`) instead of a live reference
+    isolate: bool = False  # run every backend in its own process (GPU backends always are)
     num_seg: int | None = None  # None: read from the model
     short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
     target_size: int | None = None  # None: read from the model

@@ -143,7 +143,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         records.append(BackendRecord(reference, "fp32", f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})", "ok"))
         logits[reference] = np.stack(golden_rows).astype(np.float32)
     for backend in backends:
-        record, out = _run_backend(backend, art, art.input_name, good)
+        record, out = _run_backend(backend, art, art.input_name, good, cfg.isolate)
         records.append(record)
         if out is not None:
             logits[backend.name] = out
@@ -305,7 +305,9 @@ def _clip_record(item: ClipInput) -> ClipRecord:
     )
 
 
-def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[ClipInput]):
+def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[ClipInput], isolate: bool = False):
+    """Run one backend on every clip. GPU backends (and all, with ``isolate``) run in their own
+    process, so a native crash is their error, not the end of the run."""
     record = BackendRecord(backend.name, backend.precision, backend.description, status="ok")
     reason = backend.availability(art)
     if reason:
@@ -313,7 +315,12 @@ def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[Cli
         return record, None
     rows = []
     try:
-        runner = backend.make_runner(art)
+        if isolate or backend.device == "gpu":
+            from .backends.isolated import IsolatedRunner
+
+            runner = IsolatedRunner(backend.name, art, name=backend.name)
+        else:
+            runner = backend.make_runner(art)
         with runner:
             for item in progress(inputs, desc=backend.name, unit="clip"):
                 outputs = runner.infer({input_name: item.tensor}, check_inputs=False)

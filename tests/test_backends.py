@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from parity.backends import BACKENDS
+from parity.backends import BACKENDS, ModelArtifacts
 from parity.backends.gpu import apply_plan, ort_cuda_providers, ort_trt_providers, paddle_gpu_plan
 from parity.backends.tensorrt import EngineSpec, create_config, engine_mismatch, profile_shapes
 from parity.cli import main
@@ -211,3 +211,45 @@ def test_backends_all_runs_every_available_backend(demo_run_config, parity_cache
     ran = {b.name for b in result.backends}
     assert ran == {name for name, b in BACKENDS.items() if b.availability() is None}
     assert all(b.status == "ok" for b in result.backends)
+
+
+@pytest.mark.slow
+def test_isolated_runner_matches_in_process(demo_artifacts, clean_run):
+    import numpy as np
+
+    from parity.backends.isolated import IsolatedRunner
+    from parity.preprocess import PreprocessConfig, load_clip_tensor
+
+    spec = demo_artifacts.training["model"]
+    clip = demo_artifacts.val_list.parent / demo_artifacts.val_list.read_text().split()[0]
+    x = load_clip_tensor(clip, PreprocessConfig.for_size(spec["num_seg"], spec["size"]))
+    art = ModelArtifacts(onnx=demo_artifacts.onnx, paddle_model=demo_artifacts.paddle_model)
+    with IsolatedRunner("onnxruntime", art, name="onnxruntime") as runner:
+        (out,) = runner.infer({"data_batch_0": x}, check_inputs=False).values()
+        assert runner.inference_time > 0
+    np.testing.assert_allclose(out[0], clean_run.logits["onnxruntime"][0], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_segfaulting_backend_is_its_error_and_the_run_goes_on(demo_run_config, parity_cache, monkeypatch, tmp_path):
+    from parity.backends.isolated import IsolatedRunner
+    from parity.run import run
+
+    crashing = dataclasses.replace(
+        BACKENDS["onnxruntime-fp16"], make_runner=lambda art: IsolatedRunner("fixtures.defects:segfaulting_runner", art, name="x")
+    )
+    monkeypatch.setitem(BACKENDS, "onnxruntime-fp16", crashing)
+    result = run(dataclasses.replace(demo_run_config, report=str(tmp_path)), cache=parity_cache)
+    status = {b.name: (b.status, b.reason) for b in result.backends}
+    assert status["onnxruntime-fp16"] == ("error", "RuntimeError: the backend process died (signal SIGSEGV)")
+    assert status["paddle"][0] == status["onnxruntime"][0] == "ok" and result.verdict == "fail"
+
+
+@pytest.mark.slow
+def test_isolate_flag_runs_every_backend_in_its_own_process(demo_run_config, parity_cache, clean_run, tmp_path):
+    from parity.run import run
+
+    result = run(dataclasses.replace(demo_run_config, isolate=True, report=str(tmp_path)), cache=parity_cache)
+    assert result.verdict == "pass"
+    for name in ("paddle", "onnxruntime"):
+        assert (result.logits[name] == clean_run.logits[name]).all()

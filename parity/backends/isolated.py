@@ -1,0 +1,92 @@
+"""Running a backend in its own process, so that a native crash (a segfault in a TensorRT build,
+a oneDNN fuse pass, a driver) becomes that backend's error instead of the end of the run.
+
+The worker builds the real runner (from the registry, or from a ``module:function`` factory)
+and answers feed dicts over a pipe; the parent side is a Polygraphy runner like any other.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import signal
+from collections import OrderedDict
+
+from polygraphy.backend.base import BaseRunner
+
+
+def _make(factory: str, art):
+    if ":" in factory:
+        module, func = factory.split(":", 1)
+        return getattr(importlib.import_module(module), func)(art)
+    from . import BACKENDS
+
+    return BACKENDS[factory].make_runner(art)
+
+
+def _worker(conn, factory: str, art) -> None:
+    try:
+        runner = _make(factory, art)
+        runner.activate()
+    except Exception as exc:  # reported to the parent as this backend's error
+        conn.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        message, feed = conn.recv()
+        if message == "stop":
+            break
+        try:
+            outputs = runner.infer(feed, check_inputs=False)
+            conn.send(("ok", (OrderedDict((k, v) for k, v in outputs.items()), runner.inference_time)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+    runner.deactivate()
+
+
+class IsolatedRunner(BaseRunner):
+    """A runner whose work happens in a child process (spawned, so no state is shared)."""
+
+    def __init__(self, factory: str, art, name: str | None = None, timeout: float = 3600.0):
+        super().__init__(name=name, prefix="isolated-runner")
+        self.factory, self.art, self.timeout = factory, art, timeout
+
+    def _receive(self):
+        if not self._conn.poll(self.timeout):
+            raise RuntimeError(f"{self.name}: no answer from the backend process in {self.timeout:.0f}s")
+        try:
+            status, payload = self._conn.recv()
+        except EOFError:
+            self._process.join(5)
+            code = self._process.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            raise RuntimeError(f"the backend process died ({how})") from None
+        if status == "error":
+            raise RuntimeError(payload)
+        return payload
+
+    def activate_impl(self):
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art), daemon=True)
+        self._process.start()
+        child.close()
+        self._receive()
+
+    def get_input_metadata_impl(self):
+        raise NotImplementedError("isolated runners take feed dicts without input checks")
+
+    def infer_impl(self, feed_dict):
+        self._conn.send(("infer", dict(feed_dict)))
+        outputs, self.inference_time = self._receive()
+        return outputs
+
+    def deactivate_impl(self):
+        try:
+            if self._process.is_alive():
+                self._conn.send(("stop", None))
+            self._process.join(30)
+        except (BrokenPipeError, OSError):
+            pass
+        if self._process.is_alive():
+            self._process.kill()
+        self._conn.close()
