@@ -53,8 +53,6 @@ def load_state(model, state: dict, source: str = "checkpoint") -> None:
     repped = rep_blocks and not any(".dw_conv_list." in k for k in state) and any(f"{n}.dw_conv.weight" in state for n in rep_blocks)
     expected = dict(model_state)
     if repped:
-        for layer in rep_blocks.values():
-            layer.is_repped = True
         expected = {k: v for k, v in expected.items() if ".dw_conv_list." not in k}
     elif rep_blocks:
         # training-form checkpoints may or may not carry the (unused) fused dw_conv tensors
@@ -62,11 +60,8 @@ def load_state(model, state: dict, source: str = "checkpoint") -> None:
         expected = {k: v for k, v in expected.items() if k not in optional or k in state}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(model_state))
-    misshaped = sorted(
-        f"{k} {list(np.shape(_to_numpy(state[k])))} != {list(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if list(np.shape(_to_numpy(state[k]))) != list(expected[k].shape)
-    )
+    shapes = {k: list(np.shape(_to_numpy(state[k]))) for k in set(expected) & set(state)}
+    misshaped = sorted(f"{k} {shape} != {list(expected[k].shape)}" for k, shape in shapes.items() if shape != list(expected[k].shape))
     problems = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
         if keys:
@@ -74,6 +69,9 @@ def load_state(model, state: dict, source: str = "checkpoint") -> None:
             problems.append(f"{label}: {shown}")
     if problems:
         raise CheckpointError(f"{source}: does not fit the model; " + "; ".join(problems))
+    if repped:
+        for layer in rep_blocks.values():
+            layer.is_repped = True
     model.set_state_dict({k: _to_numpy(v) for k, v in state.items() if k in expected})
 
 
