@@ -306,8 +306,8 @@ def _clip_record(item: ClipInput) -> ClipRecord:
 
 
 def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[ClipInput], isolate: bool = False):
-    """Run one backend on every clip. GPU backends (and all, with ``isolate``) run in their own
-    process, so a native crash is their error, not the end of the run."""
+    """Run one backend on every clip. Isolated backends (GPU ones, paddle-onednn; all with
+    ``isolate``) run in their own process, so a native crash is their error, not the end of the run."""
     record = BackendRecord(backend.name, backend.precision, backend.description, status="ok")
     reason = backend.availability(art)
     if reason:
@@ -315,7 +315,7 @@ def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[Cli
         return record, None
     rows = []
     try:
-        if isolate or backend.device == "gpu":
+        if isolate or backend.isolated:
             from .backends.isolated import IsolatedRunner
 
             runner = IsolatedRunner(backend.name, art, name=backend.name)

@@ -45,6 +45,12 @@ class Backend:
     make_runner: Callable[[ModelArtifacts], object]
     device: str = "cpu"
     probe: Callable[[], str | None] | None = None  # machine checks beyond importability
+    # Runs in its own process (GPU backends always): native code that may crash the process.
+    isolated: bool = False
+
+    def __post_init__(self):
+        if self.device == "gpu":
+            object.__setattr__(self, "isolated", True)
 
     def availability(self, artifacts: ModelArtifacts | None = None) -> str | None:
         """None when it can run here, else the one-line reason it cannot."""
@@ -67,6 +73,18 @@ def _paddle_cpu(art: ModelArtifacts):
     from .paddle_inference import PaddleInferenceRunner
 
     return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name="paddle")
+
+
+def _paddle_onednn(art: ModelArtifacts):
+    from .paddle_inference import PaddleInferenceRunner, make_config
+
+    def config():
+        cfg = make_config(art.paddle_model, art.threads)
+        cfg.switch_ir_optim(True)
+        cfg.enable_mkldnn()
+        return cfg
+
+    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name="paddle-onednn")
 
 
 def _ort_cpu(art: ModelArtifacts):
@@ -134,6 +152,10 @@ BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend("paddle", "fp32", "Paddle Inference, CPU (IR optimization and oneDNN off)", ("paddle",), "paddle", _paddle_cpu),
+        Backend(
+            "paddle-onednn", "fp32", "Paddle Inference, CPU, IR optimization and oneDNN on (Paddle's deployed default)",
+            ("paddle",), "paddle", _paddle_onednn, isolated=True,
+        ),
         Backend("onnxruntime", "fp32", "ONNX Runtime, CPU execution provider", ("onnxruntime",), "onnx", _ort_cpu),
         Backend(
             "onnxruntime-fp16",

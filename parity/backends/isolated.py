@@ -3,12 +3,16 @@ a oneDNN fuse pass, a driver) becomes that backend's error instead of the end of
 
 The worker builds the real runner (from the registry, or from a ``module:function`` factory)
 and answers feed dicts over a pipe; the parent side is a Polygraphy runner like any other.
+Workers are spawned, so a script that calls ``parity.run`` needs the usual
+``if __name__ == "__main__":`` guard.
 """
 from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
 import signal
+import tempfile
 from collections import OrderedDict
 
 from polygraphy.backend.base import BaseRunner
@@ -23,7 +27,11 @@ def _make(factory: str, art):
     return BACKENDS[factory].make_runner(art)
 
 
-def _worker(conn, factory: str, art) -> None:
+def _worker(conn, factory: str, art, log_path: str) -> None:
+    # What native code prints (and its crash report) goes to a log the parent reads.
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
     try:
         runner = _make(factory, art)
         runner.activate()
@@ -59,18 +67,33 @@ class IsolatedRunner(BaseRunner):
             self._process.join(5)
             code = self._process.exitcode
             how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-            raise RuntimeError(f"the backend process died ({how})") from None
+            raise RuntimeError(f"the backend process died ({how}){self._last_words()}") from None
         if status == "error":
             raise RuntimeError(payload)
         return payload
 
+    def _last_words(self) -> str:
+        """The crash report's most telling line, e.g. Paddle's 'FatalError: Segmentation fault ...'."""
+        try:
+            lines = [ln.strip() for ln in open(self._log, errors="replace").read().splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        fatal = [ln for ln in lines if "Error" in ln or "error" in ln]
+        return f": {fatal[-1][:300]}" if fatal else ""
+
     def activate_impl(self):
         ctx = mp.get_context("spawn")
+        fd, self._log = tempfile.mkstemp(prefix="parity-backend-", suffix=".log")
+        os.close(fd)
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art), daemon=True)
+        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log), daemon=True)
         self._process.start()
         child.close()
-        self._receive()
+        try:
+            self._receive()
+        except BaseException:
+            self.deactivate_impl()  # Polygraphy does not deactivate a runner whose activation failed
+            raise
 
     def get_input_metadata_impl(self):
         raise NotImplementedError("isolated runners take feed dicts without input checks")
@@ -90,3 +113,4 @@ class IsolatedRunner(BaseRunner):
         if self._process.is_alive():
             self._process.kill()
         self._conn.close()
+        os.unlink(self._log)
