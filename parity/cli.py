@@ -13,7 +13,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off 
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
-from .errors import HarnessError  # noqa: E402
+from .errors import HarnessError, one_line  # noqa: E402
 
 EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
         if os.environ.get("PARITY_DEBUG"):
             raise
-        _say(f"parity: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (PARITY_DEBUG=1 shows the traceback)")
+        _say(f"parity: internal error: {one_line(exc)} (PARITY_DEBUG=1 shows the traceback)")
         return EXIT_HARNESS
 
 

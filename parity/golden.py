@@ -57,6 +57,12 @@ class Golden:
             raise HarnessError(f"{folder}: not a golden folder (needs {GOLDEN_JSON} and {GOLDEN_NPZ}; make one with `parity golden save`)")
         return cls(folder, json.loads((folder / GOLDEN_JSON).read_text()), np.load(folder / GOLDEN_NPZ)["logits"])
 
+    def clips(self) -> list:
+        """The clips the outputs were saved for, as a clip list."""
+        from .clips import Clip
+
+        return [Clip(Path(c["path"]), c["label"]) for c in self.meta["clips"]]
+
     @property
     def name(self) -> str:
         return f"golden:{self.meta['reference']}"

@@ -60,14 +60,11 @@ class ParityConfigFile(pytest.File):
         reference = golden.name if golden else cfg.reference
         names = [b.name for b in resolve(cfg.backends)] + [n for n in cfg.require if n not in cfg.backends]
         compared = [n for n in dict.fromkeys(names) if n != reference]
-        if cfg.clips:
-            clips = load_clips(cfg.clips)
-        else:
-            clips = [Path(c["path"]) for c in golden.meta["clips"]]
+        clips = load_clips(cfg.clips) if cfg.clips else golden.clips()
         root = Path(cfg.clips).parent if cfg.clips and Path(cfg.clips).is_file() else None
         for backend in compared:
             for clip in clips:
-                path = clip.path if hasattr(clip, "path") else clip
+                path = clip.path
                 shown = path.relative_to(root) if root and path.is_relative_to(root) else path.name
                 yield ParityItem.from_parent(self, name=f"{backend}[{shown}]", backend=backend, clip=str(path), kind="clip")
             yield ParityItem.from_parent(self, name=f"{backend}[accuracy]", backend=backend, clip=None, kind="accuracy")

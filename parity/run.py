@@ -10,20 +10,15 @@ import numpy as np
 
 from .backends import BACKENDS, ModelArtifacts, resolve
 from .build import ArtifactCache, PaddleModel, sha256_file
-from .clips import Clip, load_clips, load_label_names
+from .clips import load_clips, load_label_names
 from .compare import compare_logits
 from .config import RunConfig
-from .errors import HarnessError
+from .errors import HarnessError, one_line
 from .golden import GOLDEN_JSON, ClipChanged, Golden, NotInGolden
 from .inputs import ClipInput, prepare_inputs
 from .preprocess import PreprocessConfig
 from .progress import progress
 from .results import BackendRecord, ClipRecord, RunResult
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
 
 
 def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
@@ -32,7 +27,7 @@ def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and others on a bad file
-        raise HarnessError(f"{path}: not a readable ONNX model: {_one_line(exc)}") from None
+        raise HarnessError(f"{path}: not a readable ONNX model: {one_line(exc)}") from None
     inits = {i.name for i in model.graph.initializer}
     return [
         (i.name, [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim])
@@ -129,7 +124,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     backends, reference = _select_backends(cfg, golden)
 
     # clips -> tensors, each decoded once
-    clips = load_clips(cfg.clips) if cfg.clips else [Clip(Path(c["path"]), c["label"]) for c in golden.meta["clips"]]
+    clips = load_clips(cfg.clips) if cfg.clips else golden.clips()
     inputs = prepare_inputs(clips, pre)
     golden_rows, changed = _golden_rows(golden, inputs)
     good = [i for i in inputs if i.ok]
@@ -143,7 +138,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         records.append(BackendRecord(reference, "fp32", f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})", "ok"))
         logits[reference] = np.stack(golden_rows).astype(np.float32)
     for backend in backends:
-        record, out = _run_backend(backend, art, art.input_name, good, cfg.isolate)
+        record, out = _run_backend(backend, art, good, cfg.isolate)
         records.append(record)
         if out is not None:
             logits[backend.name] = out
@@ -305,7 +300,7 @@ def _clip_record(item: ClipInput) -> ClipRecord:
     )
 
 
-def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[ClipInput], isolate: bool = False):
+def _run_backend(backend, art: ModelArtifacts, inputs: list[ClipInput], isolate: bool = False):
     """Run one backend on every clip. Isolated backends (GPU ones, paddle-onednn; all with
     ``isolate``) run in their own process, so a native crash is their error, not the end of the run."""
     record = BackendRecord(backend.name, backend.precision, backend.description, status="ok")
@@ -323,12 +318,12 @@ def _run_backend(backend, art: ModelArtifacts, input_name: str, inputs: list[Cli
             runner = backend.make_runner(art)
         with runner:
             for item in progress(inputs, desc=backend.name, unit="clip"):
-                outputs = runner.infer({input_name: item.tensor}, check_inputs=False)
+                outputs = runner.infer({art.input_name: item.tensor}, check_inputs=False)
                 if len(outputs) != 1:
                     raise RuntimeError(f"model has {len(outputs)} outputs; expected one (logits)")
                 rows.append(np.asarray(next(iter(outputs.values())), dtype=np.float32).reshape(1, -1))
                 record.latency_ms.append(runner.inference_time * 1000.0)
     except Exception as exc:  # any backend failure is that backend's error; the others go on
-        record.status, record.reason = "error", _one_line(exc)
+        record.status, record.reason = "error", one_line(exc)
         return record, None
     return record, np.concatenate(rows)

@@ -45,12 +45,12 @@ class Backend:
     make_runner: Callable[[ModelArtifacts], object]
     device: str = "cpu"
     probe: Callable[[], str | None] | None = None  # machine checks beyond importability
-    # Runs in its own process (GPU backends always): native code that may crash the process.
-    isolated: bool = False
+    # Run in its own process: native code that may crash the process (GPU backends always are).
+    isolate: bool = False
 
-    def __post_init__(self):
-        if self.device == "gpu":
-            object.__setattr__(self, "isolated", True)
+    @property
+    def isolated(self) -> bool:
+        return self.isolate or self.device == "gpu"
 
     def availability(self, artifacts: ModelArtifacts | None = None) -> str | None:
         """None when it can run here, else the one-line reason it cannot."""
@@ -154,7 +154,7 @@ BACKENDS: dict[str, Backend] = {
         Backend("paddle", "fp32", "Paddle Inference, CPU (IR optimization and oneDNN off)", ("paddle",), "paddle", _paddle_cpu),
         Backend(
             "paddle-onednn", "fp32", "Paddle Inference, CPU, IR optimization and oneDNN on (Paddle's deployed default)",
-            ("paddle",), "paddle", _paddle_onednn, isolated=True,
+            ("paddle",), "paddle", _paddle_onednn, isolate=True,
         ),
         Backend("onnxruntime", "fp32", "ONNX Runtime, CPU execution provider", ("onnxruntime",), "onnx", _ort_cpu),
         Backend(

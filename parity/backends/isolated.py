@@ -17,6 +17,8 @@ from collections import OrderedDict
 
 from polygraphy.backend.base import BaseRunner
 
+from ..errors import one_line
+
 
 def _make(factory: str, art):
     if ":" in factory:
@@ -36,7 +38,7 @@ def _worker(conn, factory: str, art, log_path: str) -> None:
         runner = _make(factory, art)
         runner.activate()
     except Exception as exc:  # reported to the parent as this backend's error
-        conn.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+        conn.send(("error", one_line(exc)))
         return
     conn.send(("ready", None))
     while True:
@@ -47,7 +49,7 @@ def _worker(conn, factory: str, art, log_path: str) -> None:
             outputs = runner.infer(feed, check_inputs=False)
             conn.send(("ok", (OrderedDict((k, v) for k, v in outputs.items()), runner.inference_time)))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+            conn.send(("error", one_line(exc)))
     runner.deactivate()
 
 
