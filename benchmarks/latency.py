@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 
 from parity import demo
-from parity.build import ArtifactCache
+from parity.artifacts import ArtifactCache
 from parity.config import RunConfig
 from parity.run import run
 

@@ -13,6 +13,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off 
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
+from .engines import ENGINES  # noqa: E402
 from .errors import HarnessError, one_line  # noqa: E402
 
 EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
@@ -41,7 +42,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="parity.toml, or a pyproject.toml with [tool.parity]")
     p.add_argument("--tol", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
                    help="override a tolerance, e.g. fp16.atol=0.05 or onnxruntime.rtol=1e-3 (repeatable)")
-    p.add_argument("--threads", type=int, help="CPU threads per backend")
+    p.add_argument("--threads", type=int, help="math threads of each backend (default: every core; backends take turns)")
+    p.add_argument("--workers", type=int, help="decode processes (default: one per core; 0 decodes in the main process)")
+    p.add_argument("--batch-size", type=int, help="clips per inference call (default 1; needs the model's batch dimension to be dynamic)")
+    p.add_argument("--batch-check", type=int, metavar="K",
+                   help="also run every backend at batch K and compare it with itself at batch 1 (as NAME@bK)")
+    p.add_argument("--tensor-cache", metavar="DIR", help="keep decoded tensors here, keyed by clip hash, preprocessing and decoder")
+    p.add_argument("--engine", choices=ENGINES, help="local (default) or ray: decode tasks and one actor per backend on a Ray cluster")
+    p.add_argument("--ray-address", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", help="report folder (default reports/latest)")
     run.add_argument("--write-config", metavar="PARITY_TOML", help="write the config of exactly this run, for `pytest --parity-config`")
     run.add_argument("--cache", help="artifact cache folder")
+    run.add_argument("--shard", metavar="i/N", help="run the i-th of N deterministic slices of the clips (1-based); join them with `parity merge`")
+
+    merge = sub.add_parser("merge", help="join the reports of `parity run --shard i/N` into one report and one verdict")
+    merge.add_argument("shards", nargs="+", help="the shards' report folders")
+    merge.add_argument("--report", required=True, help="report folder to write")
 
     exp = sub.add_parser("export", help="export a PaddleVideo checkpoint as a Paddle inference model, as PaddleVideo's export does")
     exp.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], default="pptsm_v2")
@@ -108,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
-            "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden,
+            "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden, "merge": cmd_merge,
         }
         return commands[args.command](args)
     except HarnessError as exc:
@@ -129,7 +142,8 @@ def _run_config(args):
 
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
-                 "preprocess", "report", "trt_engine", "golden", "isolate"):
+                 "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
+                 "tensor_cache", "engine", "ray_address"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -179,17 +193,24 @@ def summary(result) -> str:
 
 
 def cmd_run(args) -> int:
-    from .build import ArtifactCache
+    from .artifacts import ArtifactCache
     from .run import run
 
     cfg = _run_config(args)
-    result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads)
+    result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads, shard=args.shard)
     if args.write_config:
         from .config import dump_config
 
         Path(args.write_config).write_text(dump_config(cfg))
         _say(f"wrote {args.write_config}: run it as a gate with `pytest --parity-config {args.write_config}`")
     return _finish(result, cfg.report)
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge_reports
+
+    result = merge_reports(args.shards)
+    return _finish(result, args.report)
 
 
 def cmd_golden(args) -> int:
@@ -202,7 +223,7 @@ def cmd_golden(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .build import PaddleModel, convert_to_onnx
+    from .artifacts import PaddleModel, convert_to_onnx
 
     record = convert_to_onnx(PaddleModel.locate(args.paddle_model), args.out, opset=args.opset, repair=not args.no_repair)
     for repair in record.repairs:
@@ -234,8 +255,8 @@ def cmd_backends(args) -> int:
 def cmd_build(args) -> int:
     import shutil
 
+    from .artifacts import ArtifactCache
     from .backends import BACKENDS, ModelArtifacts
-    from .build import ArtifactCache
     from .run import model_input
 
     backend = BACKENDS[f"tensorrt-{args.precision}"]
@@ -276,7 +297,7 @@ def cmd_preprocess(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .build import export_inference_model
+    from .artifacts import export_inference_model
     from .checkpoint import load_checkpoint
     from .models import ModelSpec, build_model
 
@@ -303,7 +324,7 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     from . import demo
-    from .build import ArtifactCache
+    from .artifacts import ArtifactCache
     from .config import RunConfig
     from .run import run
 

@@ -158,3 +158,61 @@ def compare_logits(
         reasons=reasons,
         clips=clips,
     )
+
+
+def clip_breaks(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> bool:
+    """Whether one clip would fail or flip (the rule of ``compare_logits``, on one row, in numpy).
+
+    Used while clips stream by, to keep thumbnails of the clips the report will show; the
+    comparison itself is ``compare_logits``.
+    """
+    diff = np.abs(row - ref_row)
+    if np.any((diff > tol.atol) & (diff > tol.rtol * np.abs(ref_row))):
+        return True
+    cosine = float(np.dot(ref_row, row) / max(np.linalg.norm(ref_row) * np.linalg.norm(row), 1e-30))
+    return cosine < tol.min_cosine or int(np.argmax(ref_row)) != int(np.argmax(row))
+
+
+@dataclass
+class Judgement:
+    """Comparisons and the verdict, with what the user must be told (notes) or what stops the gate (problems)."""
+
+    verdict: str  # "pass" | "fail"
+    comparisons: list[Comparison]
+    notes: list[str]
+    problems: list[str]
+
+
+def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0) -> Judgement:
+    """Compare every lane with what it is compared against, then decide.
+
+    The verdict passes only when every lane that ran matched, none crashed, and nothing stopped
+    the harness (the reference failed, a required backend did not run, golden clips changed).
+    An unavailable backend is reported, never counted as passed.
+    """
+    by_name = {r.name: r for r in records}
+    comparisons, notes, problems = [], list(selection.notes), []
+    reference = by_name[selection.reference]
+    if reference.status != "ok":
+        problems.append(f"reference {selection.reference} did not run ({reference.reason}); nothing was compared")
+    else:
+        for lane in selection.compared:
+            if by_name[lane.name].status == "ok" and by_name[lane.against].status == "ok":
+                tol = cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
+                comparisons.append(
+                    compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against], logits[lane.name], tol)
+                )
+        if not comparisons:
+            notes.append("no backend besides the reference ran; nothing was compared")
+    for r in records:
+        if r.status == "error":
+            notes.append(f"{r.name} failed: {r.reason}")
+        elif r.status == "unavailable" and r.name in cfg.require:
+            problems.append(f"required backend {r.name} did not run ({r.reason})")
+        elif r.status == "unavailable":
+            notes.append(f"{r.name} not compared: {r.reason}")
+    if changed:
+        problems.append(f"{changed} clip(s) changed since the golden outputs were saved; they were not compared")
+    errored = any(r.status == "error" for r in records)
+    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
+    return Judgement("pass" if passed else "fail", comparisons, notes, problems)

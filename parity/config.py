@@ -44,17 +44,25 @@ class RunConfig:
     target_size: int | None = None  # None: read from the model
     preprocess: str = "paddlevideo"  # or "cpp": PaddleVideo's C++ deploy preprocessing
     report: str = "reports/latest"
+    workers: int | None = None  # decode processes; None: one per core, 0: decode in the main process
+    batch_size: int = 1  # clips per inference call (the model's batch dimension must be dynamic)
+    batch_check: int | None = None  # also run every backend at this batch, compared with itself at batch 1
+    tensor_cache: str | None = None  # folder of decoded tensors, keyed by clip hash, preprocessing and decoder
+    engine: str = "local"  # "local" or "ray"
+    ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def tolerance_for(self, backend: str, precision: str) -> Tolerance:
+    def tolerance_for(self, name: str, precision: str, backend: str | None = None) -> Tolerance:
+        """The precision's tolerance, with the overrides of the backend, then of the lane (``NAME@bK``)."""
         base = self.tolerances.get(precision) or self.tolerances["fp32"]
-        return replace(base, **self.backend_tolerances.get(backend, {}))
+        overrides = {**self.backend_tolerances.get(backend or name, {}), **self.backend_tolerances.get(name, {})}
+        return replace(base, **overrides)
 
 
 _TOL_FIELDS = {f.name for f in fields(Tolerance)}
-PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden")
+PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache")
 
 
 def apply_tolerance_overrides(cfg: RunConfig, items: list[str]) -> None:
@@ -99,6 +107,20 @@ def load_config_file(path: str | Path) -> RunConfig:
         if key in PATH_SETTINGS and value is not None:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         setattr(cfg, key, value)
+    return cfg
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    """The whole configuration as plain JSON data (saved in results.json; ``parity merge`` reads it back)."""
+    data = asdict(cfg)
+    data["tolerances"] = {scope: tol.to_dict() for scope, tol in cfg.tolerances.items()}
+    return data
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in data.items() if k in known and k != "tolerances"})
+    cfg.tolerances = {scope: Tolerance(**vals) for scope, vals in data.get("tolerances", {}).items()} or default_tolerances()
     return cfg
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import synth
-from .build import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model, sha256_file
+from .artifacts import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model, sha256_file
 from .clips import load_clips
 from .inputs import prepare_inputs
 from .models import ModelSpec, build_model

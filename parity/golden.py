@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ class Golden:
     folder: Path
     meta: dict
     logits: np.ndarray
+    _index: dict | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Golden":
@@ -69,12 +70,15 @@ class Golden:
 
     def row_for(self, path: str, sha256: str | None) -> np.ndarray:
         """The stored logits of a clip; ``ClipChanged`` or ``NotInGolden`` say why there are none."""
-        for i, entry in enumerate(self.meta["clips"]):
-            if Path(entry["path"]).resolve() == Path(path).resolve():
-                if sha256 != entry["sha256"]:
-                    raise ClipChanged(f"{path}: changed since the golden outputs were saved (sha256 {str(sha256)[:12]}, golden {entry['sha256'][:12]})")
-                return self.logits[i]
-        raise NotInGolden(f"{path}: not in the golden outputs of {self.folder}")
+        if self._index is None:
+            self._index = {str(Path(e["path"]).resolve()): i for i, e in enumerate(self.meta["clips"])}
+        i = self._index.get(str(Path(path).resolve()))
+        if i is None:
+            raise NotInGolden(f"{path}: not in the golden outputs of {self.folder}")
+        entry = self.meta["clips"][i]
+        if sha256 != entry["sha256"]:
+            raise ClipChanged(f"{path}: changed since the golden outputs were saved (sha256 {str(sha256)[:12]}, golden {entry['sha256'][:12]})")
+        return self.logits[i]
 
 
 class NotInGolden(Exception):

@@ -1,65 +1,120 @@
-"""Decoded, preprocessed clip tensors: each clip is decoded once per run, whatever reads it."""
+"""One clip -> its decoded, preprocessed tensor, with the clip's content hash and an optional tensor cache.
+
+``decode_clip`` is what every decode worker runs (in a local process pool or a Ray task); the
+streaming around it lives in ``parity.stream``.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .clips import Clip
-from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
-from .progress import progress
+from .preprocess import ClipError, PreprocessConfig, decoder_name, load_clip_tensor
 
 
 @dataclass
 class ClipInput:
-    """One clip's tensor ``[1, T, 3, S, S]``, or the one-line reason it has none."""
+    """One clip's tensor ``[1, T, 3, S, S]``, or the one-line reason it has none.
+
+    ``index`` is the clip's position in the full list (shards keep it, so merges can restore the
+    order); ``decoded`` says whether this item cost a real decode (False for a tensor-cache hit).
+    """
 
     clip: Clip
+    index: int = 0
     tensor: np.ndarray | None = None
     error: str | None = None
     sha256: str | None = None
+    decoded: bool = False
+    seconds: float = 0.0
+    golden_row: np.ndarray | None = None  # the stored reference logits, in a run against golden outputs
 
     @property
     def ok(self) -> bool:
         return self.tensor is not None
 
 
-def prepare_inputs(clips: list[Clip], cfg: PreprocessConfig, cache_dir: Path | None = None, desc: str = "decode") -> list[ClipInput]:
-    """Decode and preprocess every clip once. A bad clip gets an error and the rest go on.
+class TensorCache:
+    """Decoded tensors on disk, keyed by the clip's sha256, the preprocessing and the decoder's name and version.
 
-    With ``cache_dir``, tensors are also kept on disk keyed by the clip's sha256 and ``cfg``.
+    A rerun against a new ONNX model decodes nothing. Writes are atomic (temp file, then rename),
+    so concurrent workers and interrupted runs never leave a half-written tensor.
     """
-    from .build import sha256_json
 
-    inputs = []
-    for clip in progress(clips, desc=desc, unit="clip"):
-        item = ClipInput(clip)
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> Path:
+        from .artifacts import sha256_json
+
+        return self.folder / f"{sha256_json([sha256, cfg.to_dict(), decoder])[:32]}.npy"
+
+    def get(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> np.ndarray | None:
+        path = self.path(sha256, cfg, decoder)
+        if not path.is_file():
+            return None
         try:
-            if not clip.path.exists():
-                raise ClipError(f"{clip.path}: file not found")
-            item.sha256 = clip_sha256(clip.path)
-            cached = None
-            if cache_dir is not None:
-                cached = Path(cache_dir) / f"{sha256_json([item.sha256, cfg.to_dict()])[:24]}.npy"
-                if cached.is_file():
-                    item.tensor = np.load(cached)
-            if item.tensor is None:
-                item.tensor = load_clip_tensor(clip.path, cfg, clip.num_frames)
-                if cached is not None:
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(cached, item.tensor)
-        except ClipError as exc:
-            item.error = str(exc)
-        except OSError as exc:
-            item.error = f"{clip.path}: cannot read: {exc.strerror or exc}"
-        inputs.append(item)
-    return inputs
+            return np.load(path)
+        except (OSError, ValueError):  # a damaged entry is a miss; it is rewritten below
+            return None
+
+    def put(self, sha256: str, cfg: PreprocessConfig, decoder: str, tensor: np.ndarray) -> None:
+        path = self.path(sha256, cfg, decoder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npy", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, tensor)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def size(self) -> dict:
+        files = list(self.folder.glob("*.npy")) if self.folder.is_dir() else []
+        return {"folder": str(self.folder.resolve()), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+
+def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: TensorCache | None = None) -> ClipInput:
+    """Decode and preprocess one clip. A bad clip gets its one-line error; nothing is raised."""
+    item = ClipInput(clip, index)
+    start = time.perf_counter()
+    try:
+        if not clip.path.exists():
+            raise ClipError(f"{clip.path}: file not found")
+        item.sha256 = clip_sha256(clip.path)
+        decoder = decoder_name(clip.path)
+        if cache is not None:
+            item.tensor = cache.get(item.sha256, cfg, decoder)
+        if item.tensor is None:
+            item.tensor = load_clip_tensor(clip.path, cfg, clip.num_frames)
+            item.decoded = True
+            if cache is not None:
+                cache.put(item.sha256, cfg, decoder, item.tensor)
+    except ClipError as exc:
+        item.error = str(exc)
+    except OSError as exc:
+        item.error = f"{clip.path}: cannot read: {exc.strerror or exc}"
+    item.seconds = time.perf_counter() - start
+    return item
+
+
+def prepare_inputs(clips: list[Clip], cfg: PreprocessConfig, cache_dir: Path | None = None, desc: str = "decode") -> list[ClipInput]:
+    """Every clip decoded in this process, as a list (training and small tools; runs stream instead)."""
+    from .progress import progress
+
+    cache = TensorCache(cache_dir) if cache_dir is not None else None
+    return [decode_clip(clip, cfg, i, cache) for i, clip in enumerate(progress(clips, desc=desc, unit="clip"))]
 
 
 def clip_sha256(path: Path) -> str:
     """sha256 of a video file, or of a frame folder's file names and contents."""
-    from .build import sha256_file, sha256_json
+    from .artifacts import sha256_file, sha256_json
 
     if path.is_dir():
         return sha256_json([(p.name, sha256_file(p)) for p in sorted(path.iterdir()) if p.is_file()])

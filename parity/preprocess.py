@@ -152,6 +152,25 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def decoder_name(path: Path) -> str:
+    """The decoder (and its version) that reads ``path``: it is part of the tensor cache key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if path.is_dir():
+        dist = "pillow"
+    else:
+        try:
+            import decord  # noqa: F401
+
+            dist = "decord"
+        except ImportError:
+            dist = "av"
+    try:
+        return f"{dist} {version(dist)}"
+    except PackageNotFoundError:
+        return dist
+
+
 def decode_frames(path: Path, num_seg: int) -> list[np.ndarray]:
     """Decode the sampled RGB frames of one video: decord first, PyAV where decord is missing."""
     try:

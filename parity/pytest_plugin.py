@@ -2,8 +2,10 @@
 
 ``pytest --parity-config parity.toml`` turns a parity run into test items: one per
 (backend, clip) and one per backend for the accuracy delta, with the numbers and the
-tolerance in each failure. The run itself happens once, at the first item; the HTML report
-is written when the session finishes. Works with ``--junitxml``, ``-k`` and ``-x``.
+tolerance in each failure. The run itself happens once, at the first item (a run that raised
+is remembered, and every item reports that error); the HTML report is written when the
+session finishes. Works with ``--junitxml``, ``-k`` and ``-x``. What runs is chosen by
+``parity.backends.select``, as for ``parity run``.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 _RESULT = pytest.StashKey[object]()
+_RUN_ERROR = pytest.StashKey[str]()
 _CONFIG = pytest.StashKey[object]()
 
 
@@ -51,15 +54,13 @@ class ParityConfigFile(pytest.File):
         self.cfg = cfg
 
     def collect(self):
-        from .backends import resolve
+        from .backends import select
         from .clips import load_clips
         from .golden import Golden
 
         cfg = self.cfg
         golden = Golden.load(cfg.golden) if cfg.golden else None
-        reference = golden.name if golden else cfg.reference
-        names = [b.name for b in resolve(cfg.backends)] + [n for n in cfg.require if n not in cfg.backends]
-        compared = [n for n in dict.fromkeys(names) if n != reference]
+        compared = [lane.name for lane in select(cfg, golden.name if golden else None).compared]
         clips = load_clips(cfg.clips) if cfg.clips else golden.clips()
         root = Path(cfg.clips).parent if cfg.clips and Path(cfg.clips).is_file() else None
         for backend in compared:
@@ -77,12 +78,22 @@ class ParityItem(pytest.Item):
 
     def _result(self):
         stash = self.config.stash
+        if _RUN_ERROR in stash:
+            raise ParityFailure(stash[_RUN_ERROR])
         if _RESULT not in stash:
-            from .build import ArtifactCache
+            from .artifacts import ArtifactCache
+            from .errors import HarnessError, one_line
             from .run import run
 
             cache_dir = self.config.getoption("parity_cache", default=None)
-            stash[_RESULT] = run(stash[_CONFIG], cache=ArtifactCache(cache_dir) if cache_dir else None)
+            try:
+                stash[_RESULT] = run(stash[_CONFIG], cache=ArtifactCache(cache_dir) if cache_dir else None)
+            except HarnessError as exc:
+                stash[_RUN_ERROR] = f"the parity run could not run: {exc}"
+                raise ParityFailure(stash[_RUN_ERROR]) from None
+            except Exception as exc:  # a bug: reported once per item, not re-run per item
+                stash[_RUN_ERROR] = f"the parity run failed: {one_line(exc)}"
+                raise
         return stash[_RESULT]
 
     def runtest(self):

@@ -1,4 +1,9 @@
-"""Reports of a run: results.json, logits.npz, clips.csv and a self-contained index.html."""
+"""Reports of a run: results.json, logits.npz, frames.npz, clips.csv/.parquet and a self-contained index.html.
+
+The HTML stays a few MB for thousands of clips: it shows the summaries, every failing, flipped or
+unreadable clip (up to ``MAX_HTML_FLAGGED_ROWS``, with a count of the rest) and the worst passing
+clips of each backend; the full per-clip table is clips.csv and clips.parquet.
+"""
 from __future__ import annotations
 
 import base64
@@ -10,6 +15,10 @@ import numpy as np
 
 from .results import RunResult
 
+MAX_HTML_FLAGGED_ROWS = 200
+WORST_PASSING_ROWS = 10  # per backend
+MAX_SCATTER_POINTS = 20_000
+
 
 def write_report(result: RunResult, out_dir: str | Path) -> Path:
     """Write every report file into ``out_dir``; returns the HTML path."""
@@ -19,8 +28,11 @@ def write_report(result: RunResult, out_dir: str | Path) -> Path:
     (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default))
     if result.logits:
         np.savez_compressed(out / "logits.npz", **result.logits)
+    if result.frames:
+        np.savez_compressed(out / "frames.npz", **result.frames)
     table = clip_table(result)
     table.to_csv(out / "clips.csv", index=False)
+    table.to_parquet(out / "clips.parquet", index=False)
     html = render_html(result, table)
     path = out / "index.html"
     path.write_text(html, encoding="utf-8")
@@ -104,10 +116,9 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ref = result.logits.get(result.reference)
     plots = {}
     for comp in result.comparisons:
-        out = result.logits.get(comp.backend)
+        ref, out = result.logits.get(comp.reference), result.logits.get(comp.backend)
         if ref is None or out is None:
             continue
         err = np.abs(out - ref).ravel()
@@ -123,12 +134,18 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
         ax1.set_ylabel("logits")
         ax1.legend(loc="upper right", fontsize=8)
         ax1.set_title(f"{comp.backend}: error distribution ({int((err == 0).sum())} exact)")
-        ax2.scatter(ref.ravel(), out.ravel(), s=4, alpha=0.6)
+        xs, ys = ref.ravel(), out.ravel()
+        if xs.size > MAX_SCATTER_POINTS:  # an even sample keeps thousands of clips readable and the PNG small
+            pick = np.random.default_rng(0).choice(xs.size, MAX_SCATTER_POINTS, replace=False)
+            xs, ys = xs[pick], ys[pick]
+            ax2.set_title(f"logits against the reference ({MAX_SCATTER_POINTS:,} of {ref.size:,} sampled)")
+        else:
+            ax2.set_title("logits against the reference")
+        ax2.scatter(xs, ys, s=4, alpha=0.6)
         lo, hi = float(min(ref.min(), out.min())), float(max(ref.max(), out.max()))
         ax2.plot([lo, hi], [lo, hi], color="k", linewidth=0.6)
-        ax2.set_xlabel(f"{result.reference} logit")
+        ax2.set_xlabel(f"{comp.reference} logit")
         ax2.set_ylabel(f"{comp.backend} logit")
-        ax2.set_title("logits against the reference")
         fig.tight_layout()
         plots[comp.backend] = _png(fig)
     return plots
@@ -180,16 +197,31 @@ def render_html(result: RunResult, table) -> str:
     env = Environment(loader=PackageLoader("parity", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = _fmt
     template = env.get_template("report.html.j2")
+    shown, hidden = html_rows(table)
     return template.render(
         r=result,
         data=result.to_dict(),
-        rows=[_ints(row) for row in table.to_dict("records")],
+        rows=[_ints(row) for row in shown.to_dict("records")],
+        hidden_flagged=hidden,
+        total_rows=len(table),
         latency_png=latency_plot(result),
         names=result.label_names,
         plots=error_plots(result),
         flagged=flagged_clips(result),
         flips=flips_by_class_pair(result),
     )
+
+
+def html_rows(table):
+    """The rows the HTML shows: every failing, flipped or unreadable one (capped), then the worst
+    passing rows of each backend. Returns them and how many flagged rows were left out."""
+    import pandas as pd
+
+    flagged = table[(table["status"] != "pass") | (table["top1_agrees"] == False)]  # noqa: E712 (NaN-safe)
+    rest = table.drop(flagged.index)
+    worst = rest.groupby("backend", sort=False).head(WORST_PASSING_ROWS)
+    hidden = max(0, len(flagged) - MAX_HTML_FLAGGED_ROWS)
+    return pd.concat([flagged.head(MAX_HTML_FLAGGED_ROWS), worst]), hidden
 
 
 def _ints(row: dict) -> dict:

@@ -7,7 +7,7 @@ import numpy as np
 
 from .compare import Comparison
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -17,6 +17,7 @@ class ClipRecord:
     status: str  # "ok" | "error"
     error: str | None = None
     sha256: str | None = None
+    index: int = 0  # position in the full clip list (shards keep it)
 
 
 @dataclass
@@ -27,6 +28,7 @@ class BackendRecord:
     status: str  # "ok" | "unavailable" | "error"
     reason: str | None = None
     latency_ms: list[float] = field(default_factory=list)
+    batch: int = 1
 
     def latency_summary(self) -> dict:
         if not self.latency_ms:
@@ -60,10 +62,13 @@ class RunResult:
     logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     # Sampled frames of clips that failed or flipped, for the report's thumbnails.
     frames: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # How the run ran: engine, thread budget, batch, shard, decode counts, tensor cache.
+    run: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION}
-        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training", "label_names"):
+        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training", "label_names", "run", "config"):
             data[name] = getattr(self, name)
         data["backends"] = [{**asdict(b), **b.latency_summary()} for b in self.backends]
         data["comparisons"] = [c.to_dict() for c in self.comparisons]

@@ -1,24 +1,25 @@
-"""A parity run: clips -> tensors (decoded once) -> every backend's runner -> comparisons -> verdict."""
+"""A parity run: clips -> tensors (streamed, decoded once) -> every backend's runner -> comparisons -> verdict."""
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
+import time
 from pathlib import Path
 
 import numpy as np
 
-from .backends import BACKENDS, ModelArtifacts, resolve
-from .build import ArtifactCache, PaddleModel, sha256_file
+from .artifacts import ArtifactCache, PaddleModel, sha256_file
+from .backends import ModelArtifacts, select
 from .clips import load_clips, load_label_names
-from .compare import compare_logits
-from .config import RunConfig
+from .compare import clip_breaks, judge
+from .config import RunConfig, config_to_dict
+from .engines import get_engine
+from .env import environment
 from .errors import HarnessError, one_line
 from .golden import GOLDEN_JSON, ClipChanged, Golden, NotInGolden
-from .inputs import ClipInput, prepare_inputs
+from .inputs import ClipInput, TensorCache
 from .preprocess import PreprocessConfig
 from .progress import progress
 from .results import BackendRecord, ClipRecord, RunResult
+from .stream import DecodeStats, ThreadBudget
 
 
 def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
@@ -36,18 +37,33 @@ def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
     ]
 
 
-def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
-    """The models' input name, segment count and crop size, read from the model files.
-
-    Both the Paddle model and the ONNX model are read when given; they must agree.
-    """
+def _model_inputs(art: ModelArtifacts) -> list[tuple[Path, list]]:
     found = []
     if art.paddle_model is not None:
         found.append((art.paddle_model.model_file, art.paddle_model.inputs()))
     if art.onnx is not None:
         found.append((art.onnx, _onnx_inputs(art.onnx)))
+    return found
+
+
+def check_batch(art: ModelArtifacts, batch: int) -> None:
+    """Batches of more than one clip need the models' batch dimension to be dynamic."""
+    if batch <= 1:
+        return
+    for path, inputs in _model_inputs(art):
+        dims = inputs[0][1]
+        if dims and dims[0] > 0 and dims[0] != batch:
+            raise HarnessError(f"{path}: the model's batch dimension is fixed at {dims[0]}, so it cannot run batches of {batch} "
+                               "(export with a None batch, as PaddleVideo's export does)")
+
+
+def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
+    """The models' input name, segment count and crop size, read from the model files.
+
+    Both the Paddle model and the ONNX model are read when given; they must agree.
+    """
     specs = []
-    for path, inputs in found:
+    for path, inputs in _model_inputs(art):
         if len(inputs) != 1:
             raise HarnessError(f"{path}: expected one input, found {len(inputs)}: {', '.join(n for n, _ in inputs)}")
         name, dims = inputs[0]
@@ -60,132 +76,170 @@ def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
     return specs[0][1:]
 
 
-def environment() -> dict:
-    from .backends.gpu import gpu_names
-
-    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_name(), "cpu_count": os.cpu_count()}
-    gpus = gpu_names()
-    env["gpu"] = ", ".join(gpus) if gpus else "none"
-    for dist in ("paddlepaddle", "paddlepaddle-gpu", "paddle2onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "polygraphy", "tensorrt", "numpy"):
-        try:
-            env[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    try:
-        import paddle
-
-        env["paddle_cuda"] = paddle.version.cuda() if paddle.is_compiled_with_cuda() else "CPU build"
-    except ImportError:
-        pass
-    return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 MAX_THUMBNAIL_CLIPS = 24
 
 
-def _flagged_frames(comparisons, good: list[ClipInput]) -> dict[str, np.ndarray]:
-    """Small uint8 frames ``[T, h, w, 3]`` of the clips that failed or flipped top-1 anywhere."""
-    from .preprocess import MEAN, STD
+def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None) -> RunResult:
+    """Stream every clip through every backend once, compare with the reference, decide.
 
-    flagged = []
-    for comp in comparisons:
-        for clip in comp.clips:
-            if (not clip.passed or not clip.top1_agrees) and clip.path not in flagged:
-                flagged.append(clip.path)
-    frames = {}
-    by_path = {str(i.clip.path): i for i in good}
-    for path in flagged[:MAX_THUMBNAIL_CLIPS]:
-        tensor = by_path[path].tensor[0]  # [T, 3, S, S], normalized
-        pixels = np.clip((tensor * STD + MEAN) * 255.0, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-        step = max(1, pixels.shape[1] // 64)
-        frames[path] = pixels[:, ::step, ::step]
-    return frames
-
-
-def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None) -> RunResult:
-    """Run every configured backend on the same tensors and compare them with the reference.
-
-    The verdict passes only when every backend that ran matched the reference and none crashed.
-    An unavailable backend is reported, never counted as passed; ``cfg.require`` makes it an
-    error of the run (exit 2) instead of a note.
+    Stages: models -> preprocessing -> backend selection -> clips (this shard's) -> decode
+    (parallel, each clip once) -> every lane's runner (activated once) -> comparisons and
+    verdict -> the result. Memory holds only the clips in flight plus per-clip numbers.
     """
+    started = time.perf_counter()
     art, golden = _open_models(cfg, cache or ArtifactCache(), threads)
     pre = _preprocess_config(cfg, art, golden)
-    backends, reference = _select_backends(cfg, golden)
+    selection = select(cfg, golden.name if golden else None)
+    art.batch = max(lane.batch for lane in selection.lanes)
+    check_batch(art, art.batch)
+    shard_spec = parse_shard(shard)
+    clips = _indexed_clips(cfg, golden, shard_spec)
+    budget = ThreadBudget.plan(cfg.workers, threads)
+    art.threads = budget.backend_threads
 
-    # clips -> tensors, each decoded once
-    clips = load_clips(cfg.clips) if cfg.clips else golden.clips()
-    inputs = prepare_inputs(clips, pre)
-    golden_rows, changed = _golden_rows(golden, inputs)
-    good = [i for i in inputs if i.ok]
-    if not good:
-        first = next((i.error for i in inputs if i.error), "")
-        raise HarnessError(f"{cfg.clips}: no readable clip ({len(inputs)} listed; first error: {first})")
-
-    # tensors -> every backend's logits
-    records, logits = [], {}
+    collector, records, stats = _stream(cfg, selection, art, pre, golden, clips, budget)
+    if not collector.paths:
+        first = next((c.error for c in collector.clip_records if c.error), "")
+        raise HarnessError(f"{cfg.clips or golden.folder}: no readable clip ({len(collector.clip_records)} listed; first error: {first})")
     if golden is not None:
-        records.append(BackendRecord(reference, "fp32", f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})", "ok"))
-        logits[reference] = np.stack(golden_rows).astype(np.float32)
-    for backend in backends:
-        record, out = _run_backend(backend, art, good, cfg.isolate)
-        records.append(record)
-        if out is not None:
-            logits[backend.name] = out
+        stored = f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})"
+        records.insert(0, BackendRecord(selection.reference, "fp32", stored, "ok"))
+    logits = collector.logits(records)
+    verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed)
 
-    # logits -> comparisons and verdict
-    paths = [str(i.clip.path) for i in good]
-    comparisons, notes, problems = [], [], []
-    by_name = {r.name: r for r in records}
-    if by_name[reference].status != "ok":
-        problems.append(f"reference {reference} did not run ({by_name[reference].reason}); nothing was compared")
-    else:
-        labels = [i.clip.label for i in good]
-        for backend in backends:
-            if backend.name != reference and by_name[backend.name].status == "ok":
-                tol = cfg.tolerance_for(backend.name, backend.precision)
-                comparisons.append(compare_logits(backend.name, reference, backend.precision, paths, labels, logits[reference], logits[backend.name], tol))
-        if not comparisons:
-            notes.append("no backend besides the reference ran; nothing was compared")
-    for r in records:
-        if r.status == "error":
-            notes.append(f"{r.name} failed: {r.reason}")
-        elif r.status == "unavailable" and r.name in cfg.require:
-            problems.append(f"required backend {r.name} did not run ({r.reason})")
-        elif r.status == "unavailable":
-            notes.append(f"{r.name} not compared: {r.reason}")
-    if changed:
-        problems.append(f"{len(changed)} clip(s) changed since the golden outputs were saved; they were not compared")
-    errored = any(r.status == "error" for r in records)
-    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
-
-    label_file = Path(cfg.labels) if cfg.labels else (Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None)
+    label_file = _label_file(cfg)
     return RunResult(
-        verdict="pass" if passed else "fail",
-        reference=reference,
+        verdict=verdict.verdict,
+        reference=selection.reference,
         backends=records,
-        comparisons=comparisons,
-        clips=[_clip_record(i) for i in inputs],
+        comparisons=verdict.comparisons,
+        clips=collector.clip_records,
         artifacts=_artifact_record(cfg, art, golden, label_file),
         tolerances={p: t.to_dict() for p, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
         preprocess={**pre.to_dict(), "input_name": art.input_name},
         environment=environment(),
-        notes=notes,
-        problems=problems,
-        logits={"clips": np.array(paths), **logits},
-        frames=_flagged_frames(comparisons, good),
+        notes=verdict.notes,
+        problems=verdict.problems,
+        logits={"clips": np.array(collector.paths), **logits},
+        frames=collector.frames,
         label_names=load_label_names(label_file),
+        run={
+            "engine": cfg.engine,
+            "batch_size": cfg.batch_size,
+            "batch_check": cfg.batch_check,
+            "shard": shard_spec and {"index": shard_spec[0], "count": shard_spec[1], "clips_listed": clips.listed},
+            "budget": budget.to_dict(),
+            "decode": stats.to_dict(),
+            "tensor_cache": TensorCache(cfg.tensor_cache).size() if cfg.tensor_cache else None,
+            "changed_clips": collector.changed,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+        config=config_to_dict(cfg),
     )
+
+
+class Collector:
+    """What a run keeps of each clip as it streams by: its record, each lane's logits row, and
+    (for the first clips that fail or flip anywhere) small frames for the report."""
+
+    def __init__(self, selection, cfg: RunConfig, golden: Golden | None):
+        self.selection, self.cfg, self.golden = selection, cfg, golden
+        self.clip_records: list[ClipRecord] = []
+        self.rows: dict[str, list[np.ndarray]] = {}
+        self.paths: list[str] = []
+        self.labels: list[int | None] = []
+        self.frames: dict[str, np.ndarray] = {}
+        self.changed = 0
+
+    def admit(self, item: ClipInput) -> bool:
+        """Record a decoded clip; True when the backends should run it."""
+        if item.ok and self.golden is not None:
+            try:
+                item.golden_row = self.golden.row_for(str(item.clip.path), item.sha256)
+            except NotInGolden as exc:
+                item.tensor, item.error = None, str(exc)
+                self.changed += isinstance(exc, ClipChanged)
+        self.clip_records.append(
+            ClipRecord(path=str(item.clip.path), label=item.clip.label, status="ok" if item.ok else "error", error=item.error,
+                       sha256=item.sha256, index=item.index)
+        )
+        return item.ok
+
+    def on_clip(self, item: ClipInput, rows: dict[str, np.ndarray]) -> None:
+        if self.golden is not None:
+            rows = {**rows, self.selection.reference: item.golden_row}
+        for name, row in rows.items():
+            self.rows.setdefault(name, []).append(row)
+        self.paths.append(str(item.clip.path))
+        self.labels.append(item.clip.label)
+        if len(self.frames) < MAX_THUMBNAIL_CLIPS and self._flagged(rows):
+            self.frames[str(item.clip.path)] = thumbnail_frames(item.tensor)
+
+    def _flagged(self, rows: dict[str, np.ndarray]) -> bool:
+        for lane in self.selection.compared:
+            if lane.name in rows and lane.against in rows:
+                tol = self.cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
+                if clip_breaks(rows[lane.against], rows[lane.name], tol):
+                    return True
+        return False
+
+    def logits(self, records: list[BackendRecord]) -> dict[str, np.ndarray]:
+        """``[clips, classes]`` per lane that ran to the end."""
+        ok = {r.name for r in records if r.status == "ok"}
+        return {name: np.stack(rows) for name, rows in self.rows.items() if name in ok and len(rows) == len(self.paths)}
+
+
+def _stream(cfg, selection, art, pre, golden, clips, budget):
+    """Decode -> admit -> every lane, one bar over the clips."""
+    engine = get_engine(cfg.engine, isolate=cfg.isolate, address=cfg.ray_address)
+    collector, stats = Collector(selection, cfg, golden), DecodeStats()
+    cache = TensorCache(cfg.tensor_cache) if cfg.tensor_cache else None
+    items = engine.decode(clips, pre, budget.workers, cache, stats)
+    admitted = (i for i in progress(items, desc="clips", unit="clip", total=len(clips)) if collector.admit(i))
+    records = engine.infer(selection.lanes, art, admitted, collector.on_clip)
+    return collector, records, stats
+
+
+def thumbnail_frames(tensor: np.ndarray) -> np.ndarray:
+    """Small uint8 frames ``[T, h, w, 3]`` of a normalized ``[1, T, 3, S, S]`` clip tensor."""
+    from .preprocess import MEAN, STD
+
+    pixels = np.clip((tensor[0] * STD + MEAN) * 255.0, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    step = max(1, pixels.shape[1] // 64)
+    return np.ascontiguousarray(pixels[:, ::step, ::step])
+
+
+class IndexedClips(list):
+    """``(index in the full list, clip)`` pairs of this run (all, or one shard's), and how many were listed."""
+
+    listed: int = 0
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (1 <= i <= N) -> ``(i, N)``."""
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise HarnessError(f"--shard {text!r}: expected i/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise HarnessError(f"--shard {text!r}: i must be between 1 and N")
+    return i, n
+
+
+def _indexed_clips(cfg: RunConfig, golden: Golden | None, shard: tuple[int, int] | None) -> IndexedClips:
+    """The clips this run takes: every one, or with ``--shard i/N`` those whose list index is i-1 modulo N."""
+    listed = load_clips(cfg.clips) if cfg.clips else golden.clips()
+    out = IndexedClips((i, c) for i, c in enumerate(listed) if shard is None or i % shard[1] == shard[0] - 1)
+    out.listed = len(listed)
+    return out
+
+
+def _label_file(cfg: RunConfig) -> Path | None:
+    if cfg.labels:
+        return Path(cfg.labels)
+    return Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None
 
 
 def _open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None) -> tuple[ModelArtifacts, Golden | None]:
@@ -235,38 +289,6 @@ def _preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | Non
         raise HarnessError(str(exc)) from None
 
 
-def _select_backends(cfg: RunConfig, golden: Golden | None):
-    """The backends to run (the live reference first) and the reference's name."""
-    unknown = [n for n in cfg.require if n not in BACKENDS]
-    if unknown:
-        raise HarnessError(f"--require: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
-    backends = resolve(cfg.backends)
-    backends += [BACKENDS[n] for n in cfg.require if n not in [b.name for b in backends]]
-    if golden is not None:
-        return backends, golden.name
-    if cfg.reference not in BACKENDS:
-        raise HarnessError(f"unknown reference backend {cfg.reference!r}; known: {', '.join(BACKENDS)}")
-    if cfg.reference not in [b.name for b in backends]:
-        backends.insert(0, BACKENDS[cfg.reference])
-    return backends, cfg.reference
-
-
-def _golden_rows(golden: Golden | None, inputs: list[ClipInput]) -> tuple[list, list]:
-    """The stored logits of each readable clip; a clip without them becomes a clip error."""
-    rows, changed = [], []
-    if golden is None:
-        return rows, changed
-    for item in inputs:
-        if item.ok:
-            try:
-                rows.append(golden.row_for(str(item.clip.path), item.sha256))
-            except NotInGolden as exc:
-                item.tensor, item.error = None, str(exc)
-                if isinstance(exc, ClipChanged):
-                    changed.append(item.clip.path)
-    return rows, changed
-
-
 def _artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, label_file: Path | None) -> dict:
     """Paths (absolute) and sha256 of everything that was compared."""
     artifacts = {"clips": str(Path(cfg.clips).resolve()) if cfg.clips else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
@@ -294,36 +316,3 @@ def _agree(flag: str, given: int | None, from_model: int | None, model_path) -> 
     return given if given is not None else from_model
 
 
-def _clip_record(item: ClipInput) -> ClipRecord:
-    return ClipRecord(
-        path=str(item.clip.path), label=item.clip.label, status="ok" if item.ok else "error", error=item.error, sha256=item.sha256
-    )
-
-
-def _run_backend(backend, art: ModelArtifacts, inputs: list[ClipInput], isolate: bool = False):
-    """Run one backend on every clip. Isolated backends (GPU ones, paddle-onednn; all with
-    ``isolate``) run in their own process, so a native crash is their error, not the end of the run."""
-    record = BackendRecord(backend.name, backend.precision, backend.description, status="ok")
-    reason = backend.availability(art)
-    if reason:
-        record.status, record.reason = "unavailable", reason
-        return record, None
-    rows = []
-    try:
-        if isolate or backend.isolated:
-            from .backends.isolated import IsolatedRunner
-
-            runner = IsolatedRunner(backend.name, art, name=backend.name)
-        else:
-            runner = backend.make_runner(art)
-        with runner:
-            for item in progress(inputs, desc=backend.name, unit="clip"):
-                outputs = runner.infer({art.input_name: item.tensor}, check_inputs=False)
-                if len(outputs) != 1:
-                    raise RuntimeError(f"model has {len(outputs)} outputs; expected one (logits)")
-                rows.append(np.asarray(next(iter(outputs.values())), dtype=np.float32).reshape(1, -1))
-                record.latency_ms.append(runner.inference_time * 1000.0)
-    except Exception as exc:  # any backend failure is that backend's error; the others go on
-        record.status, record.reason = "error", one_line(exc)
-        return record, None
-    return record, np.concatenate(rows)

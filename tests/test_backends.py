@@ -262,7 +262,7 @@ def test_paddle_onednn_survives_the_fuse_pass_crash(tmp_path, parity_cache):
     import numpy as np
     import paddle
 
-    from parity.build import export_inference_model
+    from parity.artifacts import export_inference_model
     from parity.config import RunConfig
     from parity.models import ModelSpec, build_model
     from parity.run import run

@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 import pytest
 
-from parity import build
-from parity.build import ArtifactCache, PaddleModel, convert_to_onnx, ort_load_error
+from parity import artifacts
+from parity.artifacts import ArtifactCache, PaddleModel, convert_to_onnx, ort_load_error
 from parity.demo import load_trained
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_full_size_default_builds_exports_and_converts(tmp_path):
 
     spec = ModelSpec(num_classes=101, num_seg=16, size=224)
     model = build_model(spec)
-    pm = build.export_inference_model(model, spec.num_seg, spec.size, tmp_path / "full")
+    pm = artifacts.export_inference_model(model, spec.num_seg, spec.size, tmp_path / "full")
     record = convert_to_onnx(pm, tmp_path / "full.onnx")
     assert record.repairs  # LTA's squeeze
     assert model_input(ModelArtifacts(onnx=tmp_path / "full.onnx")) == ("data_batch_0", 16, 224)
@@ -107,13 +107,13 @@ def test_model_without_lta_converts_without_repair(tmp_path):
     from parity.models import ModelSpec, build_model
 
     spec = ModelSpec(num_classes=3, num_seg=4, size=64, scale=0.25, depths=[1, 1, 1, 1], class_expand=32, temporal_attention=False)
-    pm = build.export_inference_model(build_model(spec), 4, 64, tmp_path / "m")
+    pm = artifacts.export_inference_model(build_model(spec), 4, 64, tmp_path / "m")
     record = convert_to_onnx(pm, tmp_path / "m.onnx")
     assert record.repairs == []
 
 
 def test_fp16_model_keeps_float32_io(demo_artifacts, tmp_path):
-    out = build.convert_to_fp16(demo_artifacts.onnx, tmp_path / "m16.onnx")
+    out = artifacts.convert_to_fp16(demo_artifacts.onnx, tmp_path / "m16.onnx")
     m = onnx.load(str(out))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

@@ -3,7 +3,7 @@ import numpy as np
 import paddle
 import pytest
 
-from parity.build import PaddleModel, export_inference_model
+from parity.artifacts import PaddleModel, export_inference_model
 from parity.checkpoint import CheckpointError, load_checkpoint, load_state
 from parity.models import ModelSpec, build_model
 

@@ -49,7 +49,7 @@ def test_injected_defect_fails_the_gate(defect, defective_onnx, demo_run_config,
 
 def test_unloadable_onnx_is_that_backends_error(demo_run_config, parity_cache, tmp_path):
     """paddle2onnx's raw output (Squeeze of a non-1 axis) is not repaired by run: ORT's refusal is reported."""
-    from parity.build import PaddleModel, convert_to_onnx
+    from parity.artifacts import PaddleModel, convert_to_onnx
     from parity.errors import HarnessError
 
     raw = tmp_path / "raw.onnx"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..build import ArtifactCache, PaddleModel
+from ..artifacts import ArtifactCache, PaddleModel
 
 
 @dataclass
@@ -70,21 +70,18 @@ class Backend:
 
 
 def _paddle_cpu(art: ModelArtifacts):
-    from .paddle_inference import PaddleInferenceRunner
+    from .paddle_inference import PaddleInferenceRunner, fast_cpu_mode
 
-    return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name="paddle")
+    return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name="paddle", mode=fast_cpu_mode(art.paddle_model, art.cache))
 
 
-def _paddle_onednn(art: ModelArtifacts):
-    from .paddle_inference import PaddleInferenceRunner, make_config
+def _paddle_mode(mode: str, name: str):
+    def make(art: ModelArtifacts):
+        from .paddle_inference import PaddleInferenceRunner
 
-    def config():
-        cfg = make_config(art.paddle_model, art.threads)
-        cfg.switch_ir_optim(True)
-        cfg.enable_mkldnn()
-        return cfg
+        return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name=name, mode=mode)
 
-    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name="paddle-onednn")
+    return make
 
 
 def _ort_cpu(art: ModelArtifacts):
@@ -94,7 +91,7 @@ def _ort_cpu(art: ModelArtifacts):
 
 
 def _ort_cpu_fp16(art: ModelArtifacts):
-    from ..build import cached_fp16
+    from ..artifacts import cached_fp16
     from .onnxrt import ort_runner
 
     return ort_runner(lambda: str(cached_fp16(art.onnx, art.cache)), "onnxruntime-fp16", art.threads)
@@ -151,10 +148,15 @@ def _probe(kind: str, *args):
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("paddle", "fp32", "Paddle Inference, CPU (IR optimization and oneDNN off)", ("paddle",), "paddle", _paddle_cpu),
+        Backend(
+            "paddle", "fp32", "Paddle Inference, CPU, oneDNN on, IR optimization off (the conv+activation fusion left out where it crashes the model)",
+            ("paddle",), "paddle", _paddle_cpu,
+        ),
+        Backend("paddle-native", "fp32", "Paddle Inference, CPU, oneDNN and IR optimization off (the program as exported; slow)",
+                ("paddle",), "paddle", _paddle_mode("native", "paddle-native")),
         Backend(
             "paddle-onednn", "fp32", "Paddle Inference, CPU, IR optimization and oneDNN on (Paddle's deployed default)",
-            ("paddle",), "paddle", _paddle_onednn, isolate=True,
+            ("paddle",), "paddle", _paddle_mode("onednn-ir", "paddle-onednn"), isolate=True,
         ),
         Backend("onnxruntime", "fp32", "ONNX Runtime, CPU execution provider", ("onnxruntime",), "onnx", _ort_cpu),
         Backend(
@@ -196,6 +198,69 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 DEFAULT_BACKENDS = ("paddle", "onnxruntime", "onnxruntime-fp16")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One backend run at one batch size, and what its logits are compared with.
+
+    ``against`` is the reference for ordinary lanes (None for the reference itself); a
+    batch-check lane (``NAME@bK``) is compared with the same backend at batch 1.
+    """
+
+    name: str
+    backend: Backend
+    batch: int = 1
+    against: str | None = None
+
+    @property
+    def description(self) -> str:
+        return self.backend.description + (f", batch {self.batch}" if self.batch > 1 else "")
+
+
+@dataclass
+class Selection:
+    reference: str
+    lanes: list[Lane]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def compared(self) -> list[Lane]:
+        return [lane for lane in self.lanes if lane.against is not None]
+
+
+def select(cfg, golden_name: str | None = None) -> Selection:
+    """What a run runs, from its config: shared by ``parity run`` and the pytest plugin.
+
+    The backends of ``cfg.backends`` plus any required ones; the live reference first (added,
+    with a note, when it is not among them); with ``cfg.batch_check`` K, every backend again at
+    batch K as ``NAME@bK``, compared with itself at batch 1.
+    """
+    from ..errors import HarnessError
+
+    unknown = [n for n in cfg.require if n not in BACKENDS]
+    if unknown:
+        raise HarnessError(f"--require: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    backends = resolve(cfg.backends)
+    backends += [BACKENDS[n] for n in cfg.require if n not in [b.name for b in backends]]
+    notes = []
+    if golden_name is not None:
+        reference = golden_name
+    else:
+        reference = cfg.reference
+        if reference not in BACKENDS:
+            raise HarnessError(f"unknown reference backend {reference!r}; known: {', '.join(BACKENDS)}")
+        if reference not in [b.name for b in backends]:
+            backends.insert(0, BACKENDS[reference])
+            notes.append(f"reference {reference} is not in --backends; it was added to run as the reference")
+        backends.sort(key=lambda b: b.name != reference)
+    batch = cfg.batch_size or 1
+    lanes = [Lane(b.name, b, batch, None if b.name == reference else reference) for b in backends]
+    if cfg.batch_check:
+        if cfg.batch_check == batch:
+            raise HarnessError(f"--batch-check {cfg.batch_check}: that is the run's own batch size; give another")
+        lanes += [Lane(f"{b.name}@b{cfg.batch_check}", b, cfg.batch_check, b.name) for b in backends]
+    return Selection(reference, lanes, notes)
 
 
 def resolve(names: str | list[str] | None) -> list[Backend]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..build import ArtifactCache, sha256_file, sha256_json
+from ..artifacts import ArtifactCache, sha256_file, sha256_json
 from ..errors import HarnessError
 
 

@@ -1,0 +1,155 @@
+"""The local engine: decode workers in a process pool, runners in this process (or each in its own)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import one_line
+from ..inputs import ClipInput
+from ..results import BackendRecord
+from ..stream import decode_stream
+
+
+def logit_rows(outputs: dict, count: int) -> np.ndarray:
+    """A runner's output dict -> ``[count, classes]`` float32 logits (the model has one output)."""
+    if len(outputs) != 1:
+        raise RuntimeError(f"model has {len(outputs)} outputs; expected one (logits)")
+    return np.asarray(next(iter(outputs.values())), dtype=np.float32).reshape(count, -1)
+
+
+def batch_feed(items: list[ClipInput]) -> np.ndarray:
+    return items[0].tensor if len(items) == 1 else np.concatenate([i.tensor for i in items])
+
+
+class LaneFlow:
+    """Per-lane batching and in-order delivery: shared by the engines.
+
+    Each lane collects clips until it has its batch; a clip is delivered (``on_clip``) once every
+    lane still running has its row, in list order, and is then forgotten.
+    """
+
+    def __init__(self, lanes, records: dict[str, BackendRecord], on_clip: Callable):
+        self.lanes = {lane.name: lane for lane in lanes}
+        self.records, self.on_clip = records, on_clip
+        self.running: set[str] = set()
+        self.buffers: dict[str, list[ClipInput]] = {}
+        self.waiting: OrderedDict[int, tuple[ClipInput, dict]] = OrderedDict()
+
+    def start(self, name: str) -> None:
+        self.running.add(name)
+        self.buffers[name] = []
+
+    def fail(self, name: str, exc: BaseException | str) -> None:
+        record = self.records[name]
+        record.status, record.reason = "error", exc if isinstance(exc, str) else one_line(exc)
+        self.running.discard(name)
+        self.buffers.pop(name, None)
+
+    def add(self, item: ClipInput) -> list[tuple[str, list[ClipInput]]]:
+        """Queue a clip; returns the (lane, batch) pairs that are now full."""
+        self.waiting[item.index] = (item, {})
+        full = []
+        for name in sorted(self.running):
+            self.buffers[name].append(item)
+            if len(self.buffers[name]) >= self.lanes[name].batch:
+                full.append((name, self.buffers[name]))
+                self.buffers[name] = []
+        return full
+
+    def remainders(self) -> list[tuple[str, list[ClipInput]]]:
+        left = [(name, batch) for name, batch in self.buffers.items() if batch and name in self.running]
+        for name, _ in left:
+            self.buffers[name] = []
+        return left
+
+    def done(self, name: str, batch: list[ClipInput], rows: np.ndarray, seconds: float) -> None:
+        if len(rows) != len(batch):
+            raise RuntimeError(f"{len(rows)} rows of logits for a batch of {len(batch)} clips")
+        for item, row in zip(batch, rows):
+            self.waiting[item.index][1][name] = row
+        self.records[name].latency_ms.extend([seconds * 1000.0 / len(batch)] * len(batch))
+
+    def deliver(self) -> None:
+        while self.waiting:
+            index, (item, rows) = next(iter(self.waiting.items()))
+            if not self.running <= rows.keys():
+                return
+            self.waiting.popitem(last=False)
+            self.on_clip(item, {n: r for n, r in rows.items() if n in self.running})
+
+
+def new_records(lanes, art) -> tuple[dict[str, BackendRecord], list]:
+    """A record per lane; lanes that cannot run here are ``unavailable`` with the reason."""
+    records, runnable = {}, []
+    for lane in lanes:
+        b = lane.backend
+        record = BackendRecord(lane.name, b.precision, lane.description, status="ok", batch=lane.batch)
+        reason = b.availability(art)
+        if reason:
+            record.status, record.reason = "unavailable", reason
+        else:
+            runnable.append(lane)
+        records[lane.name] = record
+    return records, runnable
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, isolate: bool = False):
+        self.isolate = isolate
+
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None) -> Iterator[ClipInput]:
+        return decode_stream(clips, cfg, workers, cache, stats)
+
+    def _runner(self, lane, art):
+        if self.isolate or lane.backend.isolated:
+            from ..backends.isolated import IsolatedRunner
+
+            return IsolatedRunner(lane.backend.name, art, name=lane.name)
+        return lane.backend.make_runner(art)
+
+    def infer(self, lanes, art, items: Iterable[ClipInput], on_clip: Callable) -> list[BackendRecord]:
+        records, runnable = new_records(lanes, art)
+        flow = LaneFlow(lanes, records, on_clip)
+        runners = {}
+        try:
+            for lane in runnable:
+                try:
+                    runner = self._runner(lane, art)
+                    runner.activate()
+                except Exception as exc:  # a backend that cannot start is that backend's error
+                    flow.fail(lane.name, exc)
+                    continue
+                runners[lane.name] = runner
+                flow.start(lane.name)
+            for item in items:
+                for name, batch in flow.add(item):
+                    self._infer(flow, runners, name, batch, art.input_name)
+                flow.deliver()
+            for name, batch in flow.remainders():
+                self._infer(flow, runners, name, batch, art.input_name)
+            flow.deliver()
+        finally:
+            for runner in runners.values():
+                try:
+                    runner.deactivate()
+                except Exception:  # a runner that failed mid-run may not deactivate cleanly
+                    pass
+        return [records[lane.name] for lane in lanes]
+
+    @staticmethod
+    def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], input_name: str) -> None:
+        runner = runners[name]
+        try:
+            outputs = runner.infer({input_name: batch_feed(batch)}, check_inputs=False)
+            flow.done(name, batch, logit_rows(outputs, len(batch)), runner.inference_time)
+        except Exception as exc:  # any backend failure is that backend's error; the others go on
+            flow.fail(name, exc)
+            try:
+                runner.deactivate()
+            except Exception:
+                pass
+            runners.pop(name)

@@ -1,0 +1,51 @@
+"""The environment record of a run: machine, Python, and the versions of every library in the chain."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+# The distributions whose versions decide the numbers: the runtimes, the converter, the decoders.
+DISTRIBUTIONS = (
+    "paddlepaddle", "paddlepaddle-gpu", "paddle2onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxconverter-common",
+    "polygraphy", "tensorrt", "numpy", "decord", "av", "pillow", "opencv-python-headless", "ray",
+)
+
+
+def cpu_count() -> int:
+    """Cores this process may use (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def environment() -> dict:
+    from .backends.gpu import gpu_names
+
+    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": cpu_count()}
+    gpus = gpu_names()
+    env["gpu"] = ", ".join(gpus) if gpus else "none"
+    for dist in DISTRIBUTIONS:
+        try:
+            env[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    try:
+        import paddle
+
+        env["paddle_cuda"] = paddle.version.cuda() if paddle.is_compiled_with_cuda() else "CPU build"
+    except ImportError:
+        pass
+    return env
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
