@@ -46,7 +46,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="decode processes (default: one per core; 0 decodes in the main process)")
     p.add_argument("--batch-size", type=int, help="clips per inference call (default 1; needs the model's batch dimension to be dynamic)")
     p.add_argument("--batch-check", type=int, metavar="K",
-                   help="also run every backend at batch K and compare it with itself at batch 1 (as NAME@bK)")
+                   help="also run every backend at batch K (as NAME@bK) and compare it with itself at the run's batch size")
     p.add_argument("--tensor-cache", metavar="DIR", help="keep decoded tensors here, keyed by clip hash, preprocessing and decoder")
     p.add_argument("--engine", choices=ENGINES, help="local (default) or ray: decode tasks and one actor per backend on a Ray cluster")
     p.add_argument("--ray-address", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
@@ -189,6 +189,10 @@ def summary(result) -> str:
     for clip in result.clips:
         if clip.status != "ok":
             lines.append(f"  skipped clip: {clip.error}")
+    decode, cache = result.run.get("decode"), result.run.get("tensor_cache")
+    if decode:
+        cached = f", tensor cache {cache['entries']} entries, {cache['bytes'] / 2**20:.1f} MiB" if cache else ""
+        lines.append(f"  clips: {decode['clips']}, decoded {decode['decoded']}, from cache {decode['cache_hits']}{cached}")
     return "\n".join(lines)
 
 

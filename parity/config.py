@@ -46,7 +46,7 @@ class RunConfig:
     report: str = "reports/latest"
     workers: int | None = None  # decode processes; None: one per core, 0: decode in the main process
     batch_size: int = 1  # clips per inference call (the model's batch dimension must be dynamic)
-    batch_check: int | None = None  # also run every backend at this batch, compared with itself at batch 1
+    batch_check: int | None = None  # also run every backend at this batch, compared with itself at batch_size
     tensor_cache: str | None = None  # folder of decoded tensors, keyed by clip hash, preprocessing and decoder
     engine: str = "local"  # "local" or "ray"
     ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)

@@ -89,3 +89,15 @@ def test_bad_config_is_a_usage_error(tmp_path):
     (tmp_path / "parity.toml").write_text('clips = "nowhere.txt"\nwarp = 9\n')
     proc = _pytest(tmp_path)
     assert proc.returncode == 4 and "unknown setting 'warp'" in proc.stderr
+
+
+def test_a_run_that_cannot_run_fails_every_item_with_its_reason(demo_artifacts, tmp_path):
+    (tmp_path / "parity.toml").write_text(
+        f'paddle_model = "{tmp_path / "gone.json"}"\nonnx = "{demo_artifacts.onnx}"\nclips = "{demo_artifacts.val_list}"\n'
+        f'backends = ["paddle", "onnxruntime"]\nreport = "{tmp_path / "r"}"\n'
+    )
+    proc = _pytest(tmp_path, "--junitxml", "out.xml")
+    assert proc.returncode == 1
+    cases = _cases(tmp_path / "out.xml")
+    assert len(cases) > 1 and all(msg and "the parity run could not run" in msg and "gone.json" in msg for msg in cases.values())
+    assert "Traceback" not in proc.stdout

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 
+from fixtures.reports import big_result
 from parity.compare import compare_logits
 from parity.config import default_tolerances
 from parity.report import write_report
@@ -62,3 +63,17 @@ def test_worst_clip_first(tmp_path):
     assert table.iloc[1]["status"] == "FAIL" and table.iloc[1]["clip"].endswith("b.mp4")
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["backends"][2]["status"] == "unavailable"
+
+
+def test_a_release_set_report_stays_small_and_keeps_every_row_in_the_tables(tmp_path):
+    import pandas as pd
+
+    result = big_result(tmp_path)
+    flagged = sum(1 for c in result.comparisons for cc in c.clips if not cc.passed or not cc.top1_agrees)
+    assert flagged > 200  # more than the HTML shows
+    html = write_report(result, tmp_path / "report")
+    assert html.stat().st_size < 5 * 1024 * 1024
+    text = html.read_text()
+    assert f"{flagged - 200} more failing or flipped rows are not shown" in text
+    assert len(pd.read_parquet(tmp_path / "report" / "clips.parquet")) == 4 * 4000
+    assert len(pd.read_csv(tmp_path / "report" / "clips.csv")) == 4 * 4000

@@ -74,3 +74,13 @@ def test_user_supplied_names_render_as_text(demo_artifacts, demo_run_config, par
     assert "<script>alert(1)</script>" not in dom
     assert dom.count("<script") == 1  # only the report's own table sorter
     assert "&lt;b&gt;missing&lt;/b&gt;.avi" in dom
+
+
+def test_release_set_report_renders(tmp_path):
+    """4,000 clips x 4 backends: a few hundred KB of HTML that Chromium renders whole (the call times out at 120 s)."""
+    from fixtures.reports import big_result
+
+    html = write_report(big_result(tmp_path), tmp_path / "report")
+    assert html.stat().st_size < 5 * 1024 * 1024
+    dom = _render(html, tmp_path, "report-release-set.png")
+    assert 'id="hidden-flagged"' in dom and dom.count('alt="error histogram and scatter for') == 4

@@ -205,7 +205,7 @@ class Lane:
     """One backend run at one batch size, and what its logits are compared with.
 
     ``against`` is the reference for ordinary lanes (None for the reference itself); a
-    batch-check lane (``NAME@bK``) is compared with the same backend at batch 1.
+    batch-check lane (``NAME@bK``) is compared with the same backend at the run's batch size.
     """
 
     name: str
@@ -234,7 +234,7 @@ def select(cfg, golden_name: str | None = None) -> Selection:
 
     The backends of ``cfg.backends`` plus any required ones; the live reference first (added,
     with a note, when it is not among them); with ``cfg.batch_check`` K, every backend again at
-    batch K as ``NAME@bK``, compared with itself at batch 1.
+    batch K as ``NAME@bK``, compared with itself at the run's batch size.
     """
     from ..errors import HarnessError
 
