@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -14,7 +16,7 @@ warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 from .engines import ENGINES  # noqa: E402
-from .errors import HarnessError, one_line  # noqa: E402
+from .errors import INTERRUPTED, HarnessError, check_interrupted, one_line  # noqa: E402
 
 EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
 
@@ -50,6 +52,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensor-cache", metavar="DIR", help="keep decoded tensors here, keyed by clip hash, preprocessing and decoder")
     p.add_argument("--engine", choices=ENGINES, help="local (default) or ray: decode tasks and one actor per backend on a Ray cluster")
     p.add_argument("--ray-address", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
+    p.add_argument("--backend-timeout", type=float, metavar="SECONDS",
+                   help="kill a backend that takes longer than this on one call (start-up included); runs every backend in its own process")
+    p.add_argument("--allow-low-precision-reference", action="store_true", default=None,
+                   help="allow an fp16/int8 reference to judge fp32 backends (refused by default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,8 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigint(signum, frame):
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         commands = {
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
@@ -143,7 +156,7 @@ def _run_config(args):
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
                  "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
-                 "tensor_cache", "engine", "ray_address"):
+                 "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -158,6 +171,7 @@ def _run_config(args):
 def _finish(result, report_dir) -> int:
     from .report import write_report
 
+    check_interrupted()  # an interrupted run reports nothing, whatever a library made of the Ctrl-C
     html = write_report(result, report_dir)
     print(summary(result))
     print(f"report: {html}")
@@ -172,6 +186,7 @@ def summary(result) -> str:
     skipped = [b.name for b in result.backends if b.status == "unavailable"]
     extra = f"; {len(skipped)} backend(s) unavailable, not compared: {', '.join(skipped)}" if skipped else ""
     lines = [f"verdict: {result.verdict.upper()} (reference {result.reference}{extra})"]
+    lines += [f"  note: {n}" for n in result.notes if n.startswith("reference ")]
     for b in result.backends:
         if b.status != "ok":
             reason = b.reason if b.reason.startswith(b.status) else f"{b.status}: {b.reason}"
@@ -205,7 +220,10 @@ def cmd_run(args) -> int:
     if args.write_config:
         from .config import dump_config
 
-        Path(args.write_config).write_text(dump_config(cfg))
+        try:
+            Path(args.write_config).write_text(dump_config(cfg))
+        except OSError as exc:
+            raise HarnessError(f"{args.write_config}: cannot write the config: {exc.strerror or exc}") from None
         _say(f"wrote {args.write_config}: run it as a gate with `pytest --parity-config {args.write_config}`")
     return _finish(result, cfg.report)
 

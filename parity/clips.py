@@ -20,6 +20,7 @@ class Clip:
     path: Path
     label: int | None = None
     num_frames: int | None = None
+    error: str | None = None  # a list line that names no usable clip: reported as that clip's error
 
     @property
     def name(self) -> str:
@@ -35,40 +36,60 @@ def load_clips(source: str | Path) -> list[Clip]:
     file's folder. A folder yields its video files (recursively) without labels.
     """
     source = Path(source)
-    if source.is_dir():
-        clips = [Clip(p) for p in sorted(source.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES]
-        if not clips:
-            raise ClipListError(f"{source}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})")
-        return clips
-    if not source.is_file():
-        raise ClipListError(f"{source}: clip list or folder not found")
+    try:
+        if source.is_dir():
+            clips = [Clip(p) for p in sorted(source.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES]
+            if not clips:
+                raise ClipListError(f"{source}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})")
+            return clips
+        if source.suffix.lower() in VIDEO_SUFFIXES:
+            return [Clip(source)]  # one video given as --clips: that clip
+        if not source.is_file():
+            raise ClipListError(f"{source}: clip list or folder not found")
+        text = source.read_bytes().decode("utf-8-sig", errors="replace")  # with or without a BOM
+    except OSError as exc:
+        raise ClipListError(f"{source}: cannot read the clip list: {exc.strerror or exc}") from None
     clips = []
-    for raw in source.read_text(encoding="utf-8", errors="replace").splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):  # \n and \r\n endings
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.rsplit(maxsplit=2)
-        label = num_frames = None
-        if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
-            path_text, num_frames, label = parts[0], int(parts[1]), int(parts[2])
-        elif len(parts) >= 2 and _is_int(parts[-1]):
-            path_text, label = line.rsplit(maxsplit=1)[0], int(parts[-1])
-        else:
-            path_text = line
-        path = Path(path_text)
-        if not path.is_absolute():
-            path = source.parent / path
-        clips.append(Clip(_with_suffix(path), label, num_frames))
+        clips.append(_parse_line(source, number, line))
     if not clips:
         raise ClipListError(f"{source}: clip list has no entries")
     return clips
 
 
+def _parse_line(source: Path, number: int, line: str) -> Clip:
+    """One list line: ``path label``, ``frames_dir num_frames label`` or a bare ``path`` (unlabelled)."""
+    parts = line.rsplit(maxsplit=2)
+    label = num_frames = None
+    if len(parts) == 3 and _is_int(parts[1]) and _is_int(parts[2]):
+        path_text, num_frames, label = parts[0], int(parts[1]), int(parts[2])
+    elif len(parts) >= 2 and _is_int(parts[-1]):
+        path_text, label = line.rsplit(maxsplit=1)[0], int(parts[-1])
+    elif len(parts) >= 2:
+        path_text = line.rsplit(maxsplit=1)[0]
+        where = f"{source} line {number}"
+        return Clip(_resolve(source, path_text), error=f"{where}: the last field {parts[-1]!r} is not an integer label")
+    else:
+        path_text = line
+    return Clip(_with_suffix(_resolve(source, path_text)), label, num_frames)
+
+
+def _resolve(source: Path, text: str) -> Path:
+    path = Path(text)
+    return path if path.is_absolute() else source.parent / path
+
+
 def _with_suffix(path: Path) -> Path:
     """PaddleVideo lists may omit the video suffix; find the one file that has it."""
-    if path.exists() or path.suffix.lower() in VIDEO_SUFFIXES:
+    try:
+        if path.exists() or path.suffix.lower() in VIDEO_SUFFIXES:
+            return path
+        found = [path.with_name(path.name + s) for s in VIDEO_SUFFIXES if path.with_name(path.name + s).is_file()]
+    except OSError:  # a name too long and the like: the clip's own error, when it is read
         return path
-    found = [path.with_name(path.name + s) for s in VIDEO_SUFFIXES if path.with_name(path.name + s).is_file()]
     return found[0] if len(found) == 1 else path
 
 
@@ -77,7 +98,7 @@ def load_label_names(path: str | Path | None) -> dict[int, str]:
     if path is None or not Path(path).is_file():
         return {}
     names = {}
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in Path(path).read_bytes().decode("utf-8-sig", errors="replace").splitlines():
         parts = line.strip().split(maxsplit=1)
         if len(parts) == 2 and _is_int(parts[0]):
             names[int(parts[0])] = parts[1]

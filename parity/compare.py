@@ -24,8 +24,8 @@ class ClipComparison:
     mean_abs: float
     max_rel: float
     cosine: float
-    top1_reference: int
-    top1_backend: int
+    top1_reference: int | None  # None when that output is not finite
+    top1_backend: int | None
     top1_agrees: bool
     top5_overlap: float
     problems: list[str] = field(default_factory=list)
@@ -75,6 +75,10 @@ def _polygraphy_set(reference: np.ndarray, backend: np.ndarray, tol: Tolerance):
     return iteration[OUTPUT]
 
 
+def _nonfinite_kind(row: np.ndarray) -> str:
+    return " and ".join(k for k, bad in (("NaN", np.isnan(row).any()), ("Inf", np.isinf(row).any())) if bad)
+
+
 def _per_clip(reference: np.ndarray, backend: np.ndarray, tol: Tolerance):
     """Per row: max/mean absolute error, max relative error, and Polygraphy's elementwise verdict.
 
@@ -84,9 +88,11 @@ def _per_clip(reference: np.ndarray, backend: np.ndarray, tol: Tolerance):
     is over both atol and rtol (NaN counts as over).
     """
     ref64, out64 = reference.astype(np.float64), backend.astype(np.float64)
-    absdiff = np.abs(ref64 - out64)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which fails, as in Polygraphy
+        absdiff = np.abs(ref64 - out64)
     denominator = np.abs(np.where(out64 == 0, np.finfo(np.float64).eps, out64))
-    reldiff = absdiff / denominator
+    with np.errstate(invalid="ignore"):
+        reldiff = absdiff / denominator
     mismatch = ((absdiff > tol.atol) | np.isnan(absdiff)) & ((reldiff > tol.rtol) | np.isnan(reldiff))
     return absdiff.max(1), absdiff.mean(1), reldiff.max(1), ~mismatch.any(1)
 
@@ -102,17 +108,20 @@ def compare_logits(
     tol: Tolerance,
 ) -> Comparison:
     """Compare ``logits`` ``[N, C]`` against ``ref_logits`` for the same N clips."""
+    ref_finite, out_finite = np.isfinite(ref_logits).all(1), np.isfinite(logits).all(1)
+    finite = ref_finite & out_finite  # NaN/Inf rows are failures of their own, never numbers or classes
     max_abs, mean_abs, max_rel, within = _per_clip(ref_logits, logits, tol)
-    whole_set = _polygraphy_set(ref_logits, logits, tol)
-    if bool(whole_set) != bool(within.all()):  # the vectorized rule must be Polygraphy's rule
-        raise AssertionError(f"per-clip comparison disagrees with Polygraphy's ({bool(within.all())} vs {bool(whole_set)})")
-    norms = np.linalg.norm(ref_logits, axis=1) * np.linalg.norm(logits, axis=1)
-    cosines = np.einsum("ij,ij->i", ref_logits, logits) / np.maximum(norms, 1e-30)
+    if finite.any():
+        whole_set = _polygraphy_set(ref_logits[finite], logits[finite], tol)
+        if bool(whole_set) != bool(within[finite].all()):  # the vectorized rule must be Polygraphy's rule
+            raise AssertionError(f"per-clip comparison disagrees with Polygraphy's ({bool(within[finite].all())} vs {bool(whole_set)})")
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(ref_logits, axis=1) * np.linalg.norm(logits, axis=1)
+        cosines = np.einsum("ij,ij->i", ref_logits, logits) / np.maximum(norms, 1e-30)
     k = min(5, ref_logits.shape[1])
     top_ref, top_out = np.argsort(-ref_logits, axis=1)[:, :k], np.argsort(-logits, axis=1)[:, :k]
     clips = []
     for i, (path, label) in enumerate(zip(paths, labels)):
-        cosine = float(cosines[i])
         clip = ClipComparison(
             path=path,
             label=label,
@@ -120,25 +129,29 @@ def compare_logits(
             max_abs=float(max_abs[i]),
             mean_abs=float(mean_abs[i]),
             max_rel=float(max_rel[i]),
-            cosine=cosine,
-            top1_reference=int(top_ref[i, 0]),
-            top1_backend=int(top_out[i, 0]),
-            top1_agrees=bool(top_ref[i, 0] == top_out[i, 0]),
-            top5_overlap=len(set(top_ref[i]) & set(top_out[i])) / k,
+            cosine=float(cosines[i]),
+            top1_reference=int(top_ref[i, 0]) if ref_finite[i] else None,
+            top1_backend=int(top_out[i, 0]) if out_finite[i] else None,
+            top1_agrees=bool(finite[i] and top_ref[i, 0] == top_out[i, 0]),
+            top5_overlap=len(set(top_ref[i]) & set(top_out[i])) / k if finite[i] else 0.0,
         )
-        if not within[i]:
+        if not out_finite[i]:
+            clip.problems.append(f"output contains {_nonfinite_kind(logits[i])}")
+        if not ref_finite[i]:
+            clip.problems.append(f"reference output contains {_nonfinite_kind(ref_logits[i])}")
+        if finite[i] and not within[i]:
             clip.problems.append(f"logits differ by up to {clip.max_abs:.3g} (atol {tol.atol:g}, rtol {tol.rtol:g})")
-        if cosine < tol.min_cosine:
-            clip.problems.append(f"cosine {cosine:.6f} < {tol.min_cosine}")
+        if finite[i] and clip.cosine < tol.min_cosine:
+            clip.problems.append(f"cosine {clip.cosine:.6f} < {tol.min_cosine}")
         # A clip passes on its numbers; top-1 flips are judged over the set (min_top1_agreement).
         clip.passed = not clip.problems
-        if not clip.top1_agrees:
+        if finite[i] and not clip.top1_agrees:
             clip.problems.append(f"top-1 {clip.top1_backend} != reference {clip.top1_reference}")
         clips.append(clip)
 
-    abs_err = np.abs(logits - ref_logits)
+    abs_err = np.abs(logits[finite] - ref_logits[finite])
     agreement = float(np.mean([c.top1_agrees for c in clips]))
-    labelled = [i for i, lab in enumerate(labels) if lab is not None]
+    labelled = [i for i, lab in enumerate(labels) if lab is not None and finite[i]]
     accuracy = ref_accuracy = delta = None
     if labelled:
         y = np.array([labels[i] for i in labelled])
@@ -147,16 +160,22 @@ def compare_logits(
         delta = accuracy - ref_accuracy
 
     reasons = []
+    for who, rows in ((None, logits), ("reference", ref_logits)):
+        for kind, bad in (("NaN", np.isnan(rows).any(1)), ("Inf", np.isinf(rows).any(1))):
+            if bad.any():
+                reasons.append(f"{who + ' ' if who else ''}outputs contain {kind} in {int(bad.sum())} clip{'s' if bad.sum() > 1 else ''}")
     failed = [c.path for c in clips if not c.passed]
-    if failed:
-        reasons.append(f"{len(failed)} of {len(clips)} clips outside tolerance")
+    numeric = sum(1 for c, f in zip(clips, finite) if f and not c.passed)
+    if numeric:
+        reasons.append(f"{numeric} of {len(clips)} clips outside tolerance")
     if agreement < tol.min_top1_agreement:
         reasons.append(f"top-1 agreement {agreement:.3f} < {tol.min_top1_agreement}")
         failed += [c.path for c in clips if not c.top1_agrees and c.path not in failed]
     if delta is not None and -delta > tol.max_accuracy_drop + 1e-12:
         reasons.append(f"accuracy {accuracy:.3f} vs reference {ref_accuracy:.3f}: drop {-delta:.3f} > {tol.max_accuracy_drop}")
     # Polygraphy's rule: an element passes when |d| <= atol or |d| <= rtol*|backend value|.
-    need = np.where(abs_err <= tol.rtol * np.abs(logits), 0.0, abs_err)
+    need = np.where(abs_err <= tol.rtol * np.abs(logits[finite]), 0.0, abs_err)
+    nan = float("nan")
     return Comparison(
         backend=backend,
         reference=reference,
@@ -164,17 +183,17 @@ def compare_logits(
         passed=not reasons,
         tolerance=tol.to_dict(),
         clips_compared=len(clips),
-        max_abs=float(abs_err.max()),
-        mean_abs=float(abs_err.mean()),
-        p99_abs=float(np.quantile(abs_err, 0.99)),
-        max_rel=float(max(c.max_rel for c in clips)),
-        cosine_min=float(min(c.cosine for c in clips)),
+        max_abs=float(abs_err.max()) if abs_err.size else nan,
+        mean_abs=float(abs_err.mean()) if abs_err.size else nan,
+        p99_abs=float(np.quantile(abs_err, 0.99)) if abs_err.size else nan,
+        max_rel=float(max(max_rel[finite])) if finite.any() else nan,
+        cosine_min=float(min(cosines[finite])) if finite.any() else nan,
         top1_agreement=agreement,
         top5_overlap=float(np.mean([c.top5_overlap for c in clips])),
         accuracy=accuracy,
         reference_accuracy=ref_accuracy,
         accuracy_delta=delta,
-        min_passing_atol=float(need.max()),
+        min_passing_atol=float(need.max()) if need.size else nan,
         failed_clips=failed,
         reasons=reasons,
         clips=clips,
@@ -187,6 +206,8 @@ def clip_breaks(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> bool:
     Used while clips stream by, to keep thumbnails of the clips the report will show; the
     comparison itself is ``compare_logits``.
     """
+    if not (np.isfinite(row).all() and np.isfinite(ref_row).all()):
+        return True
     diff = np.abs(row - ref_row)
     if np.any((diff > tol.atol) & (diff > tol.rtol * np.abs(row))):
         return True

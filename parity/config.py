@@ -1,6 +1,7 @@
 """One run configuration: defaults (defaults.toml), then a config file, then command-line flags."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,28 @@ class Tolerance:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# atol/rtol are non-negative; the others are fractions. Every value must be finite: a NaN
+# tolerance makes every comparison "pass" (NaN compares false), so it is refused everywhere.
+_FRACTIONS = ("min_cosine", "min_top1_agreement", "max_accuracy_drop")
+
+
+def check_tolerance_value(name: str, value, where: str) -> float:
+    """``value`` as a valid number for tolerance field ``name``, or a HarnessError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise HarnessError(f"{where}: {name} must be a number, not {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise HarnessError(f"{where}: {name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise HarnessError(f"{where}: {name} must be a finite number, not {value!r}")
+    if number < 0:
+        raise HarnessError(f"{where}: {name} must not be negative (got {value!r})")
+    if name in _FRACTIONS and number > 1:
+        raise HarnessError(f"{where}: {name} is a fraction and must lie in [0, 1] (got {value!r})")
+    return number
 
 
 def default_tolerances() -> dict[str, Tolerance]:
@@ -50,9 +73,31 @@ class RunConfig:
     tensor_cache: str | None = None  # folder of decoded tensors, keyed by clip hash, preprocessing and decoder
     engine: str = "local"  # "local" or "ray"
     ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
+    backend_timeout: float | None = None  # seconds a backend may take per call; then it is killed (runs every backend in its own process)
+    allow_low_precision_reference: bool = False  # let an fp16/int8 reference judge fp32 backends
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Every value a run uses, checked once, wherever it came from (flags, parity.toml, [tool.parity])."""
+        for scope, tol in self.tolerances.items():
+            for name, value in tol.to_dict().items():
+                check_tolerance_value(name, value, f"tolerance {scope}")
+        for scope, values in self.backend_tolerances.items():
+            _check_scope(scope, "tolerance")
+            for name, value in values.items():
+                if name not in _TOL_FIELDS:
+                    raise HarnessError(f"tolerance {scope}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
+                check_tolerance_value(name, value, f"tolerance {scope}")
+        for name, low in (("workers", 0), ("batch_size", 1), ("batch_check", 2), ("backend_timeout", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
+                raise HarnessError(f"{name.replace('_', '-')} must be a number of at least {low}, not {value!r}")
+        from .engines import ENGINES
+
+        if self.engine not in ENGINES:
+            raise HarnessError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINES)}")
 
     def tolerance_for(self, name: str, precision: str, backend: str | None = None) -> Tolerance:
         """The precision's tolerance, with the overrides of the backend, then of the lane (``NAME@bK``)."""
@@ -65,17 +110,32 @@ _TOL_FIELDS = {f.name for f in fields(Tolerance)}
 PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache")
 
 
-def apply_tolerance_overrides(cfg: RunConfig, items: list[str]) -> None:
-    """Apply ``--tol`` items: ``PRECISION.FIELD=VALUE`` or ``BACKEND.FIELD=VALUE``."""
+def tolerance_scopes() -> list[str]:
+    """What a tolerance can be set for: a precision, or a backend (``NAME@bK`` for a batch-check lane)."""
+    from .backends import BACKENDS
+
+    return [*default_tolerances(), *BACKENDS]
+
+
+def _check_scope(scope: str, where: str) -> None:
+    base = scope.split("@b", 1)[0] if "@b" in scope and scope.rsplit("@b", 1)[1].isdigit() else scope
+    known = tolerance_scopes()
+    if base not in known:
+        raise HarnessError(f"{where}: unknown scope {scope!r}; known: {', '.join(known)} (or BACKEND@bK)")
+
+
+def apply_tolerance_overrides(cfg: RunConfig, items: list[str], where: str = "--tol") -> None:
+    """Apply ``--tol`` items: ``PRECISION.FIELD=VALUE`` or ``BACKEND.FIELD=VALUE``. Typos are errors."""
     for item in items:
         try:
             key, value = item.split("=", 1)
             scope, name = key.rsplit(".", 1)
-            number = float(value)
         except ValueError:
-            raise HarnessError(f"--tol {item!r}: expected SCOPE.FIELD=NUMBER, e.g. fp16.atol=0.05") from None
+            raise HarnessError(f"{where} {item!r}: expected SCOPE.FIELD=NUMBER, e.g. fp16.atol=0.05") from None
         if name not in _TOL_FIELDS:
-            raise HarnessError(f"--tol {item!r}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
+            raise HarnessError(f"{where} {item!r}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
+        _check_scope(scope, f"{where} {item!r}")
+        number = check_tolerance_value(name, value, f"{where} {item!r}")
         if scope in cfg.tolerances:
             cfg.tolerances[scope] = replace(cfg.tolerances[scope], **{name: number})
         else:
@@ -97,17 +157,46 @@ def load_config_file(path: str | Path) -> RunConfig:
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("parity", {})
     cfg = RunConfig()
-    for tol_scope, values in data.pop("tolerance", {}).items():
+    tolerance = data.pop("tolerance", {})
+    if not isinstance(tolerance, dict) or not all(isinstance(v, dict) for v in tolerance.values()):
+        raise HarnessError(f"{path}: [tolerance] must hold tables like [tolerance.fp16]")
+    for tol_scope, values in tolerance.items():
         for name, value in values.items():
-            apply_tolerance_overrides(cfg, [f"{tol_scope}.{name}={value}"])
+            if name not in _TOL_FIELDS:
+                raise HarnessError(f"{path}: [tolerance.{tol_scope}] unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
+            _check_scope(tol_scope, f"{path}: [tolerance.{tol_scope}]")
+            number = check_tolerance_value(name, value, f"{path}: [tolerance.{tol_scope}]")
+            if tol_scope in cfg.tolerances:
+                cfg.tolerances[tol_scope] = replace(cfg.tolerances[tol_scope], **{name: number})
+            else:
+                cfg.backend_tolerances.setdefault(tol_scope, {})[name] = number
     known = {f.name for f in fields(RunConfig)} - {"tolerances", "backend_tolerances"}
+    types = {f.name: str(f.type) for f in fields(RunConfig)}
     for key, value in data.items():
         if key not in known:
             raise HarnessError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
+        _check_type(path, key, value, types[key])
         if key in PATH_SETTINGS and value is not None:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         setattr(cfg, key, value)
     return cfg
+
+
+def _check_type(path: Path, key: str, value, annotation: str) -> None:
+    """A setting of the wrong TOML type is an error, not a surprise later."""
+    if "list" in annotation:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        want = "a list of strings"
+    elif annotation == "bool":
+        ok, want = isinstance(value, bool), "true or false"
+    elif annotation.startswith("int"):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif annotation.startswith("float"):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        ok, want = isinstance(value, str), "a string"
+    if not ok:
+        raise HarnessError(f"{path}: {key} must be {want}, not {value!r}")
 
 
 def config_to_dict(cfg: RunConfig) -> dict:

@@ -20,8 +20,11 @@ from .models import ModelSpec, build_model
 from .preprocess import PreprocessConfig
 from .train import TrainConfig, predict, top1, train
 
-# Bump when a change to the code changes what a stage builds, so old cache entries are not reused.
-STAGE_VERSION = 1
+# The code each stage is built by: its source is part of the stage's cache key.
+CLIPS_CODE = ("parity.synth",)
+TRAIN_CODE = ("parity.synth", "parity.models", "parity.train", "parity.preprocess", "parity.inputs", "parity.demo")
+EXPORT_CODE = ("parity.models", "parity.artifacts.paddle_model")
+ONNX_CODE = ("parity.artifacts.convert",)
 
 DEMO_MODEL = ModelSpec(
     arch="pptsm_v2",
@@ -50,7 +53,7 @@ class DemoSettings:
 def build_clips(cache: ArtifactCache, spec: synth.SynthSpec, split: str) -> Path:
     """A folder with ``{split}/`` clips, ``{split}.txt`` and ``labels.txt``; returns the list path."""
     folder = cache.get_or_build(
-        "clips", {"v": STAGE_VERSION, "split": split, "spec": spec.to_dict()}, lambda d: synth.generate_split(d, split, spec)
+        "clips", {"split": split, "spec": spec.to_dict()}, lambda d: synth.generate_split(d, split, spec), code=CLIPS_CODE
     )
     return folder / f"{split}.txt"
 
@@ -59,7 +62,6 @@ def build_trained_model(cache: ArtifactCache, settings: DemoSettings, train_list
     """Train and keep ``model.pdparams`` with ``model_spec.json`` and ``training.json``."""
     pre = PreprocessConfig.for_size(settings.model.num_seg, settings.model.size)
     key = {
-        "v": STAGE_VERSION,
         "train": settings.train_clips.to_dict(),
         "val": settings.val_clips.to_dict(),
         "model": settings.model.to_dict(),
@@ -88,7 +90,7 @@ def build_trained_model(cache: ArtifactCache, settings: DemoSettings, train_list
         }
         (d / "training.json").write_text(json.dumps(training, indent=2))
 
-    return cache.get_or_build("train", key, build)
+    return cache.get_or_build("train", key, build, code=TRAIN_CODE)
 
 
 def _tensors(inputs) -> tuple[np.ndarray, np.ndarray]:
@@ -110,26 +112,25 @@ def load_trained(folder: Path):
 
 
 def build_export(cache: ArtifactCache, trained: Path) -> PaddleModel:
-    key = {"v": STAGE_VERSION, "weights": sha256_file(trained / "model.pdparams"), "spec": (trained / "model_spec.json").read_text()}
+    key = {"weights": sha256_file(trained / "model.pdparams"), "spec": (trained / "model_spec.json").read_text()}
 
     def build(d: Path) -> None:
         model, spec = load_trained(trained)
         export_inference_model(model, spec.num_seg, spec.size, d / "pptsm_v2")
 
-    return PaddleModel.locate(cache.get_or_build("export", key, build) / "pptsm_v2")
+    return PaddleModel.locate(cache.get_or_build("export", key, build, code=EXPORT_CODE) / "pptsm_v2")
 
 
 def build_onnx(cache: ArtifactCache, paddle_model: PaddleModel, opset: int = 11) -> Path:
     import paddle2onnx
 
     key = {
-        "v": STAGE_VERSION,
         "model": sha256_file(paddle_model.model_file),
         "params": sha256_file(paddle_model.params_file),
         "opset": opset,
         "paddle2onnx": paddle2onnx.__version__,
     }
-    folder = cache.get_or_build("onnx", key, lambda d: convert_to_onnx(paddle_model, d / "pptsm_v2.onnx", opset=opset))
+    folder = cache.get_or_build("onnx", key, lambda d: convert_to_onnx(paddle_model, d / "pptsm_v2.onnx", opset=opset), code=ONNX_CODE)
     return folder / "pptsm_v2.onnx"
 
 

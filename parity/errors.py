@@ -1,4 +1,5 @@
 """Errors that reach a user as one line."""
+import threading
 
 
 def one_line(exc: BaseException) -> str:
@@ -9,3 +10,14 @@ def one_line(exc: BaseException) -> str:
 
 class HarnessError(Exception):
     """The harness cannot run at all (bad arguments, missing model, no readable clip): exit 2."""
+
+
+# Set by the command line's SIGINT handler. Some libraries turn a KeyboardInterrupt raised inside
+# them into their own error (paddle's import reports "initialization failed"): the run checks this
+# flag before it reports, so an interrupted run never writes a report that blames a backend.
+INTERRUPTED = threading.Event()
+
+
+def check_interrupted() -> None:
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .clips import Clip
+from .errors import one_line
 from .preprocess import ClipError, PreprocessConfig, decoder_name, load_clip_tensor
 
 
@@ -48,6 +49,16 @@ class TensorCache:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+
+    def check(self) -> None:
+        """The folder exists (made if need be) and can be written; else a one-line HarnessError."""
+        from .errors import HarnessError
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.folder).close()
+        except OSError as exc:
+            raise HarnessError(f"{self.folder}: cannot use it as the tensor cache: {exc.strerror or exc}") from None
 
     def path(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> Path:
         from .artifacts import sha256_json
@@ -85,6 +96,8 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
     item = ClipInput(clip, index)
     start = time.perf_counter()
     try:
+        if clip.error:
+            raise ClipError(clip.error)
         if not clip.path.exists():
             raise ClipError(f"{clip.path}: file not found")
         item.sha256 = clip_sha256(clip.path)
@@ -95,11 +108,16 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
             item.tensor = load_clip_tensor(clip.path, cfg, clip.num_frames)
             item.decoded = True
             if cache is not None:
-                cache.put(item.sha256, cfg, decoder, item.tensor)
+                try:
+                    cache.put(item.sha256, cfg, decoder, item.tensor)
+                except OSError:  # a full disk costs the cache entry, not the clip
+                    pass
     except ClipError as exc:
         item.error = str(exc)
-    except OSError as exc:
+    except OSError as exc:  # name too long, permission denied, I/O error, ...
         item.error = f"{clip.path}: cannot read: {exc.strerror or exc}"
+    except Exception as exc:  # a decoder's own exception types: still this clip's error, never the run's
+        item.error = f"{clip.path}: cannot decode: {one_line(exc)}"
     item.seconds = time.perf_counter() - start
     return item
 

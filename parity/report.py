@@ -9,10 +9,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+from .errors import HarnessError
 from .results import RunResult
 
 MAX_HTML_FLAGGED_ROWS = 200
@@ -20,12 +27,91 @@ WORST_PASSING_ROWS = 10  # per backend
 MAX_SCATTER_POINTS = 20_000
 
 
+REPORT_FILES = ("results.json", "logits.npz", "frames.npz", "clips.csv", "clips.parquet", "index.html")
+
+
 def write_report(result: RunResult, out_dir: str | Path) -> Path:
-    """Write every report file into ``out_dir``; returns the HTML path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = result.to_dict()
-    (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default))
+    """Write every report file into ``out_dir``, atomically; returns the HTML path.
+
+    The files are written into a temporary folder beside ``out_dir``, which then replaces it with
+    SIGINT/SIGTERM held back: an interrupted or crashed run leaves the previous complete report
+    (or none), never a mix of two runs. Anything else in ``out_dir`` (the demo's model/ and
+    clips/, say) stays where it is. A folder that cannot be written is a one-line HarnessError.
+    """
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"{out}: --report must be a folder, and this is a file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        raise HarnessError(f"{out}: cannot write the report there: {exc.strerror or exc}") from None
+    try:
+        _write_files(result, tmp)
+        _swap_into_place(tmp, out)
+    except OSError as exc:
+        raise HarnessError(f"{out}: cannot write the report there: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"
+
+
+def _swap_into_place(new: Path, out: Path) -> None:
+    """``new`` becomes ``out``, with SIGINT/SIGTERM held back until it has.
+
+    A folder holding only report files is replaced whole (two renames). A folder holding other
+    things too (the demo's model/ and clips/, or a user's files) is never moved: the report files
+    are renamed into it one by one instead, and old report files this run did not write go.
+    """
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    trash = None
+    try:
+        if out.is_dir() and any(entry.name not in REPORT_FILES for entry in out.iterdir()):
+            for name in REPORT_FILES:
+                if (new / name).is_file():
+                    os.replace(new / name, out / name)
+                elif (out / name).exists():
+                    (out / name).unlink()
+        else:
+            if out.is_dir():
+                trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(trash)
+            new.rename(out)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def strict_json(data):
+    """``data`` with every non-finite float replaced by None, and the JSON paths of those values."""
+    replaced = []
+
+    def walk(value, where):
+        if isinstance(value, (float, np.floating)):
+            if math.isfinite(value):
+                return float(value)
+            replaced.append(where)
+            return None
+        if isinstance(value, (np.integer,)):
+            return int(value)
+        if isinstance(value, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return walk(data, ""), replaced
+
+
+def _write_files(result: RunResult, out: Path) -> None:
+    data, replaced = strict_json(result.to_dict())
+    data["complete"] = True  # only ever written by a finished run
+    data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+    # Strict JSON has no NaN or Infinity: such values are null, and listed here.
+    data["nonfinite_values"] = replaced
+    (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=False))
     if result.logits:
         np.savez_compressed(out / "logits.npz", **result.logits)
     if result.frames:
@@ -33,10 +119,8 @@ def write_report(result: RunResult, out_dir: str | Path) -> Path:
     table = clip_table(result)
     table.to_csv(out / "clips.csv", index=False)
     table.to_parquet(out / "clips.parquet", index=False)
-    html = render_html(result, table)
-    path = out / "index.html"
-    path.write_text(html, encoding="utf-8")
-    return path
+    html = render_html(result, table, finished=data["finished"])
+    (out / "index.html").write_text(html, encoding="utf-8")
 
 
 def _json_default(obj):
@@ -191,7 +275,7 @@ def flips_by_class_pair(result: RunResult) -> list[dict]:
     return [{"backend": b, "reference_class": r, "backend_class": o, "clips": n} for (b, r, o), n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
-def render_html(result: RunResult, table) -> str:
+def render_html(result: RunResult, table, finished: str = "") -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("parity", "templates"), autoescape=select_autoescape(["html", "j2"]))
@@ -203,6 +287,7 @@ def render_html(result: RunResult, table) -> str:
         data=result.to_dict(),
         rows=[_ints(row) for row in shown.to_dict("records")],
         hidden_flagged=hidden,
+        finished=finished,
         total_rows=len(table),
         latency_png=latency_plot(result),
         names=result.label_names,

@@ -29,6 +29,7 @@ class BackendRecord:
     reason: str | None = None
     latency_ms: list[float] = field(default_factory=list)
     batch: int = 1
+    pid: int | None = None  # the process the runner ran in (another one when isolated)
 
     def latency_summary(self) -> dict:
         if not self.latency_ms:
@@ -70,7 +71,8 @@ class RunResult:
         data = {"schema_version": SCHEMA_VERSION}
         for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training", "label_names", "run", "config"):
             data[name] = getattr(self, name)
-        data["backends"] = [{**asdict(b), **b.latency_summary()} for b in self.backends]
+        # The pid says where a runner ran (tests check isolation with it); it is not a result.
+        data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]
         data["comparisons"] = [c.to_dict() for c in self.comparisons]
         data["clips"] = [asdict(c) for c in self.clips]
         return data

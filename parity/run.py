@@ -13,7 +13,7 @@ from .compare import clip_breaks, judge
 from .config import RunConfig, config_to_dict
 from .engines import get_engine
 from .env import environment
-from .errors import HarnessError, one_line
+from .errors import HarnessError, check_interrupted, one_line
 from .golden import GOLDEN_JSON, ClipChanged, Golden, NotInGolden
 from .inputs import ClipInput, TensorCache
 from .preprocess import PreprocessConfig
@@ -87,6 +87,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     verdict -> the result. Memory holds only the clips in flight plus per-clip numbers.
     """
     started = time.perf_counter()
+    cfg.validate()
     art, golden = _open_models(cfg, cache or ArtifactCache(), threads)
     pre = _preprocess_config(cfg, art, golden)
     selection = select(cfg, golden.name if golden else None)
@@ -98,6 +99,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     art.threads = budget.backend_threads
 
     collector, records, stats = _stream(cfg, selection, art, pre, golden, clips, budget)
+    check_interrupted()
     if not collector.paths:
         first = next((c.error for c in collector.clip_records if c.error), "")
         raise HarnessError(f"{cfg.clips or golden.folder}: no readable clip ({len(collector.clip_records)} listed; first error: {first})")
@@ -150,24 +152,32 @@ class Collector:
         self.labels: list[int | None] = []
         self.frames: dict[str, np.ndarray] = {}
         self.changed = 0
+        self._pending: dict[int, ClipRecord] = {}  # admitted clips not yet delivered
 
     def admit(self, item: ClipInput) -> bool:
         """Record a decoded clip; True when the backends should run it."""
+        record = ClipRecord(path=str(item.clip.path), label=item.clip.label, status="ok", sha256=item.sha256, index=item.index)
         if item.ok and self.golden is not None:
             try:
                 item.golden_row = self.golden.row_for(str(item.clip.path), item.sha256)
             except NotInGolden as exc:
                 item.tensor, item.error = None, str(exc)
                 self.changed += isinstance(exc, ClipChanged)
-        self.clip_records.append(
-            ClipRecord(path=str(item.clip.path), label=item.clip.label, status="ok" if item.ok else "error", error=item.error,
-                       sha256=item.sha256, index=item.index)
-        )
+        if not item.ok:
+            record.status, record.error = "error", item.error
+        self.clip_records.append(record)
+        self._pending[item.index] = record
         return item.ok
 
     def on_clip(self, item: ClipInput, rows: dict[str, np.ndarray]) -> None:
+        record = self._pending.pop(item.index)
         if self.golden is not None:
             rows = {**rows, self.selection.reference: item.golden_row}
+        classes = len(next(iter(rows.values()))) if rows else None
+        label = item.clip.label
+        if classes is not None and label is not None and not 0 <= label < classes:
+            record.status, record.error = "error", f"{item.clip.path}: label {label} is outside the model's {classes} classes (0..{classes - 1})"
+            return
         for name, row in rows.items():
             self.rows.setdefault(name, []).append(row)
         self.paths.append(str(item.clip.path))
@@ -191,9 +201,11 @@ class Collector:
 
 def _stream(cfg, selection, art, pre, golden, clips, budget):
     """Decode -> admit -> every lane, one bar over the clips."""
-    engine = get_engine(cfg.engine, isolate=cfg.isolate, address=cfg.ray_address)
+    engine = get_engine(cfg.engine, isolate=cfg.isolate, address=cfg.ray_address, timeout=cfg.backend_timeout)
     collector, stats = Collector(selection, cfg, golden), DecodeStats()
     cache = TensorCache(cfg.tensor_cache) if cfg.tensor_cache else None
+    if cache is not None:
+        cache.check()
     items = engine.decode(clips, pre, budget.workers, cache, stats)
     admitted = (i for i in progress(items, desc="clips", unit="clip", total=len(clips)) if collector.admit(i))
     records = engine.infer(selection.lanes, art, admitted, collector.on_clip)

@@ -61,6 +61,8 @@ def render_clip(rng: np.random.Generator, direction: tuple[int, int], spec: Synt
             x0 = int(round(cx + dx * speed * f - s / 2))
             y0 = int(round(cy + dy * speed * f - s / 2))
             xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+            if xb <= xa or yb <= ya:  # the object is outside the frame
+                continue
             img[ya:yb, xa:xb] = texture[ya - y0 : yb - y0, xa - x0 : xb - x0]
         frames[f] = np.clip(img, 0, 255).astype(np.uint8)
     return frames

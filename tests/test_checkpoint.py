@@ -77,9 +77,13 @@ def test_repped_checkpoint_loads_and_reps_the_model():
 def test_training_form_without_fused_tensors_loads():
     source = _trained_like(V2)
     fused = (".dw_conv.weight", ".dw_conv.bias")
+    x, expected = _logits(source, V2)
     state = {k: v for k, v in _state(source).items() if not (k.endswith(fused) and ("stages.2" in k or "stages.3" in k))}
     model = build_model(V2)
     load_state(model, state)
+    model.eval()
+    with paddle.no_grad():
+        np.testing.assert_allclose(model(paddle.to_tensor(x)).numpy(), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("spec", [V2, R50], ids=["pptsm_v2", "pptsm_r50"])

@@ -26,6 +26,20 @@ def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def code_hash(*modules: str) -> str:
+    """sha256 of the source of the named modules (every .py file of a package)."""
+    import importlib.util
+
+    files = []
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source for module {name}")
+        origin = Path(spec.origin)
+        files += sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+    return sha256_json([(f.name, sha256_file(f)) for f in files])
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("PARITY_CACHE_DIR")
     if env:
@@ -39,7 +53,14 @@ class ArtifactCache:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def get_or_build(self, stage: str, key_inputs: dict, build: Callable[[Path], None]) -> Path:
+    def get_or_build(self, stage: str, key_inputs: dict, build: Callable[[Path], None], code: tuple[str, ...] = ()) -> Path:
+        """The folder of ``stage`` for these inputs, built by ``build(folder)`` the first time.
+
+        ``code`` names the modules (or packages) whose source builds the stage: their content is
+        part of the key, so an entry built by older code is never read back.
+        """
+        if code:
+            key_inputs = {**key_inputs, "code": code_hash(*code)}
         key = sha256_json({"stage": stage, **key_inputs})[:20]
         final = self.root / stage / key
         if (final / ".complete").is_file():

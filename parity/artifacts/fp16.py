@@ -26,5 +26,6 @@ def cached_fp16(onnx_path: str | Path, cache: ArtifactCache) -> Path:
         "fp16-onnx",
         {"onnx_sha256": sha256_file(src), "tool": "onnxconverter_common.float16", "keep_io_types": True},
         lambda d: convert_to_fp16(src, d / "model.fp16.onnx"),
+        code=("parity.artifacts.fp16",),
     )
     return folder / "model.fp16.onnx"

@@ -200,6 +200,9 @@ BACKENDS: dict[str, Backend] = {
 DEFAULT_BACKENDS = ("paddle", "onnxruntime", "onnxruntime-fp16")
 
 
+PRECISION_RANK = {"fp32": 3, "bf16": 2, "fp16": 2, "int8": 1}
+
+
 @dataclass(frozen=True)
 class Lane:
     """One backend run at one batch size, and what its logits are compared with.
@@ -252,8 +255,16 @@ def select(cfg, golden_name: str | None = None) -> Selection:
             raise HarnessError(f"unknown reference backend {reference!r}; known: {', '.join(BACKENDS)}")
         if reference not in [b.name for b in backends]:
             backends.insert(0, BACKENDS[reference])
-            notes.append(f"reference {reference} is not in --backends; it was added to run as the reference")
+            notes.append(f"reference {reference} is not in --backends; it was added, to run as the reference")
         backends.sort(key=lambda b: b.name != reference)
+    if golden_name is None and not cfg.allow_low_precision_reference:
+        ref = BACKENDS[reference]
+        finer = [b.name for b in backends if PRECISION_RANK.get(b.precision, 0) > PRECISION_RANK.get(ref.precision, 0)]
+        if finer:
+            raise HarnessError(
+                f"reference {reference} is {ref.precision}, lower than {', '.join(finer)}: they would be judged against "
+                f"{ref.precision} noise; pick an fp32 reference, or pass --allow-low-precision-reference"
+            )
     batch = cfg.batch_size or 1
     lanes = [Lane(b.name, b, batch, None if b.name == reference else reference) for b in backends]
     if cfg.batch_check:

@@ -42,7 +42,11 @@ def _worker(conn, factory: str, art, log_path: str) -> None:
         return
     conn.send(("ready", None))
     while True:
-        message, feed = conn.recv()
+        try:
+            message, feed = conn.recv()
+        except MemoryError as exc:  # the clip did not fit: this call's error; the parent decides what next
+            conn.send(("error", one_line(exc) if str(exc) else "MemoryError: out of memory receiving the clip"))
+            continue
         if message == "stop":
             break
         try:
@@ -56,20 +60,24 @@ def _worker(conn, factory: str, art, log_path: str) -> None:
 class IsolatedRunner(BaseRunner):
     """A runner whose work happens in a child process (spawned, so no state is shared)."""
 
-    def __init__(self, factory: str, art, name: str | None = None, timeout: float = 3600.0):
+    def __init__(self, factory: str, art, name: str | None = None, timeout: float | None = None):
         super().__init__(name=name, prefix="isolated-runner")
-        self.factory, self.art, self.timeout = factory, art, timeout
+        self.factory, self.art, self.timeout = factory, art, timeout or 3600.0
+
+    def _died(self) -> RuntimeError:
+        self._process.join(5)
+        code = self._process.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        return RuntimeError(f"the backend process died ({how}){self._last_words()}")
 
     def _receive(self):
         if not self._conn.poll(self.timeout):
-            raise RuntimeError(f"{self.name}: no answer from the backend process in {self.timeout:.0f}s")
+            self._process.kill()  # a hung backend is stopped, and is this backend's error
+            raise RuntimeError(f"the backend process gave no answer within {self.timeout:g} s (--backend-timeout) and was killed")
         try:
             status, payload = self._conn.recv()
         except EOFError:
-            self._process.join(5)
-            code = self._process.exitcode
-            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-            raise RuntimeError(f"the backend process died ({how}){self._last_words()}") from None
+            raise self._died() from None
         if status == "error":
             raise RuntimeError(payload)
         return payload
@@ -97,11 +105,18 @@ class IsolatedRunner(BaseRunner):
             self.deactivate_impl()  # Polygraphy does not deactivate a runner whose activation failed
             raise
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if getattr(self, "_process", None) is not None else None
+
     def get_input_metadata_impl(self):
         raise NotImplementedError("isolated runners take feed dicts without input checks")
 
     def infer_impl(self, feed_dict):
-        self._conn.send(("infer", dict(feed_dict)))
+        try:
+            self._conn.send(("infer", dict(feed_dict)))
+        except OSError:  # a broken pipe: the process is gone
+            raise self._died() from None
         outputs, self.inference_time = self._receive()
         return outputs
 

@@ -85,7 +85,7 @@ def fast_cpu_mode(model: PaddleModel, cache) -> str:
 
     key = {"model": sha256_file(model.model_file), "params": sha256_file(model.params_file),
            "paddle": importlib.metadata.version("paddlepaddle"), "modes": CPU_MODES}
-    folder = cache.get_or_build("paddle-cpu-mode", key, probe)
+    folder = cache.get_or_build("paddle-cpu-mode", key, probe, code=("parity.backends.paddle_inference",))
     return json.loads((folder / "mode.json").read_text())["mode"]
 
 

@@ -12,11 +12,11 @@ from ..errors import HarnessError
 ENGINES = ("local", "ray")
 
 
-def get_engine(name: str, isolate: bool = False, address: str | None = None):
+def get_engine(name: str, isolate: bool = False, address: str | None = None, timeout: float | None = None):
     if name == "local":
         from .local import LocalEngine
 
-        return LocalEngine(isolate=isolate)
+        return LocalEngine(isolate=isolate, timeout=timeout)
     if name == "ray":
         from .ray import RayEngine
 

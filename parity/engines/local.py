@@ -1,6 +1,7 @@
 """The local engine: decode workers in a process pool, runners in this process (or each in its own)."""
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
@@ -98,8 +99,9 @@ def new_records(lanes, art) -> tuple[dict[str, BackendRecord], list]:
 class LocalEngine:
     name = "local"
 
-    def __init__(self, isolate: bool = False):
-        self.isolate = isolate
+    def __init__(self, isolate: bool = False, timeout: float | None = None):
+        # A timeout can only be enforced on a backend in its own process: it makes every backend isolated.
+        self.isolate, self.timeout = isolate or timeout is not None, timeout
 
     def decode(self, clips, cfg, workers: int, cache=None, stats=None) -> Iterator[ClipInput]:
         return decode_stream(clips, cfg, workers, cache, stats)
@@ -108,7 +110,7 @@ class LocalEngine:
         if self.isolate or lane.backend.isolated:
             from ..backends.isolated import IsolatedRunner
 
-            return IsolatedRunner(lane.backend.name, art, name=lane.name)
+            return IsolatedRunner(lane.backend.name, art, name=lane.name, timeout=self.timeout)
         return lane.backend.make_runner(art)
 
     def infer(self, lanes, art, items: Iterable[ClipInput], on_clip: Callable) -> list[BackendRecord]:
@@ -124,6 +126,7 @@ class LocalEngine:
                     flow.fail(lane.name, exc)
                     continue
                 runners[lane.name] = runner
+                records[lane.name].pid = getattr(runner, "pid", None) or os.getpid()
                 flow.start(lane.name)
             for item in items:
                 for name, batch in flow.add(item):

@@ -39,8 +39,8 @@ class _BackendActor:
         except Exception as exc:  # reported to the driver as this lane's error
             self.status, self.reason = "error", one_line(exc)
 
-    def ready(self) -> tuple[str, str | None]:
-        return self.status, self.reason
+    def ready(self) -> tuple[str, str | None, int]:
+        return self.status, self.reason, os.getpid()
 
     def infer(self, input_name: str, *tensors):
         import numpy as np
@@ -129,7 +129,7 @@ class RayEngine:
                 group = [actor_class.options(num_cpus=0, num_gpus=1 if gpu else 0).remote(lane.backend.name, art) for _ in range(gpus if gpu else 1)]
                 actors[lane.name] = group
                 try:
-                    status, reason = ray.get(group[0].ready.remote())
+                    status, reason, records[lane.name].pid = ray.get(group[0].ready.remote())
                 except ray.exceptions.RayError as exc:
                     status, reason = "error", f"the backend actor died: {type(exc).__name__}"
                 if status == "ok":
