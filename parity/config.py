@@ -132,14 +132,19 @@ def apply_tolerance_overrides(cfg: RunConfig, items: list[str], where: str = "--
             scope, name = key.rsplit(".", 1)
         except ValueError:
             raise HarnessError(f"{where} {item!r}: expected SCOPE.FIELD=NUMBER, e.g. fp16.atol=0.05") from None
-        if name not in _TOL_FIELDS:
-            raise HarnessError(f"{where} {item!r}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
-        _check_scope(scope, f"{where} {item!r}")
-        number = check_tolerance_value(name, value, f"{where} {item!r}")
-        if scope in cfg.tolerances:
-            cfg.tolerances[scope] = replace(cfg.tolerances[scope], **{name: number})
-        else:
-            cfg.backend_tolerances.setdefault(scope, {})[name] = number
+        _set_tolerance(cfg, scope, name, value, f"{where} {item!r}")
+
+
+def _set_tolerance(cfg: RunConfig, scope: str, name: str, value, where: str) -> None:
+    """One tolerance field of a precision or a backend, checked: a typo or a bad value is an error naming ``where``."""
+    if name not in _TOL_FIELDS:
+        raise HarnessError(f"{where}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
+    _check_scope(scope, where)
+    number = check_tolerance_value(name, value, where)
+    if scope in cfg.tolerances:
+        cfg.tolerances[scope] = replace(cfg.tolerances[scope], **{name: number})
+    else:
+        cfg.backend_tolerances.setdefault(scope, {})[name] = number
 
 
 def load_config_file(path: str | Path) -> RunConfig:
@@ -162,14 +167,7 @@ def load_config_file(path: str | Path) -> RunConfig:
         raise HarnessError(f"{path}: [tolerance] must hold tables like [tolerance.fp16]")
     for tol_scope, values in tolerance.items():
         for name, value in values.items():
-            if name not in _TOL_FIELDS:
-                raise HarnessError(f"{path}: [tolerance.{tol_scope}] unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
-            _check_scope(tol_scope, f"{path}: [tolerance.{tol_scope}]")
-            number = check_tolerance_value(name, value, f"{path}: [tolerance.{tol_scope}]")
-            if tol_scope in cfg.tolerances:
-                cfg.tolerances[tol_scope] = replace(cfg.tolerances[tol_scope], **{name: number})
-            else:
-                cfg.backend_tolerances.setdefault(tol_scope, {})[name] = number
+            _set_tolerance(cfg, tol_scope, name, value, f"{path}: [tolerance.{tol_scope}]")
     known = {f.name for f in fields(RunConfig)} - {"tolerances", "backend_tolerances"}
     types = {f.name: str(f.type) for f in fields(RunConfig)}
     for key, value in data.items():

@@ -262,24 +262,14 @@ def test_isolate_flag_runs_every_backend_in_its_own_process(demo_run_config, par
 
 
 @pytest.mark.slow
-def test_paddle_onednn_survives_the_fuse_pass_crash(tmp_path, parity_cache):
+def test_paddle_onednn_survives_the_fuse_pass_crash(small_pptsm_r50, tmp_path, parity_cache):
     """Paddle 3.3's oneDNN conv+leaky_relu fusion segfaults on PP-TSM v1: an error of that backend, not of the run."""
     import numpy as np
-    import paddle
 
-    from parity.artifacts import export_inference_model
     from parity.config import RunConfig
-    from parity.models import ModelSpec, build_model
     from parity.run import run
 
-    spec = ModelSpec(arch="pptsm_r50", num_classes=4, num_seg=4, size=64)
-    paddle.seed(0)
-    pm = export_inference_model(build_model(spec), spec.num_seg, spec.size, tmp_path / "r50")
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    from parity import synth
-
-    listing = synth.generate_split(clips, "val", synth.SynthSpec(clips_per_class=1, frames=8, width=96, height=72))
+    pm, listing = small_pptsm_r50
     cfg = RunConfig(paddle_model=str(pm.model_file), clips=str(listing), backends=["paddle", "paddle-onednn"], report=str(tmp_path / "r"))
     result = run(cfg, cache=parity_cache)
     status = {b.name: b for b in result.backends}

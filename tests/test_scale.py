@@ -229,21 +229,13 @@ def test_ray_engine_on_a_local_instance_equals_the_local_engine(demo_run_config,
 
 
 @pytest.mark.slow
-def test_default_reference_runs_pptsm_v1_and_agrees_with_the_native_program(tmp_path, parity_cache):
+def test_default_reference_runs_pptsm_v1_and_agrees_with_the_native_program(small_pptsm_r50, tmp_path, parity_cache):
     """oneDNN's conv+leaky_relu fusion crashes PP-TSM v1 under Paddle 3.3: the fast reference must not."""
-    import paddle
-
-    from parity import synth
-    from parity.artifacts import export_inference_model
     from parity.backends.paddle_inference import fast_cpu_mode
     from parity.config import RunConfig
-    from parity.models import ModelSpec, build_model
 
-    spec = ModelSpec(arch="pptsm_r50", num_classes=4, num_seg=4, size=64)
-    paddle.seed(0)
-    pm = export_inference_model(build_model(spec), spec.num_seg, spec.size, tmp_path / "r50")
+    pm, listing = small_pptsm_r50
     assert fast_cpu_mode(pm, parity_cache) in ("onednn", "onednn-nofuse")
-    listing = synth.generate_split(tmp_path / "clips", "val", synth.SynthSpec(clips_per_class=1, frames=8, width=96, height=72))
     cfg = RunConfig(paddle_model=str(pm.model_file), clips=str(listing), backends=["paddle-native", "paddle"], reference="paddle-native",
                     report=str(tmp_path / "r"))
     result = run(cfg, cache=parity_cache)
