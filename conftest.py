@@ -8,7 +8,7 @@ pytest_plugins = ["fixtures.artifacts"]
 
 
 # Fixtures that train, export or convert a model, or install Paddle 2.6 (cached, but minutes on a cold cache).
-BUILDING_FIXTURES = {"demo_artifacts", "paddle26_python", "small_pptsm_r50"}
+BUILDING_FIXTURES = {"demo_artifacts", "paddle26_python", "small_pptsm_r50", "softmax_model"}
 
 
 def pytest_collection_modifyitems(items):

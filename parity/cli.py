@@ -54,6 +54,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
     p.add_argument("--backend-timeout", type=float, metavar="SECONDS",
                    help="kill a backend that takes longer than this on one call (start-up included); runs every backend in its own process")
+    p.add_argument("--lint", choices=["error", "warn", "off"],
+                   help="lint the ONNX model against the Paddle program first: error (default; findings fail the verdict), warn, off")
+    p.add_argument("--localize", action="store_true", default=None,
+                   help="on a failing ONNX Runtime pair, name the first diverging node and its Paddle op (results.json diagnosis)")
     p.add_argument("--allow-low-precision-reference", action="store_true", default=None,
                    help="allow an fp16/int8 reference to judge fp32 backends (refused by default)")
 
@@ -114,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     bld.add_argument("--out", help="copy the engine (and its .json sidecar) into this folder")
     bld.add_argument("--cache", help="artifact cache folder")
 
+    lnt = sub.add_parser("lint", help="compare what paddle2onnx must carry over, op by op; exit 1 on findings")
+    lnt.add_argument("--paddle-model", required=True)
+    lnt.add_argument("--onnx", required=True)
+    lnt.add_argument("--json", action="store_true", help="print the findings as JSON")
+    lnt.add_argument("--repair", metavar="OUT.onnx", help="write the model with every one-to-one finding set from the Paddle program")
+
+    loc = sub.add_parser("localize", help="the first ONNX node whose output diverges from Paddle's, on the worst clip")
+    loc.add_argument("--paddle-model", required=True)
+    loc.add_argument("--onnx", required=True)
+    loc.add_argument("--clips", required=True, help="clip list, folder or video; the clip where the outputs differ most is used")
+    loc.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "onnxruntime-fp16"])
+    loc.add_argument("--against", default="paddle", choices=["paddle", "paddle-native"])
+    loc.add_argument("--json", action="store_true")
+    loc.add_argument("--cache", help="artifact cache folder")
+
     conv = sub.add_parser("convert", help="convert a Paddle inference model to ONNX with paddle2onnx, repairing known defects")
     conv.add_argument("--paddle-model", required=True)
     conv.add_argument("--out", required=True, help="output .onnx path")
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
             "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden, "merge": cmd_merge,
+            "lint": cmd_lint, "localize": cmd_localize,
         }
         return commands[args.command](args)
     except HarnessError as exc:
@@ -156,7 +176,7 @@ def _run_config(args):
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
                  "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
-                 "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference"):
+                 "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference", "lint", "localize"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -226,6 +246,79 @@ def cmd_run(args) -> int:
             raise HarnessError(f"{args.write_config}: cannot write the config: {exc.strerror or exc}") from None
         _say(f"wrote {args.write_config}: run it as a gate with `pytest --parity-config {args.write_config}`")
     return _finish(result, cfg.report)
+
+
+def cmd_lint(args) -> int:
+    import json
+
+    import onnx
+
+    from .artifacts import PaddleModel
+    from .diagnose.lint import lint, repair
+
+    model = PaddleModel.locate(args.paddle_model)
+    if not Path(args.onnx).is_file():
+        raise HarnessError(f"{args.onnx}: ONNX model not found")
+    findings = lint(model, args.onnx)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in findings], indent=2, default=str))
+    else:
+        for f in findings:
+            print(f"{f.rule}: {f.message}")
+        print(f"{len(findings)} finding(s) in {args.onnx} against {model.model_file}")
+    if args.repair:
+        fixed = onnx.load(args.onnx)
+        for line in repair(fixed, findings):
+            _say(f"repaired: {line}")
+        try:
+            onnx.save(fixed, args.repair)
+        except OSError as exc:
+            raise HarnessError(f"{args.repair}: cannot write: {exc.strerror or exc}") from None
+    return EXIT_FAIL if findings else EXIT_PASS
+
+
+def cmd_localize(args) -> int:
+    import json
+
+    from .artifacts import ArtifactCache, PaddleModel, cached_fp16
+    from .backends import ModelArtifacts
+    from .clips import load_clips
+    from .diagnose.localize import localize
+    from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
+    from .run import LOCALIZABLE, model_input
+
+    model = PaddleModel.locate(args.paddle_model)
+    onnx = Path(args.onnx)
+    if not onnx.is_file():
+        raise HarnessError(f"{onnx}: ONNX model not found")
+    _, num_seg, size = model_input(ModelArtifacts(paddle_model=model, onnx=onnx))
+    pre = PreprocessConfig.for_size(num_seg or 8, size or 224)
+    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    target = cached_fp16(onnx, cache) if args.backend == "onnxruntime-fp16" else onnx
+    worst = None
+    for clip in load_clips(args.clips):  # the clip whose final outputs differ most
+        try:
+            x = load_clip_tensor(clip.path, pre, clip.num_frames)
+        except ClipError as exc:
+            _say(f"  skipped clip: {exc}")
+            continue
+        diagnosis = localize(model, target, x, args.backend, args.against, str(clip.path), LOCALIZABLE[args.backend])
+        final = diagnosis.curve[-1]["error"] if diagnosis.curve else 0.0
+        if worst is None or final > worst[0]:
+            worst = (final, diagnosis)
+    if worst is None:
+        raise HarnessError(f"{args.clips}: no readable clip")
+    diagnosis = worst[1]
+    if args.json:
+        print(json.dumps(diagnosis.to_dict(), indent=2))
+    elif diagnosis.first_divergence is None:
+        print(f"no divergence over {diagnosis.tolerance:g} (relative) on {diagnosis.clip}: {diagnosis.note}")
+    else:
+        d = diagnosis.first_divergence
+        how = "first divergence" if diagnosis.mode == "first-divergence" else "largest error jump"
+        print(f"{how}: {d.onnx_node} ({d.onnx_op}) = Paddle {d.paddle_op}: error {d.error_out:.3g} at its output, "
+              f"{d.error_in:.3g} at its inputs (relative; clip {diagnosis.clip})")
+    return EXIT_PASS if diagnosis.first_divergence is None else EXIT_FAIL
 
 
 def cmd_merge(args) -> int:

@@ -225,11 +225,12 @@ class Judgement:
     problems: list[str]
 
 
-def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0) -> Judgement:
+def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0,
+          lint: list[dict] | None = None) -> Judgement:
     """Compare every lane with what it is compared against, then decide.
 
-    The verdict passes only when every lane that ran matched, none crashed, and nothing stopped
-    the harness (the reference failed, a required backend did not run, golden clips changed).
+    The verdict passes only when every lane that ran matched, none crashed, the lint found nothing
+    (with ``--lint error``), and nothing stopped the harness (the reference failed, a required backend did not run, golden clips changed).
     An unavailable backend is reported, never counted as passed.
     """
     by_name = {r.name: r for r in records}
@@ -256,5 +257,9 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
     if changed:
         problems.append(f"{changed} clip(s) changed since the golden outputs were saved; they were not compared")
     errored = any(r.status == "error" for r in records)
-    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems
+    linted = bool(lint) and cfg.lint == "error"
+    if lint:
+        notes.append(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program"
+                     + (" (they fail the verdict; --lint warn to only report them)" if linted else ""))
+    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems and not linted
     return Judgement("pass" if passed else "fail", comparisons, notes, problems)

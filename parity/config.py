@@ -75,6 +75,8 @@ class RunConfig:
     ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
     backend_timeout: float | None = None  # seconds a backend may take per call; then it is killed (runs every backend in its own process)
     allow_low_precision_reference: bool = False  # let an fp16/int8 reference judge fp32 backends
+    lint: str = "error"  # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
+    localize: bool = False  # on a failing ONNX Runtime pair, find the first diverging node
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -94,6 +96,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
                 raise HarnessError(f"{name.replace('_', '-')} must be a number of at least {low}, not {value!r}")
+        if self.lint not in ("error", "warn", "off"):
+            raise HarnessError(f"lint must be error, warn or off, not {self.lint!r}")
         from .engines import ENGINES
 
         if self.engine not in ENGINES:

@@ -24,7 +24,7 @@ from .train import TrainConfig, predict, top1, train
 CLIPS_CODE = ("parity.synth",)
 TRAIN_CODE = ("parity.synth", "parity.models", "parity.train", "parity.preprocess", "parity.inputs", "parity.demo")
 EXPORT_CODE = ("parity.models", "parity.artifacts.paddle_model")
-ONNX_CODE = ("parity.artifacts.convert",)
+ONNX_CODE = ("parity.artifacts.convert", "parity.diagnose")
 
 DEMO_MODEL = ModelSpec(
     arch="pptsm_v2",

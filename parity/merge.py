@@ -75,7 +75,7 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
             rows.update(zip((str(p) for p in table["clips"]), table[record.name]))
         logits[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
     changed = sum(s["run"].get("changed_clips", 0) for s in shards)
-    verdict = judge(selection, records, logits, paths, labels, cfg, changed)
+    verdict = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"))
 
     frames = {}
     order = {c.path: c.index for c in clips}
@@ -102,6 +102,8 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         label_names={int(k): v for k, v in (first.get("label_names") or {}).items()},
         run=run,
         config=first["config"],
+        lint=first.get("lint"),
+        diagnosis=[d for s in shards for d in s.get("diagnosis") or []],
     )
 
 

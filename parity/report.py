@@ -235,6 +235,34 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
     return plots
 
 
+def depth_plots(result: RunResult) -> dict[str, str]:
+    """Per localized pair: relative error of every matched tensor against its depth in the graph."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = {}
+    for d in result.diagnosis:
+        if not d.get("curve"):
+            continue
+        depth = [p["depth"] for p in d["curve"]]
+        error = [max(p["error"], 1e-12) for p in d["curve"]]
+        fig, ax = plt.subplots(figsize=(9, 3))
+        ax.semilogy(depth, error, marker=".", linewidth=0.8)
+        ax.axhline(d["tolerance"], color="k", linestyle="--", linewidth=0.8, label=f"tolerance {d['tolerance']:g}")
+        if d.get("first_divergence"):
+            hit = next(p for p in d["curve"] if p["tensor"] == d["first_divergence"]["tensor"])
+            ax.scatter([hit["depth"]], [max(hit["error"], 1e-12)], color="#b3261e", zorder=3, label=d["first_divergence"]["onnx_node"])
+        ax.set_xlabel("depth (matched tensors, topological order)")
+        ax.set_ylabel("relative error")
+        ax.set_title(f"{d['backend']} vs {d['against']}: error against depth")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plots[d["backend"]] = _png(fig)
+    return plots
+
+
 def _thumbnail_strip(frames: np.ndarray) -> str:
     from PIL import Image
 
@@ -288,6 +316,7 @@ def render_html(result: RunResult, table, finished: str = "") -> str:
         rows=[_ints(row) for row in shown.to_dict("records")],
         hidden_flagged=hidden,
         finished=finished,
+        depth_plots=depth_plots(result),
         total_rows=len(table),
         latency_png=latency_plot(result),
         names=result.label_names,

@@ -66,10 +66,13 @@ class RunResult:
     # How the run ran: engine, thread budget, batch, shard, decode counts, tensor cache.
     run: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    lint: list[dict] | None = None  # findings of `parity lint` on the models (None: not linted)
+    diagnosis: list[dict] = field(default_factory=list)  # `--localize`: where each failing pair diverged
 
     def to_dict(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION}
-        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training", "label_names", "run", "config"):
+        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training",
+                     "label_names", "run", "config", "lint", "diagnosis"):
             data[name] = getattr(self, name)
         # The pid says where a runner ran (tests check isolation with it); it is not a result.
         data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]

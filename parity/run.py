@@ -98,6 +98,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     budget = ThreadBudget.plan(cfg.workers, threads)
     art.threads = budget.backend_threads
 
+    findings = _lint(cfg, art)
     collector, records, stats = _stream(cfg, selection, art, pre, golden, clips, budget)
     check_interrupted()
     if not collector.paths:
@@ -107,7 +108,8 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         stored = f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})"
         records.insert(0, BackendRecord(selection.reference, "fp32", stored, "ok"))
     logits = collector.logits(records)
-    verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed)
+    verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
+    diagnosis = _localize(cfg, art, pre, verdict.comparisons, collector) if cfg.localize else []
 
     label_file = _label_file(cfg)
     return RunResult(
@@ -137,7 +139,53 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
             "seconds": round(time.perf_counter() - started, 3),
         },
         config=config_to_dict(cfg),
+        lint=findings,
+        diagnosis=diagnosis,
     )
+
+
+def _lint(cfg: RunConfig, art: ModelArtifacts) -> list[dict] | None:
+    """The lint of the ONNX model against the Paddle program, when both are given and --lint is not off."""
+    if cfg.lint == "off" or art.paddle_model is None or art.onnx is None:
+        return None
+    from .diagnose.lint import Finding, lint
+
+    try:
+        return [f.to_dict() for f in lint(art.paddle_model, art.onnx)]
+    except HarnessError as exc:  # the run goes on and reports on its own; the lint could not vouch for the model
+        return [Finding("lint-cannot-read-program", "", "", "", "", None, None, str(exc)).to_dict()]
+
+
+LOCALIZABLE = {"onnxruntime": "fp32", "onnxruntime-fp16": "fp16"}
+
+
+def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, comparisons, collector) -> list[dict]:
+    """For each failing ONNX Runtime pair against the Paddle program: where it diverged, on its worst clip.
+
+    The worst clip is decoded once more (the run kept no tensors); other backends say why not.
+    """
+    from .diagnose.localize import localize
+    from .preprocess import load_clip_tensor
+
+    out = []
+    for comp in comparisons:
+        if comp.passed:
+            continue
+        backend = comp.backend.split("@", 1)[0]
+        if backend not in LOCALIZABLE or comp.reference not in ("paddle", "paddle-native") or art.paddle_model is None:
+            out.append({"backend": comp.backend, "against": comp.reference, "note": "localization needs an ONNX Runtime backend "
+                        "compared with the Paddle program (paddle or paddle-native)", "first_divergence": None, "curve": []})
+            continue
+        worst = max(comp.clips, key=lambda c: (not c.passed, c.max_abs if c.max_abs == c.max_abs else float("inf")))
+        clip = next(c for c in collector.clip_records if c.path == worst.path)
+        x = load_clip_tensor(Path(clip.path), pre)
+        onnx_model = art.onnx
+        if backend == "onnxruntime-fp16":
+            from .artifacts import cached_fp16
+
+            onnx_model = cached_fp16(art.onnx, art.cache)
+        out.append(localize(art.paddle_model, onnx_model, x, comp.backend, comp.reference, clip.path, LOCALIZABLE[backend]).to_dict())
+    return out
 
 
 class Collector:

@@ -87,3 +87,14 @@ def test_release_set_report_renders(tmp_path):
     assert html.stat().st_size < 5 * 1024 * 1024
     dom = _render(html, tmp_path, "report-release-set.png")
     assert 'id="hidden-flagged"' in dom and dom.count('alt="error histogram and scatter for') == 4
+
+
+def test_where_it_broke_renders(demo_artifacts, demo_run_config, parity_cache, tmp_path):
+    from fixtures.defects import scale_conv_weight
+
+    bad = tmp_path / "bad.onnx"
+    weight = scale_conv_weight(demo_artifacts.onnx, bad, 1.05, 3)
+    cfg = dataclasses.replace(demo_run_config, onnx=str(bad), backends=["paddle", "onnxruntime"], localize=True, report=str(tmp_path / "r"))
+    dom = _render(write_report(run(cfg, cache=parity_cache), cfg.report), tmp_path, "report-where-it-broke.png")
+    assert 'id="where"' in dom and "First divergence" in dom and weight in dom
+    assert 'alt="error against depth for onnxruntime"' in dom

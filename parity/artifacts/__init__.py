@@ -2,17 +2,17 @@
 
 - ``cache``: ``ArtifactCache`` and the sha256 helpers that key it;
 - ``paddle_model``: exported Paddle models (``.json`` PIR / ``.pdmodel``), their input, ``export_inference_model``;
-- ``convert``: paddle2onnx in a subprocess, the LTA Squeeze repair, ONNX checker + ONNX Runtime validation;
+- ``convert``: paddle2onnx in a subprocess, lint and one-to-one repairs (``parity.diagnose.lint``), ONNX checker + ONNX Runtime;
 - ``fp16``: the FP16 ONNX model.
 
 Training lives in ``parity.train``; TensorRT engines are built by their backend.
 """
 from .cache import ArtifactCache, default_cache_dir, sha256_file, sha256_json
-from .convert import ConversionRecord, convert_to_onnx, ort_load_error, repair_squeeze_non_unit_axes
+from .convert import ConversionRecord, convert_to_onnx, ort_load_error
 from .fp16 import cached_fp16, convert_to_fp16
 from .paddle_model import PaddleModel, export_inference_model
 
 __all__ = [
     "ArtifactCache", "ConversionRecord", "PaddleModel", "cached_fp16", "convert_to_fp16", "convert_to_onnx", "default_cache_dir",
-    "export_inference_model", "ort_load_error", "repair_squeeze_non_unit_axes", "sha256_file", "sha256_json",
+    "export_inference_model", "ort_load_error", "sha256_file", "sha256_json",
 ]

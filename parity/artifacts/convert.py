@@ -1,4 +1,4 @@
-"""Paddle -> ONNX with paddle2onnx (in a subprocess), the repair of its known defects, and validation."""
+"""Paddle -> ONNX with paddle2onnx (in a subprocess), the lint and repair of its output, and validation."""
 from __future__ import annotations
 
 import json
@@ -21,6 +21,7 @@ class ConversionRecord:
     opset: int
     paddle2onnx_version: str
     repairs: list[str] = field(default_factory=list)
+    lint: list[dict] = field(default_factory=list)  # what the lint still finds after the repairs
     checker: str = "passed"
     ort_session: str = "opened"
 
@@ -68,10 +69,19 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
         opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=opset),
         paddle2onnx_version=paddle2onnx.__version__,
     )
-    if repair:
-        record.repairs = repair_squeeze_non_unit_axes(model)
-        if record.repairs:
-            onnx.save(model, str(out))
+    # The conversion lints its own output against the Paddle program: one-to-one values (an epsilon,
+    # an activation constant, the LTA Squeeze) are set from the program; anything else is reported.
+    from ..diagnose.lint import lint_model
+    from ..diagnose.lint import repair as repair_findings
+    from ..diagnose.program import read_program
+
+    ops = read_program(paddle_model)
+    findings = lint_model(ops, model)
+    if repair and any(f.repairable for f in findings):
+        record.repairs = repair_findings(model, findings)
+        onnx.save(model, str(out))
+        findings = lint_model(ops, model)
+    record.lint = [f.to_dict() for f in findings]
     onnx.checker.check_model(str(out))
     error = ort_load_error(out)
     if error:
@@ -79,42 +89,6 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
         raise HarnessError(f"{out}: ONNX Runtime refuses the converted model: {error}")
     out.with_suffix(".conversion.json").write_text(json.dumps(record.to_dict(), indent=2))
     return record
-
-
-def repair_squeeze_non_unit_axes(model) -> list[str]:
-    """Replace every Squeeze whose axes select a dimension that is not 1 by Identity.
-
-    paddle2onnx turns PaddleVideo's no-op ``squeeze(-1)`` on ``[N, T]`` (in PP-TSMv2's temporal
-    attention) into ``Squeeze(axes=[1])``; Paddle ignores it but ONNX Runtime refuses the model.
-    Static shape inference loses the rank there, so the real shapes are probed by running a copy
-    of the graph (with every Squeeze made Identity) in ONNX Runtime on a zero input.
-    Returns one line per repaired node.
-    """
-    from onnx import helper
-
-    squeezes = [(i, n) for i, n in enumerate(model.graph.node) if n.op_type == "Squeeze"]
-    if not squeezes:
-        return []
-    shapes = _probe_shapes(model, [n.input[0] for _, n in squeezes])
-    constants = _constant_values(model)
-    repairs = []
-    for idx, node in squeezes:
-        axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
-        if axes is None and len(node.input) > 1 and node.input[1] in constants:
-            axes = [int(v) for v in constants[node.input[1]].reshape(-1)]
-        shape = shapes.get(node.input[0])
-        if not axes or shape is None:
-            continue
-        if all(-len(shape) <= a < len(shape) and shape[a] == 1 for a in axes):
-            continue
-        identity = helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name or f"repaired_squeeze_{idx}")
-        model.graph.node.remove(node)
-        model.graph.node.insert(idx, identity)
-        repairs.append(
-            f"replaced Squeeze '{node.name}' (axes={axes} of a {list(shape)} tensor; "
-            "ONNX Runtime rejects squeezing a dimension that is not 1) with Identity"
-        )
-    return repairs
 
 
 def _constant_values(model) -> dict:
