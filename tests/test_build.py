@@ -109,7 +109,11 @@ def test_model_without_lta_converts_without_repair(tmp_path):
     spec = ModelSpec(num_classes=3, num_seg=4, size=64, scale=0.25, depths=[1, 1, 1, 1], class_expand=32, temporal_attention=False)
     pm = artifacts.export_inference_model(build_model(spec), 4, 64, tmp_path / "m")
     record = convert_to_onnx(pm, tmp_path / "m.onnx")
-    assert record.repairs == []
+    assert record.repairs == [] and record.lint == []
+    from parity.diagnose.localize import localize
+
+    x = np.random.default_rng(0).normal(size=(1, 4, 3, 64, 64)).astype(np.float32)
+    assert localize(pm, tmp_path / "m.onnx", x).first_divergence is None
 
 
 def test_fp16_model_keeps_float32_io(demo_artifacts, tmp_path):

@@ -38,3 +38,30 @@ def test_cpp_preprocessing_run_says_so(demo_artifacts, tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["preprocess"]["variant"] == "cpp"
     assert "Preprocessing: <code>cpp</code>" in (tmp_path / "index.html").read_text()
+
+
+def test_lint_and_localize_read_legacy_programs(legacy_pdmodel, demo_artifacts, tmp_path):
+    """A Paddle 2.6 .pdmodel is matched op by op too (paddle2onnx translates it to PIR; so does the lint)."""
+    import onnx
+
+    from fixtures.defects import scale_conv_weight
+    from parity.artifacts import convert_to_onnx
+    from parity.diagnose.lint import lint, lint_model
+    from parity.diagnose.localize import localize
+    from parity.diagnose.program import read_program
+    from parity.preprocess import PreprocessConfig, load_clip_tensor
+
+    converted = tmp_path / "legacy.onnx"
+    convert_to_onnx(legacy_pdmodel, converted)
+    assert lint(legacy_pdmodel, converted) == []
+    model = onnx.load(str(converted))
+    bn = [n for n in model.graph.node if n.op_type == "BatchNormalization"][2]
+    next(a for a in bn.attribute if a.name == "epsilon").f = 0.3
+    (finding,) = lint_model(read_program(legacy_pdmodel), model)
+    assert finding.onnx_node == bn.name and "batch_norm #2" in finding.paddle_op
+    clip = demo_artifacts.val_list.parent / demo_artifacts.val_list.read_text().split()[0]
+    x = load_clip_tensor(clip, PreprocessConfig.for_size(8, json.loads((demo_artifacts.trained / "model_spec.json").read_text())["size"]))
+    assert localize(legacy_pdmodel, converted, x).first_divergence is None
+    weight = scale_conv_weight(converted, tmp_path / "bad.onnx", 1.05, 3)
+    first = localize(legacy_pdmodel, tmp_path / "bad.onnx", x).first_divergence
+    assert first.onnx_op == "Conv" and weight in first.paddle_op

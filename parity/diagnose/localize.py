@@ -53,6 +53,14 @@ class Diagnosis:
         return asdict(self)
 
 
+# Legacy ProgramDesc op types under the names PIR (and so paddle2onnx's tensor names) give them.
+LEGACY_TYPES = {
+    "reshape2": "reshape", "transpose2": "transpose", "squeeze2": "squeeze", "unsqueeze2": "unsqueeze", "matmul_v2": "matmul",
+    "elementwise_add": "add", "elementwise_mul": "multiply", "elementwise_sub": "subtract", "elementwise_div": "divide",
+    "reduce_mean": "mean", "reduce_sum": "sum", "flatten_contiguous_range": "flatten", "fill_constant": "full", "scale": "scale",
+}
+
+
 def paddle_intermediates(model: PaddleModel, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every op output of one run, keyed by its legacy variable name and by ``type.k`` (k: that type's count)."""
     from paddle import inference
@@ -67,13 +75,26 @@ def paddle_intermediates(model: PaddleModel, x: np.ndarray) -> dict[str, np.ndar
     def hook(op_name: str, tensor_name: str, tensor) -> None:
         seen.setdefault(op_name, []).append((tensor_name, np.array(tensor.numpy(), copy=True)))
 
-    predictor.register_output_hook(hook)
+    calls: list = []  # legacy programs: one call per output, op type only
+
+    def hook_legacy(op_name: str, tensor_name: str, tensor) -> None:
+        calls.append((op_name, tensor_name, np.array(tensor.numpy(), copy=True)))
+
+    predictor.register_output_hook(lambda op, name, t: (hook if ":" in op else hook_legacy)(op, name, t))
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(x.shape))
     handle.copy_from_cpu(x)
     predictor.run()
+    if calls:  # a legacy program: an op's outputs come one after another and share their variable stem
+        for op_name, tensor_name, array in calls:
+            if ".tmp_" not in tensor_name and not tensor_name.startswith("fetch"):
+                continue  # a parameter (batch norm's running mean/variance)
+            stem = tensor_name.split(".tmp_")[0]
+            key = f"{LEGACY_TYPES.get(op_name, op_name)}:{stem}"
+            seen.setdefault(key, []).append((tensor_name, array))
     out, counters = {}, {}
-    for key in sorted(seen, key=lambda k: int(k.rsplit(":", 1)[1]) if ":" in k else 0):
+    order = {key: i for i, key in enumerate(seen)}
+    for key in sorted(seen, key=lambda k: int(k.rsplit(":", 1)[1]) if k.rsplit(":", 1)[1].isdigit() else order[k]):
         kind = op_type(key.rsplit(":", 1)[0])
         k = counters.get(kind, 0)
         counters[kind] = k + 1

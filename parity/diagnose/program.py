@@ -48,10 +48,12 @@ def _static_mode():
 
 
 def read_program(model: PaddleModel) -> list[PaddleOp]:
-    """Every op of the exported program, in order (PIR ``.json`` through Paddle; legacy ``.pdmodel`` from its protobuf)."""
+    """Every op of the exported program, in order, as Paddle 3 loads it.
+
+    A legacy ``.pdmodel`` is translated to PIR, as paddle2onnx 2.x translates it, so both formats
+    get the same ``p2o.pd_op.<type>.<k>.0`` names. Only the program is read, not the parameters.
+    """
     try:
-        if model.model_file.suffix == ".pdmodel":
-            return _read_program_desc(model.model_file.read_bytes())
         return _read_pir(model)
     except HarnessError:
         raise
@@ -70,8 +72,11 @@ def _value(v):
 
 def _read_pir(model: PaddleModel) -> list[PaddleOp]:
     with _static_mode() as paddle:
-        exe = paddle.static.Executor(paddle.CPUPlace())
-        program, _, _ = paddle.static.load_inference_model(str(model.prefix), exe)
+        if model.model_file.suffix == ".pdmodel":
+            program = paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(model.model_file.read_bytes()))
+        else:
+            program = paddle.static.Program()
+            paddle.base.core.deserialize_pir_program(str(model.model_file), program)
         counters: dict[str, int] = {}
         ops, made = [], []  # made: (pir op, PaddleOp), to find what feeds each fetch
         for op in program.global_block().ops:
@@ -113,36 +118,3 @@ def _constant_operands(kind: str, attrs: dict, constants: list) -> None:
             "dropout": "p", "concat": "axis", "scale": "scale", "reshape": "shape"}.get(kind)
     if name and name not in attrs:
         attrs[name] = constants[0]
-
-
-def _read_program_desc(blob: bytes) -> list[PaddleOp]:
-    from paddle.base.proto import framework_pb2
-
-    program = framework_pb2.ProgramDesc()
-    program.ParseFromString(blob)
-    block = program.blocks[0]
-    persistable = {v.name for v in block.vars if v.persistable}
-    counters: dict[str, int] = {}
-    ops = []
-    for op in block.ops:
-        if op.type in ("feed", "fetch"):
-            continue
-        k = counters.get(op.type, 0)
-        counters[op.type] = k + 1
-        attrs = {a.name: _proto_attr(a) for a in op.attrs if not a.name.startswith("op_")}
-        outputs = [arg for out in op.outputs for arg in out.arguments if out.parameter in ("Out", "Y", "Output")]
-        outputs = outputs or [arg for out in op.outputs for arg in out.arguments]
-        params = [arg for inp in op.inputs for arg in inp.arguments if arg in persistable]
-        ops.append(PaddleOp(op_type(op.type), k, attrs, outputs, params))
-    return ops
-
-
-def _proto_attr(a):
-    for name in ("f", "i", "b", "s", "l", "float64"):
-        if a.HasField(name):
-            return getattr(a, name)
-    for name in ("floats", "ints", "bools", "strings", "longs", "float64s"):
-        values = list(getattr(a, name, []))
-        if values:
-            return values
-    return None
