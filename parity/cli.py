@@ -58,6 +58,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="lint the ONNX model against the Paddle program first: error (default; findings fail the verdict), warn, off")
     p.add_argument("--localize", action="store_true", default=None,
                    help="on a failing ONNX Runtime pair, name the first diverging node and its Paddle op (results.json diagnosis)")
+    p.add_argument("--weights", help="a training checkpoint (.pdparams, any PaddleVideo form): runs as paddle-dygraph, the chain's first hop")
+    p.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], help="the checkpoint's model (default: model_spec.json beside it, else pptsm_v2)")
+    p.add_argument("--temporal-attention", action="store_true", default=None, help="PP-TSMv2 with LTA (GlobalAttention)")
+    p.add_argument("--scale", type=float, help="PP-TSMv2 width multiplier of the checkpoint's model")
+    p.add_argument("--depths", help="PP-TSMv2 blocks per stage of the checkpoint's model, e.g. 2,2,6,2")
+    p.add_argument("--class-expand", type=int, help="PP-TSMv2 last conv width of the checkpoint's model")
     p.add_argument("--allow-low-precision-reference", action="store_true", default=None,
                    help="allow an fp16/int8 reference to judge fp32 backends (refused by default)")
 
@@ -176,7 +182,8 @@ def _run_config(args):
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
                  "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
-                 "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference", "lint", "localize"):
+                 "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference", "lint", "localize",
+                 "weights", "arch", "temporal_attention", "scale", "class_expand"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -184,6 +191,11 @@ def _run_config(args):
         value = getattr(args, name, None)
         if value:
             setattr(cfg, name, [b.strip() for b in value.split(",") if b.strip()])
+    if getattr(args, "depths", None):
+        try:
+            cfg.depths = [int(d) for d in args.depths.split(",")]
+        except ValueError:
+            raise HarnessError(f"--depths {args.depths!r}: expected integers like 2,2,6,2") from None
     apply_tolerance_overrides(cfg, args.tol)
     return cfg
 
@@ -224,6 +236,9 @@ def summary(result) -> str:
     for clip in result.clips:
         if clip.status != "ok":
             lines.append(f"  skipped clip: {clip.error}")
+    hop = result.first_failing_hop
+    if hop:
+        lines.append(f"  first failing hop: {hop['from']} -> {hop['to']} (max_abs {hop['max_abs']:.3g}, top1 {hop['top1_agreement']:.3f})")
     decode, cache = result.run.get("decode"), result.run.get("tensor_cache")
     if decode:
         cached = f", tensor cache {cache['entries']} entries, {cache['bytes'] / 2**20:.1f} MiB" if cache else ""

@@ -29,6 +29,8 @@ class ClipComparison:
     top1_agrees: bool
     top5_overlap: float
     problems: list[str] = field(default_factory=list)
+    margin: float | None = None  # the reference's top-1 minus top-2 logit: how close the clip was to a tie
+    reference_prob: float | None = None  # the reference's softmax probability of its top-1 class
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Comparison:
     accuracy_delta: float | None
     # The smallest atol that passes every clip with the configured rtol (Polygraphy's per-element rule).
     min_passing_atol: float
+    # McNemar's exact test on labelled clips: is the accuracy difference more than chance? (None: unlabelled)
+    mcnemar_p: float | None
     failed_clips: list[str]
     reasons: list[str]
     clips: list[ClipComparison]
@@ -120,6 +124,7 @@ def compare_logits(
         cosines = np.einsum("ij,ij->i", ref_logits, logits) / np.maximum(norms, 1e-30)
     k = min(5, ref_logits.shape[1])
     top_ref, top_out = np.argsort(-ref_logits, axis=1)[:, :k], np.argsort(-logits, axis=1)[:, :k]
+    margins, probs = _margins(ref_logits)
     clips = []
     for i, (path, label) in enumerate(zip(paths, labels)):
         clip = ClipComparison(
@@ -134,6 +139,8 @@ def compare_logits(
             top1_backend=int(top_out[i, 0]) if out_finite[i] else None,
             top1_agrees=bool(finite[i] and top_ref[i, 0] == top_out[i, 0]),
             top5_overlap=len(set(top_ref[i]) & set(top_out[i])) / k if finite[i] else 0.0,
+            margin=float(margins[i]),
+            reference_prob=float(probs[i]),
         )
         if not out_finite[i]:
             clip.problems.append(f"output contains {_nonfinite_kind(logits[i])}")
@@ -146,7 +153,8 @@ def compare_logits(
         # A clip passes on its numbers; top-1 flips are judged over the set (min_top1_agreement).
         clip.passed = not clip.problems
         if finite[i] and not clip.top1_agrees:
-            clip.problems.append(f"top-1 {clip.top1_backend} != reference {clip.top1_reference}")
+            clip.problems.append(f"top-1 {clip.top1_backend} != reference {clip.top1_reference} "
+                                 f"(reference margin {clip.margin:.3g}, p={clip.reference_prob:.3f})")
         clips.append(clip)
 
     abs_err = np.abs(logits[finite] - ref_logits[finite])
@@ -171,6 +179,10 @@ def compare_logits(
     if agreement < tol.min_top1_agreement:
         reasons.append(f"top-1 agreement {agreement:.3f} < {tol.min_top1_agreement}")
         failed += [c.path for c in clips if not c.top1_agrees and c.path not in failed]
+    confident = [c for c, f in zip(clips, finite) if f and not c.top1_agrees and c.margin is not None and c.margin > tol.confident_margin]
+    if confident:
+        reasons.append(f"{len(confident)} confident clip(s) flipped (reference margin over {tol.confident_margin:g})")
+        failed += [c.path for c in confident if c.path not in failed]
     if delta is not None and -delta > tol.max_accuracy_drop + 1e-12:
         reasons.append(f"accuracy {accuracy:.3f} vs reference {ref_accuracy:.3f}: drop {-delta:.3f} > {tol.max_accuracy_drop}")
     # Polygraphy's rule: an element passes when |d| <= atol or |d| <= rtol*|backend value|.
@@ -194,10 +206,34 @@ def compare_logits(
         reference_accuracy=ref_accuracy,
         accuracy_delta=delta,
         min_passing_atol=float(need.max()) if need.size else nan,
+        mcnemar_p=mcnemar_p(ref_logits[labelled], logits[labelled], [labels[i] for i in labelled]) if labelled else None,
         failed_clips=failed,
         reasons=reasons,
         clips=clips,
     )
+
+
+def _margins(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: top-1 minus top-2 logit, and the top-1 softmax probability (NaN for non-finite rows)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        top2 = -np.sort(-logits, axis=1)[:, :2] if logits.shape[1] > 1 else np.concatenate([logits, logits], 1)
+        shifted = np.exp(logits - logits.max(1, keepdims=True))
+        probs = shifted.max(1) / shifted.sum(1)
+    return top2[:, 0] - top2[:, 1], probs
+
+
+def mcnemar_p(ref_logits: np.ndarray, logits: np.ndarray, labels: list[int]) -> float:
+    """McNemar's exact test (two-sided) on the clips one of the two gets right and the other wrong."""
+    from math import comb
+
+    y = np.asarray(labels)
+    ref_ok, ok = np.argmax(ref_logits, 1) == y, np.argmax(logits, 1) == y
+    b, c = int(np.sum(ref_ok & ~ok)), int(np.sum(~ref_ok & ok))
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def clip_breaks(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> bool:
@@ -263,3 +299,30 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
                      + (" (they fail the verdict; --lint warn to only report them)" if linted else ""))
     passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems and not linted
     return Judgement("pass" if passed else "fail", comparisons, notes, problems)
+
+
+_RANK = {"fp32": 3, "bf16": 2, "fp16": 2, "int8": 1}
+
+
+def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg) -> tuple[list[dict], dict | None, dict]:
+    """Every adjacent pair of the chain that ran, compared, and the full pairwise matrix.
+
+    The chain order is the registry's (dygraph -> static -> optimized Paddle -> ONNX -> lower precision
+    and other runtimes); a hop is judged at the tolerances of its lower precision. Returns the hops,
+    the first that failed (or None), and ``{backends, max_abs, top1_agreement}`` for every pair.
+    """
+    from .backends import BACKENDS
+
+    ran = sorted((r for r in records if r.status == "ok" and r.name in BACKENDS and r.name in logits), key=lambda r: BACKENDS[r.name].chain)
+    hops = []
+    for a, b in zip(ran, ran[1:]):
+        precision = a.precision if _RANK.get(a.precision, 0) < _RANK.get(b.precision, 0) else b.precision
+        c = compare_logits(b.name, a.name, precision, paths, labels, logits[a.name], logits[b.name], cfg.tolerance_for(b.name, precision))
+        hops.append({"from": a.name, "to": b.name, "passed": c.passed, "max_abs": c.max_abs, "top1_agreement": c.top1_agreement,
+                     "precision": precision, "reasons": c.reasons})
+    names = [r.name for r in ran]
+    top1 = {n: np.argmax(logits[n], 1) for n in names}
+    with np.errstate(invalid="ignore"):
+        max_abs = [[float(np.nanmax(np.abs(logits[a] - logits[b]))) if len(paths) else 0.0 for b in names] for a in names]
+    agreement = [[float(np.mean(top1[a] == top1[b])) if len(paths) else 1.0 for b in names] for a in names]
+    return hops, next((h for h in hops if not h["passed"]), None), {"backends": names, "max_abs": max_abs, "top1_agreement": agreement}

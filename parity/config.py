@@ -18,6 +18,9 @@ class Tolerance:
     min_cosine: float
     min_top1_agreement: float
     max_accuracy_drop: float
+    # A top-1 flip where the reference's top-1 logit leads its top-2 by more than this is a defect,
+    # whatever the agreement rate: near-ties may flip at lower precision, confident clips may not.
+    confident_margin: float = 2.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +78,14 @@ class RunConfig:
     ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
     backend_timeout: float | None = None  # seconds a backend may take per call; then it is killed (runs every backend in its own process)
     allow_low_precision_reference: bool = False  # let an fp16/int8 reference judge fp32 backends
+    # The training checkpoint (paddle-dygraph): its model settings default to a model_spec.json beside
+    # it, then to PP-TSMv2's; classes, T and size always come from the exported model.
+    weights: str | None = None
+    arch: str | None = None  # "pptsm_v2" | "pptsm_r50"
+    temporal_attention: bool | None = None
+    scale: float | None = None
+    depths: list[int] | None = None
+    class_expand: int | None = None
     lint: str = "error"  # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
     localize: bool = False  # on a failing ONNX Runtime pair, find the first diverging node
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
@@ -111,7 +122,7 @@ class RunConfig:
 
 
 _TOL_FIELDS = {f.name for f in fields(Tolerance)}
-PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache")
+PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache", "weights")
 
 
 def tolerance_scopes() -> list[str]:
@@ -186,10 +197,13 @@ def load_config_file(path: str | Path) -> RunConfig:
 
 def _check_type(path: Path, key: str, value, annotation: str) -> None:
     """A setting of the wrong TOML type is an error, not a surprise later."""
-    if "list" in annotation:
+    if "list[int]" in annotation:
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        want = "a list of integers"
+    elif "list" in annotation:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         want = "a list of strings"
-    elif annotation == "bool":
+    elif annotation.startswith("bool"):
         ok, want = isinstance(value, bool), "true or false"
     elif annotation.startswith("int"):
         ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import select
-from .compare import judge
+from .compare import hop_matrix, judge
 from .config import config_from_dict
 from .errors import HarnessError
 from .results import BackendRecord, ClipRecord, RunResult
@@ -76,6 +76,7 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         logits[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
     changed = sum(s["run"].get("changed_clips", 0) for s in shards)
     verdict = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"))
+    hops, first_failing_hop, matrix = hop_matrix(records, logits, paths, labels, cfg)
 
     frames = {}
     order = {c.path: c.index for c in clips}
@@ -104,6 +105,9 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         config=first["config"],
         lint=first.get("lint"),
         diagnosis=[d for s in shards for d in s.get("diagnosis") or []],
+        hops=hops,
+        first_failing_hop=first_failing_hop,
+        hop_matrix=matrix,
     )
 
 

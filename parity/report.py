@@ -235,6 +235,30 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
     return plots
 
 
+def hop_heatmap(result: RunResult) -> str | None:
+    """The pairwise max abs difference of every backend that ran, log-scaled, with the values written in."""
+    m = result.hop_matrix
+    if not m or len(m.get("backends", [])) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, values = m["backends"], np.asarray(m["max_abs"], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 0.8 + 0.7 * len(names)))
+    shown = np.log10(np.where(values > 0, values, np.nan))
+    ax.imshow(shown, cmap="magma_r")
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, "0" if values[i, j] == 0 else f"{values[i, j]:.1e}", ha="center", va="center", fontsize=7, color="#1e7f3c")
+    ax.set_title("max |a - b| between backends (log colour)")
+    fig.tight_layout()
+    return _png(fig)
+
+
 def depth_plots(result: RunResult) -> dict[str, str]:
     """Per localized pair: relative error of every matched tensor against its depth in the graph."""
     import matplotlib
@@ -317,6 +341,7 @@ def render_html(result: RunResult, table, finished: str = "") -> str:
         hidden_flagged=hidden,
         finished=finished,
         depth_plots=depth_plots(result),
+        hop_png=hop_heatmap(result),
         total_rows=len(table),
         latency_png=latency_plot(result),
         names=result.label_names,

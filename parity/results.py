@@ -68,11 +68,14 @@ class RunResult:
     config: dict = field(default_factory=dict)
     lint: list[dict] | None = None  # findings of `parity lint` on the models (None: not linted)
     diagnosis: list[dict] = field(default_factory=list)  # `--localize`: where each failing pair diverged
+    hops: list[dict] = field(default_factory=list)  # adjacent pairs of the deployment chain, in chain order
+    first_failing_hop: dict | None = None
+    hop_matrix: dict = field(default_factory=dict)  # {backends, max_abs, top1_agreement} for every pair
 
     def to_dict(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION}
         for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training",
-                     "label_names", "run", "config", "lint", "diagnosis"):
+                     "label_names", "run", "config", "lint", "diagnosis", "hops", "first_failing_hop", "hop_matrix"):
             data[name] = getattr(self, name)
         # The pid says where a runner ran (tests check isolation with it); it is not a result.
         data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]

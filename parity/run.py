@@ -9,7 +9,7 @@ import numpy as np
 from .artifacts import ArtifactCache, PaddleModel, sha256_file
 from .backends import ModelArtifacts, select
 from .clips import load_clips, load_label_names
-from .compare import clip_breaks, judge
+from .compare import clip_breaks, hop_matrix, judge
 from .config import RunConfig, config_to_dict
 from .engines import get_engine
 from .env import environment
@@ -110,6 +110,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     logits = collector.logits(records)
     verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
     diagnosis = _localize(cfg, art, pre, verdict.comparisons, collector) if cfg.localize else []
+    hops, first_failing_hop, matrix = hop_matrix(records, logits, collector.paths, collector.labels, cfg)
 
     label_file = _label_file(cfg)
     return RunResult(
@@ -141,6 +142,9 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         config=config_to_dict(cfg),
         lint=findings,
         diagnosis=diagnosis,
+        hops=hops,
+        first_failing_hop=first_failing_hop,
+        hop_matrix=matrix,
     )
 
 
@@ -324,7 +328,51 @@ def _open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None) -> t
         art.input_name, art.num_seg, art.size = golden.meta["preprocess"]["input_name"], None, None
     else:
         art.input_name, art.num_seg, art.size = model_input(art)
+    if cfg.weights:
+        art.weights, art.dygraph = _dygraph_model(cfg, art)
     return art, golden
+
+
+def _dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
+    """The checkpoint and its model: flags, else a model_spec.json beside it, else PP-TSMv2's defaults;
+    classes, T and size from the exported model."""
+    import json
+
+    from .models import ModelSpec
+
+    weights = Path(cfg.weights)
+    if not weights.is_file():
+        raise HarnessError(f"{weights}: training checkpoint not found")
+    spec = ModelSpec().to_dict()
+    beside = weights.parent / "model_spec.json"
+    if beside.is_file():
+        try:
+            spec.update({k: v for k, v in json.loads(beside.read_text()).items() if k in spec})
+        except ValueError as exc:
+            raise HarnessError(f"{beside}: not valid JSON: {exc}") from None
+    for key in ("arch", "temporal_attention", "scale", "depths", "class_expand"):
+        if getattr(cfg, key) is not None:
+            spec[key] = getattr(cfg, key)
+    if art.num_seg is None or art.size is None:
+        raise HarnessError("--weights: the exported model does not say its segments and size; give --paddle-model or --onnx")
+    spec.update(num_seg=art.num_seg, size=art.size, num_classes=model_classes(art))
+    return weights, spec
+
+
+def model_classes(art: ModelArtifacts) -> int:
+    """The number of classes the exported model outputs (ONNX output shape, else the Paddle program's)."""
+    import onnx
+
+    if art.onnx is not None:
+        dims = onnx.load(str(art.onnx), load_external_data=False).graph.output[0].type.tensor_type.shape.dim
+        if dims and dims[-1].HasField("dim_value") and dims[-1].dim_value > 0:
+            return dims[-1].dim_value
+    from .diagnose.program import output_classes
+
+    classes = output_classes(art.paddle_model) if art.paddle_model is not None else None
+    if not classes:
+        raise HarnessError("--weights: cannot read the number of classes from the exported model")
+    return classes
 
 
 def _preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> PreprocessConfig:

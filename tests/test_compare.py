@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from parity.compare import compare_logits
 from parity.config import Tolerance, default_tolerances
@@ -70,3 +71,43 @@ def test_unlabelled_clips_skip_accuracy():
 
 def test_default_tolerances_differ_per_precision():
     assert FP16.atol > FP32.atol and FP16.min_top1_agreement < FP32.min_top1_agreement
+
+
+def _flip_case(margin):
+    """200 confident clips; one clip's reference leads by ``margin`` and the backend swaps its top two."""
+    ref, labels = _logits(n=200, c=4, seed=3)
+    ref[0] = [margin, 0.0, -3.0, -3.0]
+    out = ref.copy()
+    out[0] = [0.0, margin, -3.0, -3.0]
+    paths = [f"clip{i}.mp4" for i in range(len(ref))]
+    return compare_logits("b", "ref", "fp16", paths, labels, ref, out, FP16)
+
+
+def test_a_confident_flip_fails_even_above_the_agreement_rate():
+    c = _flip_case(margin=5.0)
+    assert c.top1_agreement == 0.995 >= FP16.min_top1_agreement
+    assert not c.passed and any("confident clip(s) flipped" in r for r in c.reasons) and "clip0.mp4" in c.failed_clips
+    assert c.clips[0].margin == 5.0 and "reference margin 5" in c.clips[0].problems[-1]
+
+
+def test_a_near_tie_flip_does_not_fail():
+    c = _flip_case(margin=0.1)
+    assert c.top1_agreement == 0.995 and not any("confident" in r for r in c.reasons)
+    assert c.clips[0].reference_prob == pytest.approx(np.exp(0.1) / (np.exp(0.1) + 1 + 2 * np.exp(-3.0)), rel=1e-5)
+
+
+def test_mcnemar_exact_p_value_by_hand():
+    from parity.compare import mcnemar_p
+
+    labels = [0] * 10
+    ref = np.zeros((10, 2), np.float32)
+    out = np.zeros((10, 2), np.float32)
+    ref[:, 0] = 1.0  # the reference gets all 10 right
+    out[:7, 0], out[7:, 1] = 1.0, 1.0  # the backend gets 3 wrong: b = 3, c = 0
+    # two-sided exact: 2 * P(X <= 0 | n=3, p=1/2) = 2 * 1/8 = 0.25
+    assert mcnemar_p(ref, out, labels) == pytest.approx(0.25)
+    out[7:, 0], out[7:, 1] = 1.0, 0.0
+    out[0] = [0.0, 1.0]  # b = 1
+    ref[1] = [0.0, 1.0]
+    out[1] = [1.0, 0.0]  # c = 1: 2 * P(X <= 1 | n=2) = 2 * 3/4 -> 1
+    assert mcnemar_p(ref, out, labels) == 1.0

@@ -23,6 +23,8 @@ class ModelArtifacts:
     trt_engine: Path | None = None  # a prebuilt engine (--trt-engine) instead of building one
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     threads: int | None = None
+    weights: Path | None = None  # a training checkpoint, for paddle-dygraph
+    dygraph: dict | None = None  # its model (a ModelSpec as a dict); classes, T and size from the exported model
     input_name: str = "data_batch_0"
     num_seg: int = 8
     size: int = 224
@@ -49,6 +51,12 @@ class Backend:
     isolate: bool = False
 
     @property
+    def chain(self) -> int:
+        """Its place in the deployment chain, for the hop matrix: dygraph -> static -> optimized Paddle ->
+        ONNX -> lower precision and other runtimes."""
+        return CHAIN.index(self.name) if self.name in CHAIN else len(CHAIN)
+
+    @property
     def isolated(self) -> bool:
         return self.isolate or self.device == "gpu"
 
@@ -66,6 +74,8 @@ class Backend:
                 return "unavailable: no Paddle model given (--paddle-model)"
             if self.needs == "onnx" and artifacts.onnx is None:
                 return "unavailable: no ONNX model given (--onnx)"
+            if self.needs == "weights" and artifacts.weights is None:
+                return "unavailable: no training checkpoint given (--weights)"
         return None
 
 
@@ -73,6 +83,12 @@ def _paddle_cpu(art: ModelArtifacts):
     from .paddle_inference import PaddleInferenceRunner, fast_cpu_mode
 
     return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name="paddle", mode=fast_cpu_mode(art.paddle_model, art.cache))
+
+
+def _dygraph(art: ModelArtifacts):
+    from .dygraph import DygraphRunner
+
+    return DygraphRunner(art.weights, art.dygraph, name="paddle-dygraph")
 
 
 def _paddle_mode(mode: str, name: str):
@@ -149,6 +165,10 @@ BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend(
+            "paddle-dygraph", "fp32", "the training checkpoint through the model code (Paddle dygraph, eval mode)",
+            ("paddle",), "weights", _dygraph,
+        ),
+        Backend(
             "paddle", "fp32", "Paddle Inference, CPU, oneDNN on, IR optimization off (the conv+activation fusion left out where it crashes the model)",
             ("paddle",), "paddle", _paddle_cpu,
         ),
@@ -198,6 +218,11 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 DEFAULT_BACKENDS = ("paddle", "onnxruntime", "onnxruntime-fp16")
+# The deployment chain in order: each hop is compared with the one before it (the hop matrix).
+CHAIN = (
+    "paddle-dygraph", "paddle-native", "paddle", "paddle-onednn", "paddle-gpu", "paddle-trt-fp32", "onnxruntime", "onnxruntime-cuda",
+    "tensorrt-fp32", "paddle-trt-fp16", "onnxruntime-fp16", "onnxruntime-trt-fp16", "tensorrt-fp16",
+)
 
 
 PRECISION_RANK = {"fp32": 3, "bf16": 2, "fp16": 2, "int8": 1}
@@ -247,6 +272,9 @@ def select(cfg, golden_name: str | None = None) -> Selection:
     backends = resolve(cfg.backends)
     backends += [BACKENDS[n] for n in cfg.require if n not in [b.name for b in backends]]
     notes = []
+    if cfg.weights and "paddle-dygraph" not in [b.name for b in backends]:
+        backends.insert(0, BACKENDS["paddle-dygraph"])
+        notes.append("--weights given: paddle-dygraph (the training checkpoint) runs as the first hop of the chain")
     if golden_name is not None:
         reference = golden_name
     else:

@@ -70,13 +70,28 @@ def _value(v):
     return str(v)
 
 
+def _program(paddle, model: PaddleModel):
+    """The PIR program of an exported model, without its parameters (a legacy one translated)."""
+    if model.model_file.suffix == ".pdmodel":
+        return paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(model.model_file.read_bytes()))
+    program = paddle.static.Program()
+    paddle.base.core.deserialize_pir_program(str(model.model_file), program)
+    return program
+
+
+def output_classes(model: PaddleModel) -> int | None:
+    """The last dimension of the model's output, read from the program."""
+    with _static_mode() as paddle:
+        for op in _program(paddle, model).global_block().ops:
+            if op.name() == "pd_op.fetch":
+                shape = op.operand_source(0).shape
+                return shape[-1] if shape and shape[-1] > 0 else None
+    return None
+
+
 def _read_pir(model: PaddleModel) -> list[PaddleOp]:
     with _static_mode() as paddle:
-        if model.model_file.suffix == ".pdmodel":
-            program = paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(model.model_file.read_bytes()))
-        else:
-            program = paddle.static.Program()
-            paddle.base.core.deserialize_pir_program(str(model.model_file), program)
+        program = _program(paddle, model)
         counters: dict[str, int] = {}
         ops, made = [], []  # made: (pir op, PaddleOp), to find what feeds each fetch
         for op in program.global_block().ops:
