@@ -29,6 +29,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paddle-model", help="exported Paddle inference model: NAME.json or NAME.pdmodel (with NAME.pdiparams), or its prefix")
     p.add_argument("--onnx", help="ONNX model file")
     p.add_argument("--clips", help="UCF101-format list (path label) or a folder of videos")
+    p.add_argument("--inputs", help="saved input tensors instead of clips: a folder of .npy [1, T, 3, S, S], or a list of them "
+                   "with labels (as a repro bundle's inputs/list.txt); nothing is decoded")
     p.add_argument("--labels", help="label-name file (idx name); default: labels.txt beside the list")
     p.add_argument("--backends", help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16), or 'all' (every backend available here)")
     p.add_argument("--require", help="comma-separated backends that must run: unavailable ones make the run exit 2")
@@ -40,7 +42,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
     p.add_argument("--short-size", type=int, help="Scale short side (default: crop size x 256/224, so 256 for 224)")
     p.add_argument("--target-size", type=int, help="CenterCrop size (default: read from the model)")
-    p.add_argument("--preprocess", choices=["paddlevideo", "cpp"], help="preprocessing: PaddleVideo's predict.py (default) or its C++ deploy path")
+    p.add_argument("--preprocess", help="preprocessing: paddlevideo (predict.py, default) or cpp (the C++ deploy path); "
+                   "paddlevideo,cpp also runs the reference on cpp over the same frames (preprocessing attribution)")
     p.add_argument("--config", help="parity.toml, or a pyproject.toml with [tool.parity]")
     p.add_argument("--tol", action="append", default=[], metavar="SCOPE.FIELD=VALUE",
                    help="override a tolerance, e.g. fp16.atol=0.05 or onnxruntime.rtol=1e-3 (repeatable)")
@@ -196,6 +199,10 @@ def _run_config(args):
             cfg.depths = [int(d) for d in args.depths.split(",")]
         except ValueError:
             raise HarnessError(f"--depths {args.depths!r}: expected integers like 2,2,6,2") from None
+    if getattr(args, "inputs", None):
+        if args.clips:
+            raise HarnessError("--inputs and --clips: give one of them")
+        cfg.clips = args.inputs
     apply_tolerance_overrides(cfg, args.tol)
     return cfg
 
@@ -236,6 +243,9 @@ def summary(result) -> str:
     for clip in result.clips:
         if clip.status != "ok":
             lines.append(f"  skipped clip: {clip.error}")
+    for a in result.preprocessing_attribution:
+        lines.append(f"  preprocessing {a['variant']} vs {result.preprocess['variant']}: max_abs {a['max_abs']:.3g}, "
+                     f"{a['top1_flips']} of {a['clips']} top-1 classes flip on the reference")
     hop = result.first_failing_hop
     if hop:
         lines.append(f"  first failing hop: {hop['from']} -> {hop['to']} (max_abs {hop['max_abs']:.3g}, top1 {hop['top1_agreement']:.3f})")

@@ -37,8 +37,8 @@ def load_clips(source: str | Path) -> list[Clip]:
     """
     source = Path(source)
     try:
-        if source.is_dir():
-            clips = [Clip(p) for p in sorted(source.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES]
+        if source.is_dir():  # videos, or saved input tensors (.npy, as the repro bundle keeps them)
+            clips = [Clip(p) for p in sorted(source.rglob("*")) if p.suffix.lower() in (*VIDEO_SUFFIXES, ".npy")]
             if not clips:
                 raise ClipListError(f"{source}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})")
             return clips

@@ -259,6 +259,8 @@ class Judgement:
     comparisons: list[Comparison]
     notes: list[str]
     problems: list[str]
+    # The reference on other preprocessing paths: [{variant, reference, max_abs, mean_abs, top1_flips, clips}]
+    preprocessing_attribution: list[dict] = field(default_factory=list)
 
 
 def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0,
@@ -290,15 +292,22 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
             problems.append(f"required backend {r.name} did not run ({r.reason})")
         elif r.status == "unavailable":
             notes.append(f"{r.name} not compared: {r.reason}")
+    attribution = []
+    for lane in selection.attributions:
+        if by_name[lane.name].status == "ok" and lane.against in logits and lane.name in logits:
+            diff = np.abs(logits[lane.name] - logits[lane.against])
+            flips = int(np.sum(np.argmax(logits[lane.name], 1) != np.argmax(logits[lane.against], 1)))
+            attribution.append({"variant": lane.variant, "reference": lane.against, "max_abs": float(diff.max()) if diff.size else 0.0,
+                                "mean_abs": float(diff.mean()) if diff.size else 0.0, "top1_flips": flips, "clips": len(paths)})
     if changed:
         problems.append(f"{changed} clip(s) changed since the golden outputs were saved; they were not compared")
-    errored = any(r.status == "error" for r in records)
+    errored = any(r.status == "error" for r in records if not r.name.endswith("]"))  # attribution lanes never fail the gate
     linted = bool(lint) and cfg.lint == "error"
     if lint:
         notes.append(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program"
                      + (" (they fail the verdict; --lint warn to only report them)" if linted else ""))
     passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems and not linted
-    return Judgement("pass" if passed else "fail", comparisons, notes, problems)
+    return Judgement("pass" if passed else "fail", comparisons, notes, problems, attribution)
 
 
 _RANK = {"fp32": 3, "bf16": 2, "fp16": 2, "int8": 1}

@@ -68,7 +68,9 @@ class RunConfig:
     num_seg: int | None = None  # None: read from the model
     short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
     target_size: int | None = None  # None: read from the model
-    preprocess: str = "paddlevideo"  # or "cpp": PaddleVideo's C++ deploy preprocessing
+    # "paddlevideo" (predict.py) or "cpp" (the C++ deploy); "paddlevideo,cpp" also runs the reference on
+    # the second path over the same frames (preprocessing attribution)
+    preprocess: str = "paddlevideo"
     report: str = "reports/latest"
     workers: int | None = None  # decode processes; None: one per core, 0: decode in the main process
     batch_size: int = 1  # clips per inference call (the model's batch dimension must be dynamic)
@@ -92,6 +94,9 @@ class RunConfig:
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    def preprocess_variants(self) -> list[str]:
+        return [v.strip() for v in self.preprocess.split(",") if v.strip()]
+
     def validate(self) -> None:
         """Every value a run uses, checked once, wherever it came from (flags, parity.toml, [tool.parity])."""
         for scope, tol in self.tolerances.items():
@@ -107,6 +112,11 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
                 raise HarnessError(f"{name.replace('_', '-')} must be a number of at least {low}, not {value!r}")
+        from .preprocess import VARIANTS
+
+        variants = self.preprocess_variants()
+        if not variants or any(v not in VARIANTS for v in variants) or len(set(variants)) != len(variants):
+            raise HarnessError(f"preprocess {self.preprocess!r}: give one or more of {', '.join(VARIANTS)}, comma-separated, each once")
         if self.lint not in ("error", "warn", "off"):
             raise HarnessError(f"lint must be error, warn or off, not {self.lint!r}")
         from .engines import ENGINES
@@ -239,8 +249,8 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def dump_config(cfg: RunConfig) -> str:
-    """``cfg`` as parity.toml text (paths absolute), readable by ``load_config_file``."""
+def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
+    """``cfg`` as parity.toml text (paths absolute, or relative to ``base`` below it), readable by ``load_config_file``."""
     lines = ["# pptsm-parity run configuration (parity run --write-config); see README 'Config file'."]
     for f in fields(RunConfig):
         if f.name in ("tolerances", "backend_tolerances"):
@@ -249,7 +259,8 @@ def dump_config(cfg: RunConfig) -> str:
         if value is None:
             continue
         if f.name in PATH_SETTINGS:
-            value = str(Path(value).resolve())
+            value = Path(value).resolve()
+            value = str(value.relative_to(base.resolve()) if base is not None and value.is_relative_to(base.resolve()) else value)
         lines.append(f"{f.name} = {_toml_value(value)}")
     for scope, tol in cfg.tolerances.items():
         lines.append(f"\n[tolerance.{scope}]")

@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .clips import Clip
 from .errors import one_line
-from .preprocess import ClipError, PreprocessConfig, decoder_name, load_clip_tensor
+from .preprocess import ClipError, PreprocessConfig, clip_tensor, decoder_name, load_clip_frames
 
 
 @dataclass
@@ -34,6 +34,11 @@ class ClipInput:
     decoded: bool = False
     seconds: float = 0.0
     golden_row: np.ndarray | None = None  # the stored reference logits, in a run against golden outputs
+    # The same decoded frames through other preprocessing variants (preprocessing attribution).
+    alt_tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def feed(self, variant: str | None = None) -> np.ndarray:
+        return self.tensor if variant is None else self.alt_tensors[variant]
 
     @property
     def ok(self) -> bool:
@@ -91,8 +96,13 @@ class TensorCache:
         return {"folder": str(self.folder.resolve()), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
 
 
-def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: TensorCache | None = None) -> ClipInput:
-    """Decode and preprocess one clip. A bad clip gets its one-line error; nothing is raised."""
+def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: TensorCache | None = None,
+                variants: tuple[str, ...] = ()) -> ClipInput:
+    """Decode and preprocess one clip (also through the other ``variants``, from the same frames).
+
+    A bad clip gets its one-line error; nothing is raised. A ``.npy`` file is a saved input tensor
+    (``parity run --inputs``): it is loaded, checked against the preprocessing, and not decoded.
+    """
     item = ClipInput(clip, index)
     start = time.perf_counter()
     try:
@@ -101,17 +111,26 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
         if not clip.path.exists():
             raise ClipError(f"{clip.path}: file not found")
         item.sha256 = clip_sha256(clip.path)
+        if clip.path.suffix == ".npy":
+            item.tensor = _saved_tensor(clip.path, cfg)
+            item.seconds = time.perf_counter() - start
+            return item
         decoder = decoder_name(clip.path)
-        if cache is not None:
-            item.tensor = cache.get(item.sha256, cfg, decoder)
-        if item.tensor is None:
-            item.tensor = load_clip_tensor(clip.path, cfg, clip.num_frames)
+        configs = {None: cfg, **{v: replace(cfg, variant=v) for v in variants}}
+        tensors = {v: cache.get(item.sha256, c, decoder) if cache is not None else None for v, c in configs.items()}
+        if any(t is None for t in tensors.values()):
+            frames = load_clip_frames(clip.path, cfg.num_seg, clip.num_frames)
             item.decoded = True
-            if cache is not None:
-                try:
-                    cache.put(item.sha256, cfg, decoder, item.tensor)
-                except OSError:  # a full disk costs the cache entry, not the clip
-                    pass
+            for v, c in configs.items():
+                if tensors[v] is None:
+                    tensors[v] = clip_tensor(clip.path, frames, c)
+                    if cache is not None:
+                        try:
+                            cache.put(item.sha256, c, decoder, tensors[v])
+                        except OSError:  # a full disk costs the cache entry, not the clip
+                            pass
+        item.tensor = tensors.pop(None)
+        item.alt_tensors = tensors
     except ClipError as exc:
         item.error = str(exc)
     except OSError as exc:  # name too long, permission denied, I/O error, ...
@@ -120,6 +139,17 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
         item.error = f"{clip.path}: cannot decode: {one_line(exc)}"
     item.seconds = time.perf_counter() - start
     return item
+
+
+def _saved_tensor(path: Path, cfg: PreprocessConfig) -> np.ndarray:
+    try:
+        tensor = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ClipError(f"{path}: not a saved input tensor: {exc}") from None
+    want = (1, cfg.num_seg, 3, cfg.target_size, cfg.target_size)
+    if tensor.shape != want or tensor.dtype != np.float32:
+        raise ClipError(f"{path}: a saved input must be float32 {list(want)}, this is {tensor.dtype} {list(tensor.shape)}")
+    return tensor
 
 
 def prepare_inputs(clips: list[Clip], cfg: PreprocessConfig, cache_dir: Path | None = None, desc: str = "decode") -> list[ClipInput]:

@@ -108,6 +108,7 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         hops=hops,
         first_failing_hop=first_failing_hop,
         hop_matrix=matrix,
+        preprocessing_attribution=verdict.preprocessing_attribution,
     )
 
 

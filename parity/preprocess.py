@@ -227,16 +227,24 @@ def read_frame_folder(folder: Path, num_seg: int, num_frames: int | None = None)
     return frames
 
 
-def load_clip_tensor(path: str | Path, cfg: PreprocessConfig, num_frames: int | None = None) -> np.ndarray:
-    """One video file or frame folder -> the float32 ``[1, T, 3, S, S]`` tensor the model is fed."""
+def load_clip_frames(path: str | Path, num_seg: int, num_frames: int | None = None) -> list[np.ndarray]:
+    """The sampled RGB frames of one video file or frame folder."""
     path = Path(path)
     if path.is_dir():
-        frames = read_frame_folder(path, cfg.num_seg, num_frames)
-    elif path.is_file():
-        frames = decode_frames(path, cfg.num_seg)
-    else:
-        raise ClipError(f"{path}: file not found")
+        return read_frame_folder(path, num_seg, num_frames)
+    if path.is_file():
+        return decode_frames(path, num_seg)
+    raise ClipError(f"{path}: file not found")
+
+
+def clip_tensor(path: str | Path, frames: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
+    """Decoded frames -> the float32 ``[1, T, 3, S, S]`` tensor the model is fed."""
     try:
         return preprocess_frames(frames, cfg)[None]
     except ValueError as exc:
         raise ClipError(f"{path}: {exc}") from None
+
+
+def load_clip_tensor(path: str | Path, cfg: PreprocessConfig, num_frames: int | None = None) -> np.ndarray:
+    """One video file or frame folder -> the float32 ``[1, T, 3, S, S]`` tensor the model is fed."""
+    return clip_tensor(path, load_clip_frames(path, cfg.num_seg, num_frames), cfg)

@@ -27,7 +27,7 @@ WORST_PASSING_ROWS = 10  # per backend
 MAX_SCATTER_POINTS = 20_000
 
 
-REPORT_FILES = ("results.json", "logits.npz", "frames.npz", "clips.csv", "clips.parquet", "index.html")
+REPORT_FILES = ("results.json", "logits.npz", "frames.npz", "clips.csv", "clips.parquet", "index.html", "repro")
 
 
 def write_report(result: RunResult, out_dir: str | Path) -> Path:
@@ -69,7 +69,9 @@ def _swap_into_place(new: Path, out: Path) -> None:
     try:
         if out.is_dir() and any(entry.name not in REPORT_FILES for entry in out.iterdir()):
             for name in REPORT_FILES:
-                if (new / name).is_file():
+                if (out / name).is_dir():
+                    (out / name).rename(new / f".old-{name}")  # removed with the temporary folder
+                if (new / name).exists():
                     os.replace(new / name, out / name)
                 elif (out / name).exists():
                     (out / name).unlink()
@@ -119,7 +121,10 @@ def _write_files(result: RunResult, out: Path) -> None:
     table = clip_table(result)
     table.to_csv(out / "clips.csv", index=False)
     table.to_parquet(out / "clips.parquet", index=False)
-    html = render_html(result, table, finished=data["finished"])
+    from .diagnose.repro import write_repro
+
+    repro = write_repro(result, out, data["finished"])
+    html = render_html(result, table, finished=data["finished"], repro=repro is not None)
     (out / "index.html").write_text(html, encoding="utf-8")
 
 
@@ -327,7 +332,7 @@ def flips_by_class_pair(result: RunResult) -> list[dict]:
     return [{"backend": b, "reference_class": r, "backend_class": o, "clips": n} for (b, r, o), n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
-def render_html(result: RunResult, table, finished: str = "") -> str:
+def render_html(result: RunResult, table, finished: str = "", repro: bool = False) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("parity", "templates"), autoescape=select_autoescape(["html", "j2"]))
@@ -340,6 +345,7 @@ def render_html(result: RunResult, table, finished: str = "") -> str:
         rows=[_ints(row) for row in shown.to_dict("records")],
         hidden_flagged=hidden,
         finished=finished,
+        repro=repro,
         depth_plots=depth_plots(result),
         hop_png=hop_heatmap(result),
         total_rows=len(table),

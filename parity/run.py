@@ -1,6 +1,7 @@
 """A parity run: clips -> tensors (streamed, decoded once) -> every backend's runner -> comparisons -> verdict."""
 from __future__ import annotations
 
+import heapq
 import time
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
 
 
 MAX_THUMBNAIL_CLIPS = 24
+REPRO_CLIPS = 4  # the worst failing clips whose input tensors go into the repro bundle
 
 
 def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None) -> RunResult:
@@ -145,6 +147,8 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         hops=hops,
         first_failing_hop=first_failing_hop,
         hop_matrix=matrix,
+        preprocessing_attribution=verdict.preprocessing_attribution,
+        repro_inputs=[(path, label, tensor) for _, _, path, label, tensor in sorted(collector.worst, key=lambda e: -e[0])],
     )
 
 
@@ -205,6 +209,7 @@ class Collector:
         self.frames: dict[str, np.ndarray] = {}
         self.changed = 0
         self._pending: dict[int, ClipRecord] = {}  # admitted clips not yet delivered
+        self.worst: list[tuple] = []  # a min-heap of (how far out of tolerance, index, path, label, tensor), at most REPRO_CLIPS
 
     def admit(self, item: ClipInput) -> bool:
         """Record a decoded clip; True when the backends should run it."""
@@ -234,16 +239,28 @@ class Collector:
             self.rows.setdefault(name, []).append(row)
         self.paths.append(str(item.clip.path))
         self.labels.append(item.clip.label)
-        if len(self.frames) < MAX_THUMBNAIL_CLIPS and self._flagged(rows):
+        score = self._flagged(rows)
+        if score is None:
+            return
+        if len(self.frames) < MAX_THUMBNAIL_CLIPS:
             self.frames[str(item.clip.path)] = thumbnail_frames(item.tensor)
+        entry = (score, item.index, str(item.clip.path), item.clip.label, item.tensor)
+        if len(self.worst) < REPRO_CLIPS:
+            heapq.heappush(self.worst, entry)
+        elif score > self.worst[0][0]:
+            heapq.heapreplace(self.worst, entry)
 
-    def _flagged(self, rows: dict[str, np.ndarray]) -> bool:
+    def _flagged(self, rows: dict[str, np.ndarray]) -> float | None:
+        """None when the clip passes everywhere; else how far out it is (largest error over atol)."""
+        worst = None
         for lane in self.selection.compared:
             if lane.name in rows and lane.against in rows:
                 tol = self.cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
                 if clip_breaks(rows[lane.against], rows[lane.name], tol):
-                    return True
-        return False
+                    with np.errstate(invalid="ignore"):
+                        err = float(np.nanmax(np.abs(rows[lane.name] - rows[lane.against]))) / max(tol.atol, 1e-12)
+                    worst = max(worst or 0.0, err if np.isfinite(err) else float("inf"))
+        return worst
 
     def logits(self, records: list[BackendRecord]) -> dict[str, np.ndarray]:
         """``[clips, classes]`` per lane that ran to the end."""
@@ -258,7 +275,8 @@ def _stream(cfg, selection, art, pre, golden, clips, budget):
     cache = TensorCache(cfg.tensor_cache) if cfg.tensor_cache else None
     if cache is not None:
         cache.check()
-    items = engine.decode(clips, pre, budget.workers, cache, stats)
+    variants = tuple(lane.variant for lane in selection.attributions)
+    items = engine.decode(clips, pre, budget.workers, cache, stats, variants)
     admitted = (i for i in progress(items, desc="clips", unit="clip", total=len(clips)) if collector.admit(i))
     records = engine.infer(selection.lanes, art, admitted, collector.on_clip)
     return collector, records, stats
@@ -380,7 +398,7 @@ def _preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | Non
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
     num_seg = _agree("--num-seg", cfg.num_seg, art.num_seg, model_path)
     size = _agree("--target-size", cfg.target_size, art.size, model_path)
-    short_size, variant = cfg.short_size, cfg.preprocess
+    short_size, variant = cfg.short_size, cfg.preprocess_variants()[0]
     if golden is not None:
         # The stored logits are only comparable on the very tensors they were computed from.
         g = golden.meta["preprocess"]

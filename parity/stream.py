@@ -92,6 +92,7 @@ def decode_stream(
     workers: int,
     cache: TensorCache | None = None,
     stats: DecodeStats | None = None,
+    variants: tuple[str, ...] = (),
 ) -> Iterator[ClipInput]:
     """Yield every ``(index, clip)`` decoded, in order. ``workers=0`` decodes in this process.
 
@@ -101,7 +102,7 @@ def decode_stream(
     stats = stats if stats is not None else DecodeStats()
     if workers <= 0:
         for index, clip in clips:
-            item = decode_clip(clip, cfg, index, cache)
+            item = decode_clip(clip, cfg, index, cache, variants)
             stats.count(item)
             yield item
         return
@@ -114,7 +115,7 @@ def decode_stream(
                 nxt = next(source, None)
                 if nxt is None:
                     break
-                pending.append((nxt, pool.submit(_decode, (nxt[1], cfg, nxt[0], cache))))
+                pending.append((nxt, pool.submit(_decode, (nxt[1], cfg, nxt[0], cache, variants))))
             if not pending:
                 break
             (index, clip), future = pending.popleft()
@@ -123,9 +124,9 @@ def decode_stream(
             except BrokenProcessPool:
                 stats.worker_restarts += 1
                 pool.shutdown(wait=False, cancel_futures=True)
-                item = _decode_alone(clip, cfg, index, cache)
+                item = _decode_alone(clip, cfg, index, cache, variants)
                 pool = _pool(workers)
-                pending = deque((c, pool.submit(_decode, (c[1], cfg, c[0], cache))) for c, _ in pending)
+                pending = deque((c, pool.submit(_decode, (c[1], cfg, c[0], cache, variants))) for c, _ in pending)
             stats.count(item)
             yield item
     finally:
@@ -138,12 +139,12 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
 
 
-def _decode_alone(clip: Clip, cfg: PreprocessConfig, index: int, cache: TensorCache | None) -> ClipInput:
+def _decode_alone(clip: Clip, cfg: PreprocessConfig, index: int, cache: TensorCache | None, variants: tuple[str, ...]) -> ClipInput:
     """Decode one clip in a process of its own; its death is the clip's error."""
     start = time.perf_counter()
     with _pool(1) as pool:
         try:
-            return pool.submit(_decode, (clip, cfg, index, cache)).result()
+            return pool.submit(_decode, (clip, cfg, index, cache, variants)).result()
         except BrokenProcessPool:
             return ClipInput(clip, index, error=f"{clip.path}: cannot decode: the decoder process died", seconds=time.perf_counter() - start)
 

@@ -97,8 +97,8 @@ def test_each_clip_is_decoded_once_with_a_backend_in_its_own_process(demo_run_co
     import parity.inputs as inputs
 
     calls = []
-    real = inputs.load_clip_tensor
-    monkeypatch.setattr(inputs, "load_clip_tensor", lambda path, c, k=None: calls.append(path) or real(path, c, k))
+    real = inputs.load_clip_frames
+    monkeypatch.setattr(inputs, "load_clip_frames", lambda path, t, k=None: calls.append(path) or real(path, t, k))
     again = run(dataclasses.replace(cfg, workers=0, report=str(tmp_path / "b")), cache=parity_cache)
     assert len(calls) == n == len(set(calls))
     assert all((again.logits[k] == result.logits[k]).all() for k in ("paddle", "onnxruntime", "paddle-onednn"))

@@ -240,10 +240,12 @@ class Lane:
     backend: Backend
     batch: int = 1
     against: str | None = None
+    variant: str | None = None  # another preprocessing of the same frames (preprocessing attribution)
 
     @property
     def description(self) -> str:
-        return self.backend.description + (f", batch {self.batch}" if self.batch > 1 else "")
+        extra = f", batch {self.batch}" if self.batch > 1 else ""
+        return self.backend.description + extra + (f", on {self.variant} preprocessing" if self.variant else "")
 
 
 @dataclass
@@ -254,7 +256,13 @@ class Selection:
 
     @property
     def compared(self) -> list[Lane]:
-        return [lane for lane in self.lanes if lane.against is not None]
+        """The lanes the verdict judges."""
+        return [lane for lane in self.lanes if lane.against is not None and lane.variant is None]
+
+    @property
+    def attributions(self) -> list[Lane]:
+        """The reference on other preprocessing paths: how much preprocessing alone moves the logits."""
+        return [lane for lane in self.lanes if lane.variant is not None]
 
 
 def select(cfg, golden_name: str | None = None) -> Selection:
@@ -299,6 +307,12 @@ def select(cfg, golden_name: str | None = None) -> Selection:
         if cfg.batch_check == batch:
             raise HarnessError(f"--batch-check {cfg.batch_check}: that is the run's own batch size; give another")
         lanes += [Lane(f"{b.name}@b{cfg.batch_check}", b, cfg.batch_check, b.name) for b in backends]
+    variants = cfg.preprocess_variants()[1:]
+    if variants and golden_name is not None:
+        notes.append("preprocessing attribution needs a live reference; it is not done against golden outputs")
+    elif variants:
+        ref = BACKENDS[reference]
+        lanes += [Lane(f"{reference}[{v}]", ref, batch, reference, v) for v in variants]
     return Selection(reference, lanes, notes)
 
 

@@ -20,8 +20,9 @@ def logit_rows(outputs: dict, count: int) -> np.ndarray:
     return np.asarray(next(iter(outputs.values())), dtype=np.float32).reshape(count, -1)
 
 
-def batch_feed(items: list[ClipInput]) -> np.ndarray:
-    return items[0].tensor if len(items) == 1 else np.concatenate([i.tensor for i in items])
+def batch_feed(items: list[ClipInput], variant: str | None = None) -> np.ndarray:
+    """The lane's input for a batch: the run's preprocessing, or another variant's (preprocessing attribution)."""
+    return items[0].feed(variant) if len(items) == 1 else np.concatenate([i.feed(variant) for i in items])
 
 
 class LaneFlow:
@@ -103,8 +104,8 @@ class LocalEngine:
         # A timeout can only be enforced on a backend in its own process: it makes every backend isolated.
         self.isolate, self.timeout = isolate or timeout is not None, timeout
 
-    def decode(self, clips, cfg, workers: int, cache=None, stats=None) -> Iterator[ClipInput]:
-        return decode_stream(clips, cfg, workers, cache, stats)
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=()) -> Iterator[ClipInput]:
+        return decode_stream(clips, cfg, workers, cache, stats, variants)
 
     def _runner(self, lane, art):
         if self.isolate or lane.backend.isolated:
@@ -130,10 +131,10 @@ class LocalEngine:
                 flow.start(lane.name)
             for item in items:
                 for name, batch in flow.add(item):
-                    self._infer(flow, runners, name, batch, art.input_name)
+                    self._infer(flow, runners, name, batch, art.input_name, flow.lanes[name].variant)
                 flow.deliver()
             for name, batch in flow.remainders():
-                self._infer(flow, runners, name, batch, art.input_name)
+                self._infer(flow, runners, name, batch, art.input_name, flow.lanes[name].variant)
             flow.deliver()
         finally:
             for runner in runners.values():
@@ -144,10 +145,10 @@ class LocalEngine:
         return [records[lane.name] for lane in lanes]
 
     @staticmethod
-    def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], input_name: str) -> None:
+    def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], input_name: str, variant: str | None = None) -> None:
         runner = runners[name]
         try:
-            outputs = runner.infer({input_name: batch_feed(batch)}, check_inputs=False)
+            outputs = runner.infer({input_name: batch_feed(batch, variant)}, check_inputs=False)
             flow.done(name, batch, logit_rows(outputs, len(batch)), runner.inference_time)
         except Exception as exc:  # any backend failure is that backend's error; the others go on
             flow.fail(name, exc)

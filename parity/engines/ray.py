@@ -79,7 +79,7 @@ class RayEngine:
             self._started_here = True
         return ray
 
-    def decode(self, clips, cfg, workers: int, cache=None, stats=None) -> Iterator[ClipInput]:
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=()) -> Iterator[ClipInput]:
         ray = self._connect()
         task = ray.remote(num_cpus=1, max_retries=0)(decode_clip)
         window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
@@ -91,7 +91,7 @@ class RayEngine:
                 if nxt is None:
                     break
                 index, clip = nxt
-                pending.append((index, clip, task.remote(clip, cfg, index, cache)))
+                pending.append((index, clip, task.remote(clip, cfg, index, cache, variants)))
             if not pending:
                 return
             index, clip, ref = pending.popleft()
@@ -115,10 +115,11 @@ class RayEngine:
             else:
                 runnable.append(lane)
         actor_class = ray.remote(_BackendActor)
-        refs: dict[int, object] = {}
+        refs: dict[tuple, object] = {}  # (clip index, preprocessing variant) -> the tensor in the object store
 
         def deliver(item, rows):
-            refs.pop(item.index, None)
+            for key in [k for k in refs if k[0] == item.index]:
+                refs.pop(key)
             on_clip(item, rows)
 
         flow = LaneFlow(lanes, records, deliver)
@@ -140,7 +141,9 @@ class RayEngine:
                     flow.fail(lane.name, reason)
             turn = 0
             for item in items:
-                refs[item.index] = ray.put(item.tensor)
+                refs[(item.index, None)] = ray.put(item.tensor)
+                for variant, tensor in item.alt_tensors.items():
+                    refs[(item.index, variant)] = ray.put(tensor)
                 self._run_batches(ray, flow, actors, flow.add(item), refs, art.input_name, turn)
                 turn += 1
                 flow.deliver()
@@ -161,7 +164,8 @@ class RayEngine:
         for name, batch in batches:
             group = actors[name]
             actor = group[turn % len(group)]
-            calls.append((name, batch, actor.infer.remote(input_name, *[refs[i.index] for i in batch])))
+            variant = flow.lanes[name].variant
+            calls.append((name, batch, actor.infer.remote(input_name, *[refs[(i.index, variant)] for i in batch])))
         for name, batch, call in calls:
             try:
                 rows, seconds = ray.get(call)
