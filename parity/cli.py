@@ -61,12 +61,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="lint the ONNX model against the Paddle program first: error (default; findings fail the verdict), warn, off")
     p.add_argument("--localize", action="store_true", default=None,
                    help="on a failing ONNX Runtime pair, name the first diverging node and its Paddle op (results.json diagnosis)")
+    p.add_argument("--calibration", metavar="LIST", help="clips to calibrate the onnxruntime-int8 backend on (keep them apart from --clips)")
     p.add_argument("--weights", help="a training checkpoint (.pdparams, any PaddleVideo form): runs as paddle-dygraph, the chain's first hop")
     p.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], help="the checkpoint's model (default: model_spec.json beside it, else pptsm_v2)")
     p.add_argument("--temporal-attention", action="store_true", default=None, help="PP-TSMv2 with LTA (GlobalAttention)")
     p.add_argument("--scale", type=float, help="PP-TSMv2 width multiplier of the checkpoint's model")
     p.add_argument("--depths", help="PP-TSMv2 blocks per stage of the checkpoint's model, e.g. 2,2,6,2")
     p.add_argument("--class-expand", type=int, help="PP-TSMv2 last conv width of the checkpoint's model")
+    p.add_argument("--advise", action="store_true", default=None,
+                   help="on a failing onnxruntime-fp16/-int8 pair, find the nodes to keep in FP32 (results.json advice)")
     p.add_argument("--allow-low-precision-reference", action="store_true", default=None,
                    help="allow an fp16/int8 reference to judge fp32 backends (refused by default)")
 
@@ -142,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("--json", action="store_true")
     loc.add_argument("--cache", help="artifact cache folder")
 
+    adv = sub.add_parser("advise", help="the nodes to keep in FP32 (or out of INT8) so the lower-precision model passes")
+    adv.add_argument("--precision", choices=["fp16", "int8"], default="fp16")
+    adv.add_argument("--onnx", required=True)
+    adv.add_argument("--clips", required=True, help="clips to verify on (at most the first 32 readable ones)")
+    adv.add_argument("--paddle-model", help="the exported Paddle model: gives the set in Paddle's op types too")
+    adv.add_argument("--calibration", help="INT8 calibration clips (default: --clips)")
+    adv.add_argument("--out", help="write the mixed-precision ONNX and the settings files here")
+    adv.add_argument("--json", action="store_true")
+
+    tol = sub.add_parser("tolerances", help="measure each precision's noise floor on a clean conversion and propose tolerances")
+    tol.add_argument("--paddle-model", required=True)
+    tol.add_argument("--onnx", required=True)
+    tol.add_argument("--clips", required=True)
+    tol.add_argument("--calibration", help="INT8 calibration clips: adds the INT8 floor")
+    tol.add_argument("--factor", type=float, default=10.0, help="tolerances are this multiple of the measured floor (default 10)")
+    tol.add_argument("--out", default="parity.toml", help="the config file to write (default parity.toml)")
+    tol.add_argument("--cache", help="artifact cache folder")
+
     conv = sub.add_parser("convert", help="convert a Paddle inference model to ONNX with paddle2onnx, repairing known defects")
     conv.add_argument("--paddle-model", required=True)
     conv.add_argument("--out", required=True, help="output .onnx path")
@@ -163,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
             "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden, "merge": cmd_merge,
-            "lint": cmd_lint, "localize": cmd_localize,
+            "lint": cmd_lint, "localize": cmd_localize, "advise": cmd_advise, "tolerances": cmd_tolerances,
         }
         return commands[args.command](args)
     except HarnessError as exc:
@@ -186,7 +207,7 @@ def _run_config(args):
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
                  "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
                  "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference", "lint", "localize",
-                 "weights", "arch", "temporal_attention", "scale", "class_expand"):
+                 "weights", "arch", "temporal_attention", "scale", "class_expand", "calibration", "advise"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
@@ -344,6 +365,73 @@ def cmd_localize(args) -> int:
         print(f"{how}: {d.onnx_node} ({d.onnx_op}) = Paddle {d.paddle_op}: error {d.error_out:.3g} at its output, "
               f"{d.error_in:.3g} at its inputs (relative; clip {diagnosis.clip})")
     return EXIT_PASS if diagnosis.first_divergence is None else EXIT_FAIL
+
+
+def _model_tensors(onnx: Path, clips: str, limit: int = 32):
+    from .backends import ModelArtifacts
+    from .clips import load_clips
+    from .inputs import prepare_inputs
+    from .preprocess import PreprocessConfig
+    from .run import model_input
+
+    if not onnx.is_file():
+        raise HarnessError(f"{onnx}: ONNX model not found")
+    _, num_seg, size = model_input(ModelArtifacts(onnx=onnx))
+    pre = PreprocessConfig.for_size(num_seg or 8, size or 224)
+    items = prepare_inputs(load_clips(clips), pre)
+    for item in items:
+        if not item.ok:
+            _say(f"  skipped clip: {item.error}")
+    tensors = [i.tensor for i in items if i.ok][:limit]
+    if not tensors:
+        raise HarnessError(f"{clips}: no readable clip")
+    return tensors, pre
+
+
+def cmd_advise(args) -> int:
+    import json
+
+    from .artifacts import PaddleModel
+    from .precision.advise import advise, write_settings
+    from .precision.int8 import calibration_tensors
+
+    onnx = Path(args.onnx)
+    tensors, pre = _model_tensors(onnx, args.clips)
+    calibration = calibration_tensors(args.calibration or args.clips, pre)[0] if args.precision == "int8" else None
+    model = PaddleModel.locate(args.paddle_model) if args.paddle_model else None
+    advice = advise(onnx, tensors, args.precision, calibration=calibration, paddle_model=model)
+    if args.out:
+        for path in write_settings(advice, onnx, Path(args.out)):
+            _say(f"wrote {path}")
+    if args.json:
+        print(json.dumps(advice.to_dict(), indent=2, default=str))
+    else:
+        b, a = advice.before, advice.after
+        print(f"before: {'pass' if b['passed'] else 'FAIL'} (max_abs {b['max_abs']:.3g}, top1 {b['top1_agreement']:.3f})")
+        if a is None:
+            print(f"no node set found within {advice.evaluations} tries")
+        else:
+            print(f"keep in FP32: {', '.join(advice.keep_fp32) or 'nothing'}"
+                  + (f" (Paddle: {'; '.join(advice.paddle_ops)})" if advice.paddle_ops else ""))
+            print(f"after: {'pass' if a['passed'] else 'FAIL'} (max_abs {a['max_abs']:.3g}, top1 {a['top1_agreement']:.3f})")
+    return EXIT_PASS if advice.after and advice.after["passed"] else EXIT_FAIL
+
+
+def cmd_tolerances(args) -> int:
+    from .artifacts import ArtifactCache, PaddleModel
+    from .precision.tolerances import measure
+
+    model = PaddleModel.locate(args.paddle_model)
+    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
+    proposal = measure(model, Path(args.onnx), args.clips, cache, args.factor, args.calibration)
+    try:
+        Path(args.out).write_text(proposal.config_text)
+    except OSError as exc:
+        raise HarnessError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
+    for line in proposal.lines:
+        print(line)
+    print(f"wrote {args.out}: run the gate with `parity run --config {args.out}` or `pytest --parity-config {args.out}`")
+    return EXIT_PASS
 
 
 def cmd_merge(args) -> int:

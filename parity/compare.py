@@ -53,6 +53,8 @@ class Comparison:
     accuracy_delta: float | None
     # The smallest atol that passes every clip with the configured rtol (Polygraphy's per-element rule).
     min_passing_atol: float
+    # How far inside (< 1) or outside (> 1) its atol the comparison was: min_passing_atol / atol.
+    tolerance_margin: float
     # McNemar's exact test on labelled clips: is the accuracy difference more than chance? (None: unlabelled)
     mcnemar_p: float | None
     failed_clips: list[str]
@@ -206,6 +208,7 @@ def compare_logits(
         reference_accuracy=ref_accuracy,
         accuracy_delta=delta,
         min_passing_atol=float(need.max()) if need.size else nan,
+        tolerance_margin=float(need.max()) / tol.atol if need.size and tol.atol > 0 else nan,
         mcnemar_p=mcnemar_p(ref_logits[labelled], logits[labelled], [labels[i] for i in labelled]) if labelled else None,
         failed_clips=failed,
         reasons=reasons,

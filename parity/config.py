@@ -88,8 +88,10 @@ class RunConfig:
     scale: float | None = None
     depths: list[int] | None = None
     class_expand: int | None = None
+    calibration: str | None = None  # clip list the onnxruntime-int8 backend is calibrated on
     lint: str = "error"  # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
     localize: bool = False  # on a failing ONNX Runtime pair, find the first diverging node
+    advise: bool = False  # on a failing FP16/INT8 ONNX Runtime pair, find the nodes to keep in FP32
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -132,7 +134,7 @@ class RunConfig:
 
 
 _TOL_FIELDS = {f.name for f in fields(Tolerance)}
-PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache", "weights")
+PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache", "weights", "calibration")
 
 
 def tolerance_scopes() -> list[str]:

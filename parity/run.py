@@ -92,6 +92,11 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     cfg.validate()
     art, golden = _open_models(cfg, cache or ArtifactCache(), threads)
     pre = _preprocess_config(cfg, art, golden)
+    art.pre = pre
+    if cfg.calibration:
+        art.calibration = Path(cfg.calibration)
+        if not art.calibration.exists():
+            raise HarnessError(f"{cfg.calibration}: calibration clip list not found")
     selection = select(cfg, golden.name if golden else None)
     art.batch = max(lane.batch for lane in selection.lanes)
     check_batch(art, art.batch)
@@ -113,6 +118,8 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
     diagnosis = _localize(cfg, art, pre, verdict.comparisons, collector) if cfg.localize else []
     hops, first_failing_hop, matrix = hop_matrix(records, logits, collector.paths, collector.labels, cfg)
+    int8 = _int8_record(art, records, collector, verdict.notes)
+    advice = _advise(cfg, art, verdict.comparisons, collector) if cfg.advise else []
 
     label_file = _label_file(cfg)
     return RunResult(
@@ -148,6 +155,8 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         first_failing_hop=first_failing_hop,
         hop_matrix=matrix,
         preprocessing_attribution=verdict.preprocessing_attribution,
+        int8=int8,
+        advice=advice,
         repro_inputs=[(path, label, tensor) for _, _, path, label, tensor in sorted(collector.worst, key=lambda e: -e[0])],
     )
 
@@ -194,6 +203,43 @@ def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, compar
             onnx_model = cached_fp16(art.onnx, art.cache)
         out.append(localize(art.paddle_model, onnx_model, x, comp.backend, comp.reference, clip.path, LOCALIZABLE[backend]).to_dict())
     return out
+
+
+def _advise(cfg: RunConfig, art: ModelArtifacts, comparisons, collector) -> list[dict]:
+    """For each failing FP16/INT8 ONNX Runtime pair: the nodes to keep in FP32, verified on the run's worst clips."""
+    from .precision.advise import advise
+    from .precision.int8 import calibration_tensors
+
+    tensors = [tensor for *_, tensor in sorted(collector.worst, key=lambda e: -e[0])]
+    out = []
+    for comp in comparisons:
+        precision = {"onnxruntime-fp16": "fp16", "onnxruntime-int8": "int8"}.get(comp.backend)
+        if comp.passed or precision is None or not tensors:
+            continue
+        calibration = calibration_tensors(art.calibration, art.pre)[0] if precision == "int8" else None
+        out.append({"backend": comp.backend, **advise(art.onnx, tensors, precision, cfg.tolerances, calibration, art.paddle_model).to_dict()})
+    return out
+
+
+def _int8_record(art: ModelArtifacts, records, collector, notes: list[str]) -> dict | None:
+    """How the INT8 model was made, its per-layer SQNR (worst first, in Paddle's names), and any calibration overlap."""
+    if not any(r.name == "onnxruntime-int8" and r.status == "ok" for r in records):
+        return None
+    import onnx
+
+    from .diagnose.lint import tensor_owners
+    from .diagnose.program import read_program
+    from .precision.int8 import cached_int8
+
+    _, record = cached_int8(art.onnx, art.calibration, art.pre, art.cache)
+    owners = tensor_owners(read_program(art.paddle_model), onnx.load(str(art.onnx))) if art.paddle_model else {}
+    labels = {name: op.label for name, op in owners.items()}
+    overlap = len(set(record.pop("calibration_sha256")) & {c.sha256 for c in collector.clip_records if c.sha256})
+    if overlap:
+        notes.append(f"calibration set overlaps the evaluated clips: {overlap} clip(s) are in both; the INT8 numbers are optimistic")
+    record["calibration_overlap"] = overlap
+    record["sqnr"] = [{**row, "paddle_op": labels.get(row["tensor"], "")} for row in record["sqnr"][:20]]
+    return record
 
 
 class Collector:

@@ -15,10 +15,12 @@ GPU_BACKENDS = ["onnxruntime-cuda", "onnxruntime-trt-fp16", "tensorrt-fp32", "te
 def test_backends_command_lists_every_backend_with_reasons(capsys):
     assert main(["backends", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    cpu = ["paddle", "paddle-native", "paddle-onednn", "onnxruntime", "onnxruntime-fp16"]
-    assert set(rows) == {*cpu, *GPU_BACKENDS}
+    cpu = ["paddle-dygraph", "paddle", "paddle-native", "paddle-onednn", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "openvino"]
+    assert set(rows) == {*cpu, "openvino-fp16", "openvino-bf16", *GPU_BACKENDS}
     for name in cpu:
         assert rows[name]["available"] and rows[name]["reason"] is None
+    for name in ("openvino-fp16", "openvino-bf16"):  # what this CPU runs, or why not
+        assert rows[name]["available"] or "this CPU does not run" in rows[name]["reason"] or "refuses" in rows[name]["reason"]
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
@@ -208,9 +210,12 @@ def test_backends_all_runs_every_available_backend(demo_run_config, parity_cache
     from parity.run import run
 
     result = run(dataclasses.replace(demo_run_config, backends=["all"], report=str(tmp_path)), cache=parity_cache)
-    ran = {b.name for b in result.backends}
-    assert ran == {name for name, b in BACKENDS.items() if b.availability() is None}
-    assert all(b.status == "ok" for b in result.backends)
+    ran = {b.name: b for b in result.backends}
+    assert set(ran) == {name for name, b in BACKENDS.items() if b.availability() is None}
+    needs = {"paddle-dygraph": "no training checkpoint given (--weights)", "onnxruntime-int8": "no calibration clips given (--calibration LIST)"}
+    for name, record in ran.items():  # all ran, but for those that need an artifact this run did not give
+        assert record.status == "ok" or (record.status == "unavailable" and needs[name] in record.reason), (name, record.reason)
+    assert "openvino" in ran and next(c for c in result.comparisons if c.backend == "openvino").passed
 
 
 @pytest.mark.slow

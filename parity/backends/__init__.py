@@ -24,6 +24,8 @@ class ModelArtifacts:
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     threads: int | None = None
     weights: Path | None = None  # a training checkpoint, for paddle-dygraph
+    calibration: Path | None = None  # a calibration clip list, for onnxruntime-int8
+    pre: object = None  # the run's PreprocessConfig (calibration clips are preprocessed the same way)
     dygraph: dict | None = None  # its model (a ModelSpec as a dict); classes, T and size from the exported model
     input_name: str = "data_batch_0"
     num_seg: int = 8
@@ -40,7 +42,7 @@ class ModelArtifacts:
 @dataclass(frozen=True)
 class Backend:
     name: str
-    precision: str  # "fp32" | "fp16": selects the tolerance
+    precision: str  # "fp32" | "fp16" | "int8": selects the tolerance
     description: str
     requires: tuple[str, ...]  # importable modules
     needs: str  # which artifact it runs: "paddle" | "onnx"
@@ -74,6 +76,8 @@ class Backend:
                 return "unavailable: no Paddle model given (--paddle-model)"
             if self.needs == "onnx" and artifacts.onnx is None:
                 return "unavailable: no ONNX model given (--onnx)"
+            if self.name.endswith("-int8") and artifacts.calibration is None:
+                return "unavailable: no calibration clips given (--calibration LIST)"
             if self.needs == "weights" and artifacts.weights is None:
                 return "unavailable: no training checkpoint given (--weights)"
         return None
@@ -89,6 +93,24 @@ def _dygraph(art: ModelArtifacts):
     from .dygraph import DygraphRunner
 
     return DygraphRunner(art.weights, art.dygraph, name="paddle-dygraph")
+
+
+def _openvino(precision: str):
+    def make(art: ModelArtifacts):
+        from .openvino import OpenVinoRunner
+
+        return OpenVinoRunner(art.onnx, precision, art.threads, name="openvino" if precision == "fp32" else f"openvino-{precision}")
+
+    return make
+
+
+def _openvino_probe(precision: str):
+    def probe():
+        from .openvino import precision_reason
+
+        return precision_reason(precision)
+
+    return probe
 
 
 def _paddle_mode(mode: str, name: str):
@@ -111,6 +133,13 @@ def _ort_cpu_fp16(art: ModelArtifacts):
     from .onnxrt import ort_runner
 
     return ort_runner(lambda: str(cached_fp16(art.onnx, art.cache)), "onnxruntime-fp16", art.threads)
+
+
+def _ort_cpu_int8(art: ModelArtifacts):
+    from ..precision.int8 import cached_int8
+    from .onnxrt import ort_runner
+
+    return ort_runner(lambda: str(cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0]), "onnxruntime-int8", art.threads)
 
 
 def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
@@ -188,6 +217,15 @@ BACKENDS: dict[str, Backend] = {
             _ort_cpu_fp16,
         ),
         Backend(
+            "onnxruntime-int8", "int8", "ONNX Runtime, CPU, static INT8 (QDQ, per-channel weights) calibrated on --calibration",
+            ("onnxruntime",), "onnx", _ort_cpu_int8,
+        ),
+        Backend("openvino", "fp32", "OpenVINO, CPU device, the ONNX model at f32", ("openvino",), "onnx", _openvino("fp32")),
+        Backend("openvino-fp16", "fp16", "OpenVINO, CPU device, the ONNX model at f16 inference precision", ("openvino",), "onnx",
+                _openvino("fp16"), probe=_openvino_probe("fp16")),
+        Backend("openvino-bf16", "fp16", "OpenVINO, CPU device, the ONNX model at bf16 inference precision", ("openvino",), "onnx",
+                _openvino("bf16"), probe=_openvino_probe("bf16")),
+        Backend(
             "onnxruntime-cuda", "fp32", "ONNX Runtime, CUDA execution provider (TF32 off)", ("onnxruntime",), "onnx",
             lambda a: _ort_gpu(a, None, "onnxruntime-cuda"), "gpu", _probe("ort_provider_reason", "CUDAExecutionProvider"),
         ),
@@ -220,8 +258,9 @@ BACKENDS: dict[str, Backend] = {
 DEFAULT_BACKENDS = ("paddle", "onnxruntime", "onnxruntime-fp16")
 # The deployment chain in order: each hop is compared with the one before it (the hop matrix).
 CHAIN = (
-    "paddle-dygraph", "paddle-native", "paddle", "paddle-onednn", "paddle-gpu", "paddle-trt-fp32", "onnxruntime", "onnxruntime-cuda",
-    "tensorrt-fp32", "paddle-trt-fp16", "onnxruntime-fp16", "onnxruntime-trt-fp16", "tensorrt-fp16",
+    "paddle-dygraph", "paddle-native", "paddle", "paddle-onednn", "paddle-gpu", "paddle-trt-fp32", "onnxruntime", "openvino",
+    "onnxruntime-cuda", "tensorrt-fp32", "paddle-trt-fp16", "onnxruntime-fp16", "openvino-fp16", "openvino-bf16",
+    "onnxruntime-trt-fp16", "tensorrt-fp16", "onnxruntime-int8",
 )
 
 

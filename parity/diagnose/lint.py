@@ -68,6 +68,17 @@ def lint_model(ops: list[PaddleOp], model, onnx_path: str | Path | None = None) 
     return findings
 
 
+def tensor_owners(ops: list[PaddleOp], model) -> dict[str, PaddleOp]:
+    """Every ONNX tensor computed for a Paddle op, with that op (the nodes between its output and the ops before)."""
+    graph = _Graph(model)
+    owners = {}
+    for op in ops:
+        for node in graph.subgraph(op) or []:
+            for name in list(node.output) + [node.name]:
+                owners.setdefault(name, op)
+    return owners
+
+
 # ----------------------------------------------------------------------------- the ONNX graph
 
 

@@ -1,0 +1,218 @@
+"""``parity advise``: the few nodes to keep in FP32 (or out of INT8) so the lower-precision model passes,
+verified on ONNX Runtime on the CPU, and written in each deploy system's own settings.
+
+The search, in the spirit of onnxconverter-common's node block list and Polygraphy's ``debug
+precision``: the float model's nodes are ranked by how much they suffer (FP16: activations past
+FP16's range first, then the largest error jump over their inputs; INT8: the same jump), then the
+shortest prefix of that ranking that passes is found by doubling and bisection, then pruned one
+node at a time. Every candidate is a real converted model run on the clips and judged by the
+precision's tolerances against the FP32 model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FP16_MAX = 65504.0
+MAX_EVALUATIONS = 40
+
+
+@dataclass
+class Advice:
+    precision: str
+    keep_fp32: list[str]  # ONNX node names kept in FP32 (for INT8: left unquantized)
+    before: dict
+    after: dict | None
+    evaluations: int
+    settings: dict = field(default_factory=dict)  # the set in each deploy system's own words
+    paddle_ops: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _run(model, tensors: list[np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString() if hasattr(model, "SerializeToString") else str(model), opts,
+                                providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x})[0].reshape(len(x), -1) for x in tensors]).astype(np.float32)
+
+
+def _judge(reference: np.ndarray, logits: np.ndarray, tol, precision: str) -> dict:
+    from ..compare import compare_logits
+
+    paths = [f"clip{i}" for i in range(len(reference))]
+    c = compare_logits("candidate", "fp32", precision, paths, [None] * len(paths), reference, logits, tol)
+    return {"passed": c.passed, "max_abs": c.max_abs, "top1_agreement": c.top1_agreement, "reasons": c.reasons}
+
+
+def _ranking(model, tensors: list[np.ndarray], low) -> list[str]:
+    """Node names, most suspect first: outputs past FP16's range, then the largest error growth at low precision."""
+    import onnx
+
+    from ..diagnose.localize import onnx_intermediates
+
+    nodes = [n for n in model.graph.node if n.op_type not in ("Constant", "Identity", "Shape")]
+    names = [o for n in nodes for o in n.output]
+    x = tensors[0]
+    high = onnx_intermediates(model, x, names)
+    lowered = onnx_intermediates(low, x, [n for n in names if n in high]) if low is not None else {}
+    score = {}
+    for node in nodes:
+        out = node.output[0]
+        ref = high.get(out)
+        if ref is None or ref.dtype.kind != "f":
+            continue
+        peak = float(np.max(np.abs(ref))) if ref.size else 0.0
+        got = lowered.get(out)
+        err = 0.0
+        if got is not None and got.shape == ref.shape:
+            with np.errstate(invalid="ignore", over="ignore"):
+                diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+            err = float(np.nanmax(diff)) / max(peak, 1e-12) if np.isfinite(diff).all() else float("inf")
+        score[node.name] = (peak > FP16_MAX, err)
+    # the error a node adds over the worst of the nodes feeding it
+    producer = {o: n for n in nodes for o in n.output}
+    jump = {}
+    for node in nodes:
+        if node.name not in score:
+            continue
+        feeding = [score[producer[i].name][1] for i in node.input if i in producer and producer[i].name in score]
+        jump[node.name] = (score[node.name][0], score[node.name][1] - max(feeding, default=0.0))
+    _ = onnx
+    return [name for name, _ in sorted(jump.items(), key=lambda kv: (not kv[1][0], -kv[1][1]))]
+
+
+def _fp16(model, keep: list[str]):
+    from onnxconverter_common import float16
+
+    return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(keep))
+
+
+def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", tolerances=None, calibration: list[np.ndarray] | None = None,
+           paddle_model=None) -> Advice:
+    """Find the nodes to keep at FP32 so ``onnx_path`` at ``precision`` passes on ``tensors``."""
+    import tempfile
+
+    import onnx
+
+    from ..config import default_tolerances
+
+    tol = (tolerances or default_tolerances())[precision]
+    model = onnx.load(str(onnx_path))
+    reference = _run(model, tensors)
+    tmp = tempfile.TemporaryDirectory()
+
+    def lower(keep: list[str]):
+        if precision == "fp16":
+            return _fp16(model, keep)
+        from .int8 import quantize
+
+        out = Path(tmp.name) / f"q{len(keep)}.onnx"
+        quantize(Path(onnx_path), calibration or tensors, out, nodes_to_exclude=keep)
+        return onnx.load(str(out))
+
+    evaluations = 0
+    cache: dict[tuple, dict] = {}
+
+    def passes(keep: list[str]) -> dict:
+        nonlocal evaluations
+        key = tuple(sorted(keep))
+        if key not in cache:
+            evaluations += 1
+            cache[key] = _judge(reference, _run(lower(keep), tensors), tol, precision)
+        return cache[key]
+
+    before = passes([])
+    if before["passed"]:
+        return _finish(Advice(precision, [], before, before, evaluations), model, paddle_model)
+    ranking = _ranking(model, tensors, lower([]) if precision == "fp16" else None)
+    size, found = 1, None
+    while evaluations < MAX_EVALUATIONS:
+        if passes(ranking[:size])["passed"]:
+            found = size
+            break
+        if size >= len(ranking):
+            break
+        size = min(2 * size, len(ranking))
+    if found is None:
+        return _finish(Advice(precision, [], before, None, evaluations), model, paddle_model)
+    lo, hi = found // 2, found  # ranking[:lo] fails (or lo == 0), ranking[:hi] passes
+    while hi - lo > 1 and evaluations < MAX_EVALUATIONS:
+        mid = (lo + hi) // 2
+        if passes(ranking[:mid])["passed"]:
+            hi = mid
+        else:
+            lo = mid
+    keep = ranking[:hi]
+    if len(keep) <= 8:  # prune what the prefix carried along
+        for name in list(keep):
+            trial = [n for n in keep if n != name]
+            if trial and evaluations < MAX_EVALUATIONS and passes(trial)["passed"]:
+                keep = trial
+    advice = Advice(precision, keep, before, passes(keep), evaluations)
+    tmp.cleanup()
+    return _finish(advice, model, paddle_model)
+
+
+def _finish(advice: Advice, model, paddle_model) -> Advice:
+    """The set in each deploy system's settings; Paddle's in Paddle's op types, through paddle2onnx's names."""
+    owners = {}
+    if paddle_model is not None:
+        from ..diagnose.lint import tensor_owners
+        from ..diagnose.program import read_program
+
+        owners = tensor_owners(read_program(paddle_model), model)
+    ops = [owners[n] for n in advice.keep_fp32 if n in owners]
+    advice.paddle_ops = sorted({op.label for op in ops})
+    paddle_types = sorted({op.type for op in ops})
+    layer_precisions = ",".join(f"{n}:fp32" for n in advice.keep_fp32)
+    advice.settings = {
+        "onnxconverter_common": {"node_block_list": advice.keep_fp32, "keep_io_types": True},
+        "tensorrt": {
+            "polygraphy": f"polygraphy convert model.onnx --fp16 --precision-constraints obey --layer-precisions {layer_precisions}",
+            "trtexec": f"trtexec --onnx=model.onnx --fp16 --precisionConstraints=obey --layerPrecisions={layer_precisions}",
+        },
+        "paddle_inference": {
+            "convert_to_mixed_precision_black_list": paddle_types,
+            "exp_disable_tensorrt_ops": paddle_types,
+        },
+    }
+    if advice.precision == "int8":
+        advice.settings["onnxruntime_quantization"] = {"nodes_to_exclude": advice.keep_fp32}
+    return advice
+
+
+def write_settings(advice: Advice, model_path: Path, out: Path) -> list[Path]:
+    """The mixed-precision ONNX (FP16) and the three settings files."""
+    import onnx
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if advice.precision == "fp16" and advice.after and advice.after["passed"]:
+        mixed = out / "model.mixed.onnx"
+        onnx.save(_fp16(onnx.load(str(model_path)), advice.keep_fp32), str(mixed))
+        written.append(mixed)
+    files = {
+        "onnxconverter_common.json": json.dumps(advice.settings["onnxconverter_common"], indent=2),
+        "tensorrt_layer_precisions.txt": advice.settings["tensorrt"]["polygraphy"] + "\n" + advice.settings["tensorrt"]["trtexec"] + "\n",
+        "paddle_inference.py": (
+            "# Paddle Inference: keep these op types out of lower precision.\n"
+            "from paddle.inference import PrecisionType, convert_to_mixed_precision\n\n"
+            f"BLACK_LIST = {set(advice.settings['paddle_inference']['convert_to_mixed_precision_black_list'])!r}\n"
+            "# convert_to_mixed_precision(model_file, params_file, mixed_model_file, mixed_params_file,\n"
+            "#                            PrecisionType.Half, PlaceType.GPU, True, black_list=BLACK_LIST)\n"
+            "# Paddle-TRT: config.exp_disable_tensorrt_ops(sorted(BLACK_LIST))\n"
+        ),
+    }
+    for name, text in files.items():
+        (out / name).write_text(text)
+        written.append(out / name)
+    return written

@@ -1,0 +1,127 @@
+"""INT8: ONNX Runtime static quantization (QDQ) calibrated on real clips, and its per-layer SQNR.
+
+Per-channel weights need opset >= 13 (at 11, ONNX Runtime refuses ``DequantizeLinear`` with an
+``axis``; paddle2onnx converts at 11): the model is converted to 13 with ``onnx.version_converter``,
+and when that fails quantization falls back to per-tensor at its own opset. Which one ran is
+recorded. The quantized model is cached by the model's hash, the calibration set's and the method.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import ArtifactCache, sha256_file, sha256_json
+from ..errors import HarnessError
+
+CALIBRATION_CLIPS = 64  # at most, from the calibration list, in order
+SQNR_CLIPS = 2
+
+
+def calibration_tensors(listing: str | Path, pre) -> tuple[list[np.ndarray], list[str]]:
+    """The calibration clips' input tensors (the run's preprocessing) and their sha256."""
+    from ..clips import load_clips
+    from ..inputs import prepare_inputs
+
+    items = [i for i in prepare_inputs(load_clips(listing)[:CALIBRATION_CLIPS], pre, desc="calibration") if i.ok]
+    if not items:
+        raise HarnessError(f"{listing}: no readable calibration clip")
+    return [i.tensor for i in items], [i.sha256 for i in items]
+
+
+class _Reader:
+    def __init__(self, name: str, tensors: list[np.ndarray]):
+        self.name, self.tensors = name, iter(tensors)
+
+    def get_next(self):
+        x = next(self.tensors, None)
+        return None if x is None else {self.name: x}
+
+    def rewind(self):  # some ORT versions call it between passes
+        pass
+
+    def __iter__(self):  # qdq_loss_debug iterates the reader
+        while (feed := self.get_next()) is not None:
+            yield feed
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)
+
+
+def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exclude: list[str] | None = None) -> dict:
+    """QDQ INT8 of ``onnx_path`` into ``out``; returns how (per-channel at 13, or per-tensor at the model's opset)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(onnx_path))
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=11)
+    name = _input_name(onnx_path)
+    record = {"format": "QDQ", "calibration_method": "MinMax", "source_opset": opset}
+    try:
+        converted = version_converter.convert_version(model, 13) if opset < 13 else model
+        quantize_static(converted, str(out), _Reader(name, tensors), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=nodes_to_exclude or [])
+        record.update(weights="per-channel", opset=13)
+    except Exception as exc:  # the version converter or per-channel quantization refused this graph
+        quantize_static(model, str(out), _Reader(name, tensors), quant_format=QuantFormat.QDQ, per_channel=False,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=nodes_to_exclude or [])
+        record.update(weights="per-tensor", opset=opset, why_not_per_channel=" ".join(str(exc).split())[:300])
+    return record
+
+
+def cached_int8(onnx_path: Path, listing: str | Path, pre, cache: ArtifactCache) -> tuple[Path, dict]:
+    """The INT8 model of ``onnx_path`` calibrated on ``listing``, built once per (model, calibration set, method)."""
+    tensors, hashes = calibration_tensors(listing, pre)
+
+    def build(folder: Path) -> None:
+        record = quantize(Path(onnx_path), tensors, folder / "model.int8.onnx")
+        record.update(calibration=str(Path(listing).resolve()), calibration_clips=len(hashes), calibration_sha256=hashes)
+        record["sqnr"] = sqnr(Path(onnx_path), folder / "model.int8.onnx", tensors[:SQNR_CLIPS])
+        (folder / "int8.json").write_text(json.dumps(record, indent=2))
+
+    key = {"onnx": sha256_file(onnx_path), "calibration": sha256_json([hashes, pre.to_dict()]), "method": "qdq-minmax-int8"}
+    folder = cache.get_or_build("int8-onnx", key, build, code=("parity.precision.int8",))
+    return folder / "model.int8.onnx", json.loads((folder / "int8.json").read_text())
+
+
+def sqnr(float_path: Path, qdq_path: Path, tensors: list[np.ndarray]) -> list[dict]:
+    """Per-tensor SQNR (dB) of the quantized model's activations against the float model's, worst first.
+
+    ONNX Runtime's ``qdq_loss_debug``: both models get their intermediate tensors as outputs, run on
+    the same clips, and each quantized activation is matched with its float one.
+    """
+    import tempfile
+
+    import onnxruntime
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    onnxruntime.set_default_logger_severity(3)  # its sessions' notes about unused initializers are not the user's business
+    name = _input_name(float_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        f_aug, q_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        modify_model_output_intermediate_tensors(str(float_path), str(f_aug))
+        modify_model_output_intermediate_tensors(str(qdq_path), str(q_aug))
+        float_acts = collect_activations(str(f_aug), _Reader(name, tensors))
+        qdq_acts = collect_activations(str(q_aug), _Reader(name, tensors))
+    errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+    rows = []
+    for tensor, err in errors.items():
+        value = err.get("xmodel_err")
+        if value is not None and math.isfinite(float(value)):
+            rows.append({"tensor": tensor, "sqnr_db": float(value)})
+    return sorted(rows, key=lambda r: r["sqnr_db"])
