@@ -61,6 +61,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="lint the ONNX model against the Paddle program first: error (default; findings fail the verdict), warn, off")
     p.add_argument("--localize", action="store_true", default=None,
                    help="on a failing ONNX Runtime pair, name the first diverging node and its Paddle op (results.json diagnosis)")
+    p.add_argument("--external", action="append", default=[], metavar="NAME=CMD",
+                   help="your own program as a backend, run per clip: CMD takes {video} or {tensor}, and writes {out} "
+                   "(batch form: {list} or {tensor_list} with {out_dir}); repeatable")
+    p.add_argument("--external-precision", action="append", default=[], metavar="NAME=fp32|fp16|int8", help="the tolerance of NAME (default fp32)")
+    p.add_argument("--external-timeout", type=float, help="seconds one call of a program may take (default 600)")
+    p.add_argument("--logits", action="append", default=[], metavar="NAME=FILE",
+                   help="logits a device produced elsewhere, as a backend: .npz keyed by clip path or name, or CSV (clip, logits...)")
     p.add_argument("--calibration", metavar="LIST", help="clips to calibrate the onnxruntime-int8 backend on (keep them apart from --clips)")
     p.add_argument("--weights", help="a training checkpoint (.pdparams, any PaddleVideo form): runs as paddle-dygraph, the chain's first hop")
     p.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], help="the checkpoint's model (default: model_spec.json beside it, else pptsm_v2)")
@@ -105,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--class-expand", type=int, default=1280, help="PP-TSMv2 last conv width (default 1280)")
     exp.add_argument("--out", required=True, help="output prefix DIR/NAME")
 
-    pre = sub.add_parser("preprocess", help="write the exact float32 [1, T, 3, H, W] tensor the harness feeds the model")
-    pre.add_argument("source", help="a video file or a UCF101 frame folder (img_00001.jpg, ...)")
-    pre.add_argument("-o", "--output", required=True, help="output .npy")
+    pre = sub.add_parser("preprocess", help="write the exact float32 [1, T, 3, H, W] tensors the harness feeds the model")
+    pre.add_argument("source", nargs="?", help="a video file or a UCF101 frame folder (img_00001.jpg, ...)")
+    pre.add_argument("-o", "--output", help="output .npy (with SOURCE)")
+    pre.add_argument("--clips", help="a clip list or folder: every clip's tensor into --out, with a manifest, for a device without Python")
+    pre.add_argument("--out", help="output folder (with --clips)")
     pre.add_argument("--num-seg", type=int, default=8)
     pre.add_argument("--short-size", type=int, default=256)
     pre.add_argument("--target-size", type=int, default=224)
@@ -220,6 +229,16 @@ def _run_config(args):
             cfg.depths = [int(d) for d in args.depths.split(",")]
         except ValueError:
             raise HarnessError(f"--depths {args.depths!r}: expected integers like 2,2,6,2") from None
+    for flag, table in (("external", "external"), ("external_precision", "external_precision"), ("logits", "logits_files")):
+        for item in getattr(args, flag, None) or []:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise HarnessError(f"--{flag.replace('_', '-')} {item!r}: expected NAME=VALUE")
+            if table == "logits_files":
+                value = str(Path(value.strip()).resolve())
+            getattr(cfg, table)[name.strip()] = value.strip()
+    if getattr(args, "external_timeout", None):
+        cfg.external_timeout = args.external_timeout
     if getattr(args, "inputs", None):
         if args.clips:
             raise HarnessError("--inputs and --clips: give one of them")
@@ -515,12 +534,50 @@ def cmd_preprocess(args) -> int:
     from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
 
     cfg = PreprocessConfig(args.num_seg, args.short_size, args.target_size, args.variant)
+    if args.clips:
+        return _preprocess_all(args, cfg)
+    if not args.source or not args.output:
+        raise HarnessError("parity preprocess: give SOURCE -o OUT.npy, or --clips LIST --out DIR")
     try:
         tensor = load_clip_tensor(args.source, cfg)
     except ClipError as exc:
         raise HarnessError(str(exc)) from None
     np.save(args.output, tensor)
     print(f"wrote {args.output}: float32 {list(tensor.shape)} ({args.variant} preprocessing)")
+    return EXIT_PASS
+
+
+def _preprocess_all(args, cfg) -> int:
+    """Every clip's tensor, a manifest (clip, label, sha256, tensor) and an --inputs list: the harness's exact inputs, to take away."""
+    import json
+
+    import numpy as np
+
+    from .clips import load_clips
+    from .inputs import decode_clip
+
+    if not args.out:
+        raise HarnessError("parity preprocess --clips: give --out DIR")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{out}: cannot write there: {exc.strerror or exc}") from None
+    manifest, lines = [], []
+    for i, clip in enumerate(load_clips(args.clips)):
+        item = decode_clip(clip, cfg, i)
+        entry = {"clip": str(clip.path), "label": clip.label, "sha256": item.sha256, "tensor": None, "error": item.error}
+        if item.ok:
+            name = f"{i:05d}_{clip.path.stem[:60]}.npy"
+            np.save(out / name, item.tensor)
+            entry["tensor"] = name
+            lines.append(f"{name} {clip.label}" if clip.label is not None else name)
+        else:
+            _say(f"  skipped clip: {item.error}")
+        manifest.append(entry)
+    (out / "manifest.json").write_text(json.dumps({"preprocess": cfg.to_dict(), "clips": manifest}, indent=2))
+    (out / "list.txt").write_text("\n".join(lines) + "\n")
+    print(f"wrote {len(lines)} tensors, manifest.json and list.txt (for --inputs) to {out}")
     return EXIT_PASS
 
 

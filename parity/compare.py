@@ -112,8 +112,14 @@ def compare_logits(
     ref_logits: np.ndarray,
     logits: np.ndarray,
     tol: Tolerance,
+    clip_errors: dict[str, str] | None = None,
 ) -> Comparison:
-    """Compare ``logits`` ``[N, C]`` against ``ref_logits`` for the same N clips."""
+    """Compare ``logits`` ``[N, C]`` against ``ref_logits`` for the same N clips.
+
+    ``clip_errors``: clips the backend failed on (a user's program that crashed on them): each is
+    that clip's failure, with its message, and never a number or a class.
+    """
+    clip_errors = clip_errors or {}
     ref_finite, out_finite = np.isfinite(ref_logits).all(1), np.isfinite(logits).all(1)
     finite = ref_finite & out_finite  # NaN/Inf rows are failures of their own, never numbers or classes
     max_abs, mean_abs, max_rel, within = _per_clip(ref_logits, logits, tol)
@@ -144,7 +150,9 @@ def compare_logits(
             margin=float(margins[i]),
             reference_prob=float(probs[i]),
         )
-        if not out_finite[i]:
+        if path in clip_errors:
+            clip.problems.append(clip_errors[path])
+        elif not out_finite[i]:
             clip.problems.append(f"output contains {_nonfinite_kind(logits[i])}")
         if not ref_finite[i]:
             clip.problems.append(f"reference output contains {_nonfinite_kind(ref_logits[i])}")
@@ -170,8 +178,12 @@ def compare_logits(
         delta = accuracy - ref_accuracy
 
     reasons = []
+    errored = np.array([p in clip_errors for p in paths], dtype=bool)
+    if errored.any():
+        first = clip_errors[paths[int(np.argmax(errored))]]
+        reasons.append(f"the backend failed on {int(errored.sum())} clip{'s' if errored.sum() > 1 else ''} (first: {first})")
     for who, rows in ((None, logits), ("reference", ref_logits)):
-        for kind, bad in (("NaN", np.isnan(rows).any(1)), ("Inf", np.isinf(rows).any(1))):
+        for kind, bad in (("NaN", np.isnan(rows).any(1) & (~errored if who is None else True)), ("Inf", np.isinf(rows).any(1))):
             if bad.any():
                 reasons.append(f"{who + ' ' if who else ''}outputs contain {kind} in {int(bad.sum())} clip{'s' if bad.sum() > 1 else ''}")
     failed = [c.path for c in clips if not c.passed]
@@ -283,12 +295,12 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
         for lane in selection.compared:
             if by_name[lane.name].status == "ok" and by_name[lane.against].status == "ok":
                 tol = cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
-                comparisons.append(
-                    compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against], logits[lane.name], tol)
-                )
+                comparisons.append(compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against],
+                                                  logits[lane.name], tol, by_name[lane.name].clip_errors))
         if not comparisons:
             notes.append("no backend besides the reference ran; nothing was compared")
     for r in records:
+        notes += r.notes
         if r.status == "error":
             notes.append(f"{r.name} failed: {r.reason}")
         elif r.status == "unavailable" and r.name in cfg.require:
@@ -323,18 +335,28 @@ def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], l
     and other runtimes); a hop is judged at the tolerances of its lower precision. Returns the hops,
     the first that failed (or None), and ``{backends, max_abs, top1_agreement}`` for every pair.
     """
-    from .backends import BACKENDS
+    from .backends import BACKENDS, CHAIN
 
-    ran = sorted((r for r in records if r.status == "ok" and r.name in BACKENDS and r.name in logits), key=lambda r: BACKENDS[r.name].chain)
+    # built-in backends in chain order, then a user's programs and saved logits (the last hop); not batch or preprocessing lanes
+    ran = sorted((r for r in records if r.status == "ok" and r.name in logits and "@" not in r.name and not r.name.endswith("]")),
+                 key=lambda r: BACKENDS[r.name].chain if r.name in BACKENDS else len(CHAIN) + 1)
+    ran = [r for r in ran if not r.name.startswith("golden:")]
+    # the matrix also holds the reference on other preprocessing: a program that preprocesses like the C++
+    # deploy is then compared with the reference on that very preprocessing
+    square = ran + [r for r in records if r.status == "ok" and r.name in logits and r.name.endswith("]")]
     hops = []
     for a, b in zip(ran, ran[1:]):
         precision = a.precision if _RANK.get(a.precision, 0) < _RANK.get(b.precision, 0) else b.precision
         c = compare_logits(b.name, a.name, precision, paths, labels, logits[a.name], logits[b.name], cfg.tolerance_for(b.name, precision))
         hops.append({"from": a.name, "to": b.name, "passed": c.passed, "max_abs": c.max_abs, "top1_agreement": c.top1_agreement,
                      "precision": precision, "reasons": c.reasons})
-    names = [r.name for r in ran]
+    names = [r.name for r in square]
     top1 = {n: np.argmax(logits[n], 1) for n in names}
-    with np.errstate(invalid="ignore"):
-        max_abs = [[float(np.nanmax(np.abs(logits[a] - logits[b]))) if len(paths) else 0.0 for b in names] for a in names]
+    def worst(a: str, b: str) -> float:
+        diff = np.abs(logits[a] - logits[b])
+        finite = diff[np.isfinite(diff)]
+        return float(finite.max()) if finite.size else float("nan")
+
+    max_abs = [[worst(a, b) for b in names] for a in names]
     agreement = [[float(np.mean(top1[a] == top1[b])) if len(paths) else 1.0 for b in names] for a in names]
     return hops, next((h for h in hops if not h["passed"]), None), {"backends": names, "max_abs": max_abs, "top1_agreement": agreement}

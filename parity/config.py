@@ -89,6 +89,11 @@ class RunConfig:
     depths: list[int] | None = None
     class_expand: int | None = None
     calibration: str | None = None  # clip list the onnxruntime-int8 backend is calibrated on
+    # A user's own programs and saved logits, as backends: NAME -> command template / logits file.
+    external: dict[str, str] = field(default_factory=dict)
+    logits_files: dict[str, str] = field(default_factory=dict)
+    external_precision: dict[str, str] = field(default_factory=dict)
+    external_timeout: float = 600.0
     lint: str = "error"  # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
     localize: bool = False  # on a failing ONNX Runtime pair, find the first diverging node
     advise: bool = False  # on a failing FP16/INT8 ONNX Runtime pair, find the nodes to keep in FP32
@@ -105,7 +110,7 @@ class RunConfig:
             for name, value in tol.to_dict().items():
                 check_tolerance_value(name, value, f"tolerance {scope}")
         for scope, values in self.backend_tolerances.items():
-            _check_scope(scope, "tolerance")
+            _check_scope(scope, "tolerance", [*self.external, *self.logits_files])
             for name, value in values.items():
                 if name not in _TOL_FIELDS:
                     raise HarnessError(f"tolerance {scope}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
@@ -144,9 +149,9 @@ def tolerance_scopes() -> list[str]:
     return [*default_tolerances(), *BACKENDS]
 
 
-def _check_scope(scope: str, where: str) -> None:
+def _check_scope(scope: str, where: str, extra=()) -> None:
     base = scope.split("@b", 1)[0] if "@b" in scope and scope.rsplit("@b", 1)[1].isdigit() else scope
-    known = tolerance_scopes()
+    known = [*tolerance_scopes(), *extra]
     if base not in known:
         raise HarnessError(f"{where}: unknown scope {scope!r}; known: {', '.join(known)} (or BACKEND@bK)")
 
@@ -166,7 +171,7 @@ def _set_tolerance(cfg: RunConfig, scope: str, name: str, value, where: str) -> 
     """One tolerance field of a precision or a backend, checked: a typo or a bad value is an error naming ``where``."""
     if name not in _TOL_FIELDS:
         raise HarnessError(f"{where}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
-    _check_scope(scope, where)
+    _check_scope(scope, where, [*cfg.external, *cfg.logits_files])
     number = check_tolerance_value(name, value, where)
     if scope in cfg.tolerances:
         cfg.tolerances[scope] = replace(cfg.tolerances[scope], **{name: number})
@@ -189,6 +194,13 @@ def load_config_file(path: str | Path) -> RunConfig:
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("parity", {})
     cfg = RunConfig()
+    for table in ("external", "logits_files", "external_precision"):
+        values = data.pop(table, {})
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise HarnessError(f"{path}: [{table}] must map names to strings")
+        if table == "logits_files":
+            values = {k: v if Path(v).is_absolute() else str((path.parent / v).resolve()) for k, v in values.items()}
+        setattr(cfg, table, values)
     tolerance = data.pop("tolerance", {})
     if not isinstance(tolerance, dict) or not all(isinstance(v, dict) for v in tolerance.values()):
         raise HarnessError(f"{path}: [tolerance] must hold tables like [tolerance.fp16]")
@@ -254,8 +266,14 @@ def _toml_value(value) -> str:
 def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
     """``cfg`` as parity.toml text (paths absolute, or relative to ``base`` below it), readable by ``load_config_file``."""
     lines = ["# pptsm-parity run configuration (parity run --write-config); see README 'Config file'."]
+    tables = []
     for f in fields(RunConfig):
         if f.name in ("tolerances", "backend_tolerances"):
+            continue
+        if f.name in ("external", "logits_files", "external_precision"):
+            if getattr(cfg, f.name):
+                tables.append(f"\n[{f.name}]")
+                tables += [f'"{k}" = {_toml_value(v)}' for k, v in getattr(cfg, f.name).items()]
             continue
         value = getattr(cfg, f.name)
         if value is None:
@@ -264,6 +282,7 @@ def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
             value = Path(value).resolve()
             value = str(value.relative_to(base.resolve()) if base is not None and value.is_relative_to(base.resolve()) else value)
         lines.append(f"{f.name} = {_toml_value(value)}")
+    lines += tables
     for scope, tol in cfg.tolerances.items():
         lines.append(f"\n[tolerance.{scope}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in tol.to_dict().items()]

@@ -118,4 +118,6 @@ def _merged_record(parts: list[dict]) -> BackendRecord:
     return BackendRecord(
         name=worst["name"], precision=worst["precision"], description=worst["description"], status=worst["status"], reason=worst["reason"],
         latency_ms=[ms for p in parts for ms in p["latency_ms"]], batch=worst.get("batch", 1),
+        clip_errors={k: v for p in parts for k, v in (p.get("clip_errors") or {}).items()},
+        notes=list(dict.fromkeys(n for p in parts for n in p.get("notes") or [])),
     )

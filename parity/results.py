@@ -30,6 +30,8 @@ class BackendRecord:
     latency_ms: list[float] = field(default_factory=list)
     batch: int = 1
     pid: int | None = None  # the process the runner ran in (another one when isolated)
+    clip_errors: dict[str, str] = field(default_factory=dict)  # clips this backend failed on (a user's program), with why
+    notes: list[str] = field(default_factory=list)  # what the user should know about this backend's run
 
     def latency_summary(self) -> dict:
         if not self.latency_ms:

@@ -98,6 +98,8 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         if not art.calibration.exists():
             raise HarnessError(f"{cfg.calibration}: calibration clip list not found")
     selection = select(cfg, golden.name if golden else None)
+    if any(lane.backend.needs == "external" for lane in selection.lanes):
+        art.classes = model_classes(art) if (art.onnx or art.paddle_model) else int(golden.logits.shape[1])
     art.batch = max(lane.batch for lane in selection.lanes)
     check_batch(art, art.batch)
     shard_spec = parse_shard(shard)
@@ -303,8 +305,8 @@ class Collector:
             if lane.name in rows and lane.against in rows:
                 tol = self.cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
                 if clip_breaks(rows[lane.against], rows[lane.name], tol):
-                    with np.errstate(invalid="ignore"):
-                        err = float(np.nanmax(np.abs(rows[lane.name] - rows[lane.against]))) / max(tol.atol, 1e-12)
+                    diff = np.abs(rows[lane.name] - rows[lane.against])
+                    err = float(np.max(diff)) / max(tol.atol, 1e-12) if np.isfinite(diff).all() else float("inf")
                     worst = max(worst or 0.0, err if np.isfinite(err) else float("inf"))
         return worst
 

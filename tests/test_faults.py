@@ -243,7 +243,7 @@ def test_nan_tolerance_in_a_config_file_is_refused(demo_artifacts, tmp_path):
 def test_tolerance_typos_are_errors_listing_the_known(demo_artifacts, tmp_path, tol, problem):
     proc = _cli("run", *_model_args(demo_artifacts), "--clips", demo_artifacts.val_list, "--tol", tol, "--report", tmp_path)
     line = _error_line(proc)
-    assert proc.returncode == 2 and problem in line and ("known: fp32, fp16, paddle" in line or "fields:" in line)
+    assert proc.returncode == 2 and problem in line and ("known: fp32, fp16, int8, paddle" in line or "fields:" in line)
 
 
 def test_a_reference_outside_backends_is_said(demo_artifacts, tmp_path):

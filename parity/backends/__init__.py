@@ -23,6 +23,7 @@ class ModelArtifacts:
     trt_engine: Path | None = None  # a prebuilt engine (--trt-engine) instead of building one
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     threads: int | None = None
+    classes: int | None = None  # the model's output size (a user's program must write this many logits)
     weights: Path | None = None  # a training checkpoint, for paddle-dygraph
     calibration: Path | None = None  # a calibration clip list, for onnxruntime-int8
     pre: object = None  # the run's PreprocessConfig (calibration clips are preprocessed the same way)
@@ -332,6 +333,7 @@ def select(cfg, golden_name: str | None = None) -> Selection:
             backends.insert(0, BACKENDS[reference])
             notes.append(f"reference {reference} is not in --backends; it was added, to run as the reference")
         backends.sort(key=lambda b: b.name != reference)
+    backends += external_backends(cfg)
     if golden_name is None and not cfg.allow_low_precision_reference:
         ref = BACKENDS[reference]
         finer = [b.name for b in backends if PRECISION_RANK.get(b.precision, 0) > PRECISION_RANK.get(ref.precision, 0)]
@@ -353,6 +355,41 @@ def select(cfg, golden_name: str | None = None) -> Selection:
         ref = BACKENDS[reference]
         lanes += [Lane(f"{reference}[{v}]", ref, batch, reference, v) for v in variants]
     return Selection(reference, lanes, notes)
+
+
+def external_backends(cfg) -> list[Backend]:
+    """A user's own programs (``--external NAME=CMD``) and saved logits (``--logits NAME=FILE``), as backends."""
+    from ..errors import HarnessError
+
+    out = []
+    specs = [(n, {"kind": "command", "command": c, "timeout": cfg.external_timeout}) for n, c in cfg.external.items()]
+    specs += [(n, {"kind": "file", "file": f}) for n, f in cfg.logits_files.items()]
+    for name, spec in specs:
+        if name in BACKENDS or not name or any(ch in name for ch in "[]@,= "):
+            raise HarnessError(f"--external/--logits {name!r}: pick a name that is not a built-in backend (no [ ] @ , = or spaces)")
+        precision = cfg.external_precision.get(name, "fp32")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise HarnessError(f"--external-precision {name}={precision}: expected fp32, fp16 or int8")
+        if spec["kind"] == "command":
+            from .external import parse_command
+
+            parse_command(name, spec["command"])  # refuse a bad template before anything runs
+            what = f"your program: {spec['command']}"
+        else:
+            from ..artifacts import sha256_file
+
+            path = Path(spec["file"])
+            if not path.is_file():
+                raise HarnessError(f"--logits {name}={path}: file not found")
+            what = f"saved logits: {path} (sha256 {sha256_file(path)[:16]})"
+
+        def make(art, name=name, spec=spec):
+            from .external import make_runner
+
+            return make_runner(name, spec, art.classes)
+
+        out.append(Backend(name, precision, what, (), "external", make))
+    return out
 
 
 def resolve(names: str | list[str] | None) -> list[Backend]:

@@ -108,7 +108,7 @@ class LocalEngine:
         return decode_stream(clips, cfg, workers, cache, stats, variants)
 
     def _runner(self, lane, art):
-        if self.isolate or lane.backend.isolated:
+        if (self.isolate or lane.backend.isolated) and lane.backend.needs != "external":  # a user's program is its own process already
             from ..backends.isolated import IsolatedRunner
 
             return IsolatedRunner(lane.backend.name, art, name=lane.name, timeout=self.timeout)
@@ -137,7 +137,11 @@ class LocalEngine:
                 self._infer(flow, runners, name, batch, art.input_name, flow.lanes[name].variant)
             flow.deliver()
         finally:
-            for runner in runners.values():
+            for name, runner in runners.items():
+                extra = runner.extra() if hasattr(runner, "extra") else []
+                if extra:
+                    records[name].notes.append(f"{name}: {len(extra)} entries of its logits file are not clips of this run: "
+                                               + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
                 try:
                     runner.deactivate()
                 except Exception:  # a runner that failed mid-run may not deactivate cleanly
@@ -148,6 +152,11 @@ class LocalEngine:
     def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], input_name: str, variant: str | None = None) -> None:
         runner = runners[name]
         try:
+            if getattr(runner, "takes_clips", False):  # a user's program: per-clip errors are the clips', not the backend's
+                rows = runner.infer_clips(batch)
+                flow.records[name].clip_errors.update(runner.clip_errors)
+                flow.done(name, batch, rows, runner.inference_time)
+                return
             outputs = runner.infer({input_name: batch_feed(batch, variant)}, check_inputs=False)
             flow.done(name, batch, logit_rows(outputs, len(batch)), runner.inference_time)
         except Exception as exc:  # any backend failure is that backend's error; the others go on

@@ -110,7 +110,9 @@ class RayEngine:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         runnable = []
         for lane in lanes:
-            if lane.backend.device == "gpu" and not gpus:
+            if lane.backend.needs == "external":
+                records[lane.name].status, records[lane.name].reason = "unavailable", "unavailable: a user's program runs with --engine local"
+            elif lane.backend.device == "gpu" and not gpus:
                 records[lane.name].status, records[lane.name].reason = "unavailable", "unavailable: no GPU in the Ray cluster"
             else:
                 runnable.append(lane)
