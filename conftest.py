@@ -18,3 +18,28 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if BUILDING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every results.json this session wrote validates against the published schema."""
+    import json
+
+    import jsonschema
+
+    from parity.schema import results_schema
+
+    try:
+        base = session.config._tmp_path_factory.getbasetemp()
+    except (AttributeError, ValueError):
+        return
+    schema, bad = results_schema(), []
+    for path in base.rglob("results.json"):
+        try:
+            jsonschema.validate(json.loads(path.read_text()), schema)
+        except (jsonschema.ValidationError, ValueError) as exc:
+            bad.append(f"{path}: {str(exc).splitlines()[0]}")
+    if bad:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for line in bad:
+            reporter.write_line(f"results.json not valid against the schema: {line}", red=True)
+        session.exitstatus = 1

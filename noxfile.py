@@ -19,9 +19,10 @@ def demo(session):
 
 
 @nox.session
-def lint(session):
-    session.install("ruff")
-    session.run("ruff", "check", "parity", "fixtures", "tests", "noxfile.py", "conftest.py")
+def lint(session: nox.Session) -> None:
+    """ruff on the code; yamllint and the GitHub/GitLab schemas on the CI examples (.pre-commit-config.yaml)."""
+    session.install("pre-commit", "ruff", "yamllint", "check-jsonschema")
+    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure")
 
 
 @nox.session

@@ -94,11 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", help="report folder (default reports/latest)")
     run.add_argument("--write-config", metavar="PARITY_TOML", help="write the config of exactly this run, for `pytest --parity-config`")
     run.add_argument("--cache", help="artifact cache folder")
+    run.add_argument("--summary-md", metavar="FILE", help="also write a short Markdown summary (e.g. \"$GITHUB_STEP_SUMMARY\")")
     run.add_argument("--shard", metavar="i/N", help="run the i-th of N deterministic slices of the clips (1-based); join them with `parity merge`")
 
     merge = sub.add_parser("merge", help="join the reports of `parity run --shard i/N` into one report and one verdict")
     merge.add_argument("shards", nargs="+", help="the shards' report folders")
     merge.add_argument("--report", required=True, help="report folder to write")
+    merge.add_argument("--summary-md", metavar="FILE", help="also write a short Markdown summary")
+
+    sub.add_parser("schema", help="print the JSON Schema of results.json")
 
     exp = sub.add_parser("export", help="export a PaddleVideo checkpoint as a Paddle inference model, as PaddleVideo's export does")
     exp.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], default="pptsm_v2")
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
             "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden, "merge": cmd_merge,
             "lint": cmd_lint, "localize": cmd_localize, "advise": cmd_advise, "tolerances": cmd_tolerances,
+            "schema": cmd_schema,
         }
         return commands[args.command](args)
     except HarnessError as exc:
@@ -247,11 +252,15 @@ def _run_config(args):
     return cfg
 
 
-def _finish(result, report_dir) -> int:
+def _finish(result, report_dir, summary_md: str | None = None) -> int:
     from .report import write_report
 
     check_interrupted()  # an interrupted run reports nothing, whatever a library made of the Ctrl-C
     html = write_report(result, report_dir)
+    if summary_md:
+        from . import summary as markdown
+
+        markdown.write(result, summary_md, html)
     print(summary(result))
     print(f"report: {html}")
     if result.problems:
@@ -310,7 +319,7 @@ def cmd_run(args) -> int:
         except OSError as exc:
             raise HarnessError(f"{args.write_config}: cannot write the config: {exc.strerror or exc}") from None
         _say(f"wrote {args.write_config}: run it as a gate with `pytest --parity-config {args.write_config}`")
-    return _finish(result, cfg.report)
+    return _finish(result, cfg.report, args.summary_md)
 
 
 def cmd_lint(args) -> int:
@@ -453,11 +462,20 @@ def cmd_tolerances(args) -> int:
     return EXIT_PASS
 
 
+def cmd_schema(args) -> int:
+    import json
+
+    from .schema import results_schema
+
+    print(json.dumps(results_schema(), indent=2))
+    return EXIT_PASS
+
+
 def cmd_merge(args) -> int:
     from .merge import merge_reports
 
     result = merge_reports(args.shards)
-    return _finish(result, args.report)
+    return _finish(result, args.report, args.summary_md)
 
 
 def cmd_golden(args) -> int:

@@ -23,6 +23,7 @@ def pytest_addoption(parser):
     group.addoption("--parity-cache", default=None, help="artifact cache folder (default $PARITY_CACHE_DIR or ~/.cache/pptsm-parity)")
     group.addoption("--parity-config", default=None, help="parity.toml (or a pyproject.toml with [tool.parity]) to run as tests")
     group.addoption("--parity-report", default=None, help="report folder (default: the config's `report`)")
+    group.addoption("--parity-summary-md", default=None, help="also write a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
 
 
 class ParityFailure(Exception):
@@ -146,6 +147,11 @@ def pytest_sessionfinish(session, exitstatus):
     from .report import write_report
 
     out = write_report(result, session.config.stash[_CONFIG].report)
+    summary_md = session.config.getoption("parity_summary_md", default=None)
+    if summary_md:
+        from . import summary
+
+        summary.write(result, summary_md, out)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"parity report: {out} (verdict {result.verdict.upper()})")
