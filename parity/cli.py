@@ -75,6 +75,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, help="PP-TSMv2 width multiplier of the checkpoint's model")
     p.add_argument("--depths", help="PP-TSMv2 blocks per stage of the checkpoint's model, e.g. 2,2,6,2")
     p.add_argument("--class-expand", type=int, help="PP-TSMv2 last conv width of the checkpoint's model")
+    p.add_argument("--allow-trt-fallback", action="store_true", default=None,
+                   help="let ONNX Runtime's TensorRT EP hand nodes it rejects to CUDA (refused by default: not a TensorRT result)")
     p.add_argument("--advise", action="store_true", default=None,
                    help="on a failing onnxruntime-fp16/-int8 pair, find the nodes to keep in FP32 (results.json advice)")
     p.add_argument("--allow-low-precision-reference", action="store_true", default=None,
@@ -221,7 +223,7 @@ def _run_config(args):
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
                  "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
                  "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference", "lint", "localize",
-                 "weights", "arch", "temporal_attention", "scale", "class_expand", "calibration", "advise"):
+                 "weights", "arch", "temporal_attention", "scale", "class_expand", "calibration", "advise", "allow_trt_fallback"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)

@@ -97,6 +97,7 @@ class RunConfig:
     lint: str = "error"  # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
     localize: bool = False  # on a failing ONNX Runtime pair, find the first diverging node
     advise: bool = False  # on a failing FP16/INT8 ONNX Runtime pair, find the nodes to keep in FP32
+    allow_trt_fallback: bool = False  # let ONNX Runtime's TensorRT EP hand nodes it rejects to CUDA
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)

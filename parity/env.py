@@ -25,8 +25,11 @@ def environment() -> dict:
     from .backends.gpu import gpu_names
 
     env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": cpu_count()}
+    from .backends.gpu import TF32_OFF
+
     gpus = gpu_names()
     env["gpu"] = ", ".join(gpus) if gpus else "none"
+    env["tf32"] = f"off in {', '.join(TF32_OFF)} (NVIDIA_TF32_OVERRIDE=0 set in their own processes); ORT CUDA use_tf32=0; TensorRT FP32 without TF32"
     for dist in DISTRIBUTIONS:
         try:
             env[dist] = importlib.metadata.version(dist)

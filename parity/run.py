@@ -93,6 +93,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     art, golden = _open_models(cfg, cache or ArtifactCache(), threads)
     pre = _preprocess_config(cfg, art, golden)
     art.pre = pre
+    art.allow_trt_fallback = cfg.allow_trt_fallback
     if cfg.calibration:
         art.calibration = Path(cfg.calibration)
         if not art.calibration.exists():

@@ -84,6 +84,7 @@ def _commands() -> list[list[str]]:
             for script in scripts:
                 for line in script.splitlines() if "\n" in script.strip() else [script]:
                     line = line.split("||")[0].strip()
+                    line = line.replace(".nox/gpu/bin/parity", "parity")
                     if line.startswith(("parity ", "pytest ")):
                         found.append(shlex.split(line.replace("${{ matrix.shard }}", "1").replace("${CI_NODE_INDEX}", "1")))
     return found

@@ -23,6 +23,7 @@ class ModelArtifacts:
     trt_engine: Path | None = None  # a prebuilt engine (--trt-engine) instead of building one
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     threads: int | None = None
+    allow_trt_fallback: bool = False  # let ORT's TensorRT EP hand nodes to CUDA
     classes: int | None = None  # the model's output size (a user's program must write this many logits)
     weights: Path | None = None  # a training checkpoint, for paddle-dygraph
     calibration: Path | None = None  # a calibration clip list, for onnxruntime-int8
@@ -77,6 +78,9 @@ class Backend:
                 return "unavailable: no Paddle model given (--paddle-model)"
             if self.needs == "onnx" and artifacts.onnx is None:
                 return "unavailable: no ONNX model given (--onnx)"
+            if self.name.startswith("paddle-trt") and artifacts.paddle_model is not None and artifacts.paddle_model.model_file.suffix == ".json":
+                return ("unavailable: Paddle 3's PIR programs (.json) never take Paddle Inference's TensorRT subgraph pass: this would "
+                        "run as plain Paddle GPU under a TensorRT name; give a Paddle 2.6 .pdmodel export, or convert with paddle.tensorrt")
             if self.name.endswith("-int8") and artifacts.calibration is None:
                 return "unavailable: no calibration clips given (--calibration LIST)"
             if self.needs == "weights" and artifacts.weights is None:
@@ -150,27 +154,27 @@ def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
     if trt_fp16 is None:
         providers, options = ort_cuda_providers()
     else:
-        providers, options = ort_trt_providers(trt_fp16, str(art.cache.root / "ort-trt-cache"))
+        providers, options = ort_trt_providers(trt_fp16, str(art.cache.root / "ort-trt-cache"), allow_fallback=art.allow_trt_fallback)
+        return ort_runner(art.onnx, name, art.threads, providers, options, require_trt=not art.allow_trt_fallback)
     return ort_runner(art.onnx, name, art.threads, providers, options)
 
 
 def _paddle_gpu(art: ModelArtifacts, trt_precision: str | None, name: str):
-    from .gpu import apply_plan, paddle_gpu_plan
+    from .gpu import apply_plan, collect_tuned_shapes, paddle_gpu_plan
     from .paddle_inference import PaddleInferenceRunner
 
-    def config():
-        import os
+    # TF32 stays off through NVIDIA_TF32_OVERRIDE=0, set by the isolated worker before paddle is imported
+    # (GPU backends always run in their own process): see gpu.backend_environment.
+    cache_dir = str(art.cache.root / "paddle-trt" / name) if trt_precision else None
 
+    def config():
         from paddle import inference
 
-        if trt_precision != "fp16":
-            # Paddle Inference has no TF32 switch; NVIDIA's override keeps cuBLAS/cuDNN in FP32.
-            os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
         base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
-        cache_dir = str(art.cache.root / "paddle-trt") if trt_precision else None
-        return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir))
+        tuned = collect_tuned_shapes(art, cache_dir) if trt_precision else None
+        return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir, tuned_shapes=tuned))
 
-    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name)
+    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name, trt_cache_dir=cache_dir)
 
 
 def _trt(precision: str):

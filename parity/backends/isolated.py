@@ -29,7 +29,8 @@ def _make(factory: str, art):
     return BACKENDS[factory].make_runner(art)
 
 
-def _worker(conn, factory: str, art, log_path: str) -> None:
+def _worker(conn, factory: str, art, log_path: str, env: dict | None = None) -> None:
+    os.environ.update(env or {})  # before anything imports paddle or CUDA; overrides what the parent had
     # What native code prints (and its crash report) goes to a log the parent reads.
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
@@ -60,9 +61,14 @@ def _worker(conn, factory: str, art, log_path: str) -> None:
 class IsolatedRunner(BaseRunner):
     """A runner whose work happens in a child process (spawned, so no state is shared)."""
 
-    def __init__(self, factory: str, art, name: str | None = None, timeout: float | None = None):
+    def __init__(self, factory: str, art, name: str | None = None, timeout: float | None = None, env: dict | None = None):
         super().__init__(name=name, prefix="isolated-runner")
         self.factory, self.art, self.timeout = factory, art, timeout or 3600.0
+        if env is None:
+            from .gpu import backend_environment
+
+            env = backend_environment(factory)
+        self.env = env
 
     def _died(self) -> RuntimeError:
         self._process.join(5)
@@ -96,7 +102,7 @@ class IsolatedRunner(BaseRunner):
         fd, self._log = tempfile.mkstemp(prefix="parity-backend-", suffix=".log")
         os.close(fd)
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log), daemon=True)
+        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log, self.env), daemon=True)
         self._process.start()
         child.close()
         try:

@@ -92,10 +92,12 @@ def fast_cpu_mode(model: PaddleModel, cache) -> str:
 class PaddleInferenceRunner(BaseRunner):
     """Runs an exported Paddle inference model through ``paddle.inference`` predictors."""
 
-    def __init__(self, model: PaddleModel, threads: int | None = None, config_factory=None, name=None, mode: str = "native"):
+    def __init__(self, model: PaddleModel, threads: int | None = None, config_factory=None, name=None, mode: str = "native",
+                 trt_cache_dir: str | None = None):
         super().__init__(name=name, prefix="paddle-runner")
         self.model = model
         self.threads = threads
+        self.trt_cache_dir = trt_cache_dir  # Paddle-TRT: where its engines must appear
         self._config_factory = config_factory or (lambda: make_config(model, threads, mode))
 
     def activate_impl(self):
@@ -104,6 +106,7 @@ class PaddleInferenceRunner(BaseRunner):
         with captured_output():  # Paddle's analysis passes print to stdout
             self.predictor = inference.create_predictor(self._config_factory())
         self._warmed_up = False
+        self._engines_checked = self.trt_cache_dir is None
 
     def get_input_metadata_impl(self):
         import numpy as np
@@ -122,6 +125,12 @@ class PaddleInferenceRunner(BaseRunner):
             with captured_output():
                 self.predictor.run()
             self._warmed_up = True
+        if not self._engines_checked:  # Paddle-TRT builds its engines on the first run: none means no TensorRT ran
+            from .gpu import trt_engines_built
+
+            if not trt_engines_built(self.trt_cache_dir):
+                raise RuntimeError(f"Paddle-TRT built no TensorRT engine (none under {self.trt_cache_dir}): it ran as plain Paddle GPU")
+            self._engines_checked = True
         start = time.perf_counter()
         self.predictor.run()
         end = time.perf_counter()

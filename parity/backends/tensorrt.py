@@ -36,6 +36,9 @@ class EngineSpec:
     opt_shape: tuple[int, ...]
     max_shape: tuple[int, ...]
     tf32: bool = False
+    # How FP16 is asked for: "builder-flag" (TensorRT <= 10: weakly typed, BuilderFlag.FP16) or "strongly-typed"
+    # (TensorRT 11 removed the flag: a strongly typed network from the FP16 ONNX model). "" for FP32.
+    fp16_path: str = ""
 
     def key(self) -> str:
         return sha256_json(asdict(self))[:24]
@@ -52,13 +55,30 @@ def profile_shapes(num_seg: int, size: int, batch: int) -> tuple[tuple[int, ...]
     return (1, *clip), (batch, *clip), (batch, *clip)
 
 
-def create_config(spec: EngineSpec, timing_cache: str | None = None):
+def fp16_path(trt) -> str:
+    """How this TensorRT builds FP16: its builder flag where it has one (<= 10), else a strongly typed network (11)."""
+    return "builder-flag" if hasattr(getattr(trt, "BuilderFlag", None), "FP16") else "strongly-typed"
+
+
+def build_plan(spec: EngineSpec, trt) -> dict:
+    """What the build passes to Polygraphy, for ``spec`` on this TensorRT module (plain data, testable with a fake)."""
+    flags = getattr(trt, "BuilderFlag", None)
+    tf32_settable = hasattr(flags, "TF32")
+    if spec.precision != "fp16":
+        return {"onnx": "fp32", "strongly_typed": False, "fp16": False, "tf32": False if tf32_settable else None}
+    if spec.fp16_path == "builder-flag":
+        return {"onnx": "fp32", "strongly_typed": False, "fp16": True, "tf32": None}
+    return {"onnx": "fp16", "strongly_typed": True, "fp16": None, "tf32": None}  # types come from the FP16 model
+
+
+def create_config(spec: EngineSpec, timing_cache: str | None = None, plan: dict | None = None):
     """Polygraphy's CreateConfig for ``spec`` (buildable without TensorRT; used only when called)."""
     from polygraphy.backend.trt import CreateConfig, Profile
 
     _no_autoinstall()
+    plan = plan or {"fp16": spec.precision == "fp16", "tf32": spec.tf32}
     profile = Profile().add(spec.input_name, min=spec.min_shape, opt=spec.opt_shape, max=spec.max_shape)
-    return CreateConfig(fp16=spec.precision == "fp16", tf32=spec.tf32, profiles=[profile], load_timing_cache=timing_cache)
+    return CreateConfig(fp16=plan["fp16"], tf32=plan["tf32"], profiles=[profile], load_timing_cache=timing_cache)
 
 
 def engine_spec(onnx: Path, precision: str, input_name: str, num_seg: int, size: int, batch: int = 1) -> EngineSpec:
@@ -68,21 +88,31 @@ def engine_spec(onnx: Path, precision: str, input_name: str, num_seg: int, size:
 
     names = gpu_names()
     mn, opt, mx = profile_shapes(num_seg, size, batch)
-    return EngineSpec(sha256_file(onnx), trt.__version__, names[0] if names else "unknown", precision, input_name, mn, opt, mx)
+    return EngineSpec(sha256_file(onnx), trt.__version__, names[0] if names else "unknown", precision, input_name, mn, opt, mx,
+                      fp16_path=fp16_path(trt) if precision == "fp16" else "")
 
 
 def build_engine(onnx: Path, spec: EngineSpec, cache: ArtifactCache) -> Path:
-    """Build (or find in the cache) the serialized engine for ``spec``; returns its path."""
+    """Build (or find in the cache) the serialized engine for ``spec``; returns its path.
+
+    FP16 on TensorRT 11 is a strongly typed network parsed from the FP16 ONNX model the harness
+    already makes (the same one ``onnxruntime-fp16`` runs); the sidecar records which path ran.
+    """
+    import tensorrt as trt
     from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
 
+    from ..artifacts import cached_fp16
+
     _no_autoinstall()
+    plan = build_plan(spec, trt)
+    source = cached_fp16(onnx, cache) if plan["onnx"] == "fp16" else onnx
     timing_cache = cache.root / "trt-timing" / f"{spec.tensorrt_version}-{spec.gpu.replace(' ', '_')}.cache"
     timing_cache.parent.mkdir(parents=True, exist_ok=True)
 
     def build(d: Path) -> None:
         loader = EngineBytesFromNetwork(
-            NetworkFromOnnxPath(str(onnx)),
-            config=create_config(spec, str(timing_cache) if timing_cache.is_file() else None),
+            NetworkFromOnnxPath(str(source), strongly_typed=plan["strongly_typed"] or None),
+            config=create_config(spec, str(timing_cache) if timing_cache.is_file() else None, plan),
             save_timing_cache=str(timing_cache),
         )
         (d / "model.engine").write_bytes(loader())
@@ -119,8 +149,11 @@ def check_engine_sidecar(engine: Path, precision: str) -> dict:
 
 
 def trt_runner(art, precision: str, name: str):
-    """A Polygraphy TrtRunner over a cached (or the user's prebuilt) engine."""
-    from polygraphy.backend.common import BytesFromPath
+    """A Polygraphy TrtRunner over a cached (or the user's prebuilt) engine.
+
+    The engine is found (or built) lazily, when the runner activates: ``EngineFromBytes`` takes a
+    callable returning the serialized engine's bytes.
+    """
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
     _no_autoinstall()
@@ -132,4 +165,4 @@ def trt_runner(art, precision: str, name: str):
         spec = engine_spec(art.onnx, precision, art.input_name, art.num_seg, art.size, art.batch)
         return build_engine(art.onnx, spec, art.cache)
 
-    return TrtRunner(EngineFromBytes(BytesFromPath(lambda: str(engine_path()))), name=name)
+    return TrtRunner(EngineFromBytes(lambda: engine_path().read_bytes()), name=name)
