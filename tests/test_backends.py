@@ -96,7 +96,7 @@ def test_ort_provider_options():
     providers, options = ort_cuda_providers()
     assert providers == ["CUDAExecutionProvider"] and options[0]["use_tf32"] == 0
     providers, options = ort_trt_providers(True, "/cache")
-    assert providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert providers == ["TensorrtExecutionProvider"]  # no silent fallback (tests/test_gpu_code.py)
     assert options[0]["trt_fp16_enable"] is True and options[0]["trt_engine_cache_path"] == "/cache"
     assert options[1]["use_tf32"] == 0
 

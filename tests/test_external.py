@@ -109,3 +109,27 @@ def test_saved_logits_give_the_same_comparison_as_the_live_command(demo_artifact
     assert len(manifest["clips"]) == len(saved.clips)
     assert any("extra_clip" in n for n in saved.notes)
     assert np.allclose(live.logits["device"], saved.logits["device"], atol=1e-7)
+
+
+def test_a_program_is_a_backend_in_golden_gates_and_the_pytest_plugin(demo_artifacts, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    program = f"{PY} {PROGRAMS / 'tensor_runner.py'} {demo_artifacts.onnx} {{tensor}} {{out}}"
+    live = tmp_path / "live"
+    assert main(["run", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--onnx", str(demo_artifacts.onnx), "--clips",
+                 str(demo_artifacts.val_list), "--backends", "paddle", "--report", str(live)]) == 0
+    assert main(["golden", "save", str(live), "--to", str(tmp_path / "golden")]) == 0
+    # a deploy box without Paddle: the program against the stored reference
+    assert main(["run", "--golden", str(tmp_path / "golden"), "--onnx", str(demo_artifacts.onnx), "--backends", "onnxruntime",
+                 "--external", f"mine={program}", "--report", str(tmp_path / "g")]) == 0
+    gated = json.loads((tmp_path / "g" / "results.json").read_text())
+    assert {c["backend"]: c["passed"] for c in gated["comparisons"]} == {"onnxruntime": True, "mine": True}
+    # the pytest gate: one case per (program, clip)
+    (tmp_path / "parity.toml").write_text(
+        f'paddle_model = "{demo_artifacts.paddle_model.model_file}"\nonnx = "{demo_artifacts.onnx}"\nclips = "{demo_artifacts.val_list}"\n'
+        f'backends = ["paddle"]\nreport = "{tmp_path / "pr"}"\n\n[external]\nmine = "{program}"\n')
+    proc = subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "--parity-config", "parity.toml",
+                           "--junit-xml", "out.xml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    names = [c.get("name") for c in ET.parse(tmp_path / "out.xml").getroot().iter("testcase")]
+    assert "mine[accuracy]" in names and sum(n.startswith("mine[") for n in names) == len(demo_artifacts.val_list.read_text().splitlines()) + 1

@@ -341,3 +341,31 @@ def test_two_runs_give_the_same_results_apart_from_timings(demo_run_config, pari
         return data
 
     assert load("a") == load("b")
+
+
+def test_a_decoder_that_crashes_its_process_costs_only_that_clip(demo_artifacts, tmp_path):
+    """A native crash while decoding one clip (here a real SIGSEGV in the decode worker) is that clip's error."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    # sitecustomize runs in every new Python process, the spawned decode workers included
+    (hooks / "sitecustomize.py").write_text(
+        "import os, signal\n"
+        "def _arm():\n"
+        "    import parity.inputs as inputs\n"
+        "    real = inputs.load_clip_frames\n"
+        "    def crashing(path, *a, **k):\n"
+        "        if 'move_left_000' in str(path):\n"
+        "            os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "        return real(path, *a, **k)\n"
+        "    inputs.load_clip_frames = crashing\n"
+        "import sys\n"
+        "if any('spawn_main' in a for a in sys.orig_argv):  # only in the spawned decode workers\n"
+        "    _arm()\n"
+    )
+    proc = _cli("run", *_model_args(demo_artifacts), "--clips", demo_artifacts.val_list, "--backends", "paddle,onnxruntime", "--workers", "2",
+                "--report", tmp_path / "r", env={"PYTHONPATH": str(hooks)})
+    data = _complete(tmp_path / "r")
+    crashed = [c for c in data["clips"] if c["status"] == "error"]
+    assert [Path(c["path"]).stem for c in crashed] == ["move_left_000"] and "the decoder process died" in crashed[0]["error"]
+    assert proc.returncode == 0 and data["comparisons"][0]["clips_compared"] == len(data["clips"]) - 1
+    assert data["run"]["decode"]["worker_restarts"] >= 1
