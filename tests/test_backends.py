@@ -98,7 +98,8 @@ def test_ort_provider_options():
     providers, options = ort_trt_providers(True, "/cache")
     assert providers == ["TensorrtExecutionProvider"]  # no silent fallback (tests/test_gpu_code.py)
     assert options[0]["trt_fp16_enable"] is True and options[0]["trt_engine_cache_path"] == "/cache"
-    assert options[1]["use_tf32"] == 0
+    providers, options = ort_trt_providers(True, "/cache", allow_fallback=True)
+    assert providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider"] and options[1]["use_tf32"] == 0
 
 
 def test_ort_gpu_runner_refuses_the_silent_cpu_fallback(demo_artifacts):
