@@ -117,7 +117,7 @@ def test_a_program_is_a_backend_in_golden_gates_and_the_pytest_plugin(demo_artif
     program = f"{PY} {PROGRAMS / 'tensor_runner.py'} {demo_artifacts.onnx} {{tensor}} {{out}}"
     live = tmp_path / "live"
     assert main(["run", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--onnx", str(demo_artifacts.onnx), "--clips",
-                 str(demo_artifacts.val_list), "--backends", "paddle", "--report", str(live)]) == 0
+                 str(demo_artifacts.val_list), "--backends", "paddle,onnxruntime", "--report", str(live)]) == 0
     assert main(["golden", "save", str(live), "--to", str(tmp_path / "golden")]) == 0
     # a deploy box without Paddle: the program against the stored reference
     assert main(["run", "--golden", str(tmp_path / "golden"), "--onnx", str(demo_artifacts.onnx), "--backends", "onnxruntime",
