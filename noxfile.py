@@ -62,4 +62,5 @@ def gpu(session: nox.Session) -> None:
                        *exclude, silent=True).split()
     session.run("parity", "demo", "--out", "reports/gpu-demo", env=env)
     session.run("parity", "run", "--paddle-model", "reports/gpu-demo/model/pptsm_v2.json", "--onnx", "reports/gpu-demo/model/pptsm_v2.onnx",
-                "--clips", "reports/gpu-demo/clips/val.txt", *gate, "--report", "reports/gpu", env=env)
+                "--clips", "reports/gpu-demo/clips/val.txt", "--calibration", "reports/gpu-demo/clips/val.txt", *gate, "--report", "reports/gpu",
+                env=env)

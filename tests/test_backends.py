@@ -9,7 +9,7 @@ from parity.backends.gpu import apply_plan, ort_cuda_providers, ort_trt_provider
 from parity.backends.tensorrt import EngineSpec, create_config, engine_mismatch, profile_shapes
 from parity.cli import main
 
-GPU_BACKENDS = ["onnxruntime-cuda", "onnxruntime-trt-fp16", "tensorrt-fp32", "tensorrt-fp16", "paddle-gpu", "paddle-trt-fp32", "paddle-trt-fp16"]
+GPU_BACKENDS = ["onnxruntime-cuda", "onnxruntime-trt-fp16", "tensorrt-fp32", "tensorrt-fp16", "tensorrt-int8", "paddle-gpu", "paddle-trt-fp32", "paddle-trt-fp16"]
 
 
 def test_backends_command_lists_every_backend_with_reasons(capsys):

@@ -11,13 +11,14 @@ GPU = [name for name, b in BACKENDS.items() if b.device == "gpu"]
 
 
 @pytest.mark.parametrize("name", GPU)
-def test_gpu_backend_matches_paddle_cpu(name, demo_run_config, parity_cache, tmp_path):
+def test_gpu_backend_matches_paddle_cpu(name, demo_artifacts, demo_run_config, parity_cache, tmp_path):
     reason = BACKENDS[name].availability()
     if reason:
         pytest.skip(f"{name}: {reason}")
     from parity.run import run
 
-    cfg = dataclasses.replace(demo_run_config, backends=["paddle", name], require=[name], report=str(tmp_path))
+    calibration = str(demo_artifacts.train_list) if name.endswith("-int8") else None
+    cfg = dataclasses.replace(demo_run_config, backends=["paddle", name], require=[name], calibration=calibration, report=str(tmp_path))
     result = run(cfg, cache=parity_cache)
     (comparison,) = result.comparisons
     assert result.verdict == "pass", comparison.reasons

@@ -12,6 +12,18 @@ from parity.backends.gpu import backend_environment, gate_arguments, ort_trt_pro
 from parity.backends.tensorrt import EngineSpec, build_plan, fp16_path, profile_shapes
 
 
+@pytest.fixture(autouse=True)
+def _forget_fake_tensorrt():
+    """Polygraphy's lazy modules keep what they imported: after a test, they forget a faked tensorrt."""
+    yield
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("polygraphy"):
+            continue
+        for value in list(vars(module).values()):
+            if type(value).__name__ == "LazyModule" and getattr(value.module, "__name__", "") == "tensorrt":
+                object.__setattr__(value, "module", None)
+
+
 def _fake_trt(major: int):
     """A tensorrt module with what its major version has: TensorRT 11 removed BuilderFlag.FP16 (and the weak typing flags)."""
     trt = types.ModuleType("tensorrt")
@@ -38,6 +50,9 @@ def _fake_trt(major: int):
             return types.SimpleNamespace(serialized=bytes(buffer))
 
     trt.Logger, trt.ILogger, trt.Runtime = Logger, ILogger, Runtime
+    if major < 11:  # the implicit-quantization calibrators went with BuilderFlag.INT8
+        for base in ("IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8LegacyCalibrator", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator"):
+            setattr(trt, base, type(base, (), {"__init__": lambda self: None}))
     trt.init_libnvinfer_plugins = lambda *a, **k: True
     return trt
 
@@ -74,6 +89,21 @@ def test_tensorrt_10_and_11_take_different_fp16_paths():
     assert build_plan(_spec("fp16", "strongly-typed"), trt11) == {"onnx": "fp16", "strongly_typed": True, "fp16": None, "tf32": None}
     for trt in (trt10, trt11):
         assert build_plan(_spec("fp32"), trt)["tf32"] is False  # TF32 off where the flag exists
+
+
+def test_tensorrt_int8_calibrates_on_10_and_takes_the_qdq_model_on_11(monkeypatch):
+    from parity.backends.tensorrt import create_config, int8_path
+
+    trt10, trt11 = _fake_trt(10), _fake_trt(11)
+    assert int8_path(trt10) == "calibrator" and int8_path(trt11) == "qdq"
+    plan10 = build_plan(dataclasses.replace(_spec("int8"), int8_path="calibrator"), trt10)
+    plan11 = build_plan(dataclasses.replace(_spec("int8"), int8_path="qdq"), trt11)
+    assert plan10["calibrator"] and plan10["int8"] and plan10["onnx"] == "fp32"
+    assert plan11 == {"onnx": "int8-qdq", "strongly_typed": True, "fp16": None, "tf32": None, "int8": None, "calibrator": False}
+    monkeypatch.setitem(sys.modules, "tensorrt", trt10)
+    tensors = [np.zeros((1, 8, 3, 112, 112), np.float32)] * 2
+    config = create_config(dataclasses.replace(_spec("int8"), int8_path="calibrator"), None, plan10, tensors, "/tmp/calibration.cache")
+    assert config.int8 and config.calibrator is not None  # Polygraphy's Calibrator over the calibration clips
 
 
 def test_paddle_trt_refuses_a_pir_program(demo_artifacts, monkeypatch):

@@ -247,6 +247,10 @@ BACKENDS: dict[str, Backend] = {
             _trt("fp16"), "gpu", _probe("cuda_device_reason"),
         ),
         Backend(
+            "tensorrt-int8", "int8", "TensorRT through Polygraphy, INT8 (calibrated on --calibration; QDQ on TensorRT 11)", ("tensorrt",),
+            "onnx", _trt("int8"), "gpu", _probe("cuda_device_reason"),
+        ),
+        Backend(
             "paddle-gpu", "fp32", "Paddle Inference, GPU", ("paddle",), "paddle",
             lambda a: _paddle_gpu(a, None, "paddle-gpu"), "gpu", _probe("paddle_gpu_reason", False),
         ),
@@ -265,7 +269,7 @@ DEFAULT_BACKENDS = ("paddle", "onnxruntime", "onnxruntime-fp16")
 CHAIN = (
     "paddle-dygraph", "paddle-native", "paddle", "paddle-onednn", "paddle-gpu", "paddle-trt-fp32", "onnxruntime", "openvino",
     "onnxruntime-cuda", "tensorrt-fp32", "paddle-trt-fp16", "onnxruntime-fp16", "openvino-fp16", "openvino-bf16",
-    "onnxruntime-trt-fp16", "tensorrt-fp16", "onnxruntime-int8",
+    "onnxruntime-trt-fp16", "tensorrt-fp16", "onnxruntime-int8", "tensorrt-int8",
 )
 
 
