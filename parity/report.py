@@ -344,6 +344,7 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
         data=result.to_dict(),
         rows=[_ints(row) for row in shown.to_dict("records")],
         hidden_flagged=hidden,
+        max_flagged=MAX_HTML_FLAGGED_ROWS,
         finished=finished,
         repro=repro,
         depth_plots=depth_plots(result),

@@ -147,14 +147,3 @@ def _decode_alone(clip: Clip, cfg: PreprocessConfig, index: int, cache: TensorCa
             return pool.submit(_decode, (clip, cfg, index, cache, variants)).result()
         except BrokenProcessPool:
             return ClipInput(clip, index, error=f"{clip.path}: cannot decode: the decoder process died", seconds=time.perf_counter() - start)
-
-
-def batched(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
