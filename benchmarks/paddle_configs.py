@@ -10,12 +10,14 @@ weights after ``paddle.seed(0)``) and exported with ``export_inference_model`` (
 * PP-TSMv2 (LCNet backbone, temporal attention), 16 segments, 224 px, 101 classes;
 * PP-TSM v1 (ResNet-50 tweaks + TSM), 8 segments, 224 px, 101 classes.
 
-Each is run under three ``paddle.inference`` CPU configurations, at 1 and 2 math-library threads:
+Each is run under the ``paddle.inference`` CPU modes the backends use (``CPU_MODES`` of
+``parity.backends.paddle_inference``), at 1 and 2 math-library threads:
 
-* ``native``      -- oneDNN off, IR optimization off (the program exactly as exported);
-* ``onednn-noir`` -- oneDNN kernels on, IR optimization (fuse passes) off;
-* ``onednn-ir``   -- oneDNN on, IR optimization on (known to SIGSEGV on PP-TSM v1 in
-  ``conv_activation_mkldnn_fuse_pass`` on conv + leaky_relu).
+* ``native``        -- oneDNN off, IR optimization off (the program exactly as exported);
+* ``onednn``        -- oneDNN kernels on, IR optimization off (on a PIR program Paddle 3.3 still runs
+  its oneDNN fuse passes, and ``conv_activation_onednn_fuse_pass`` SIGSEGVs on PP-TSM v1);
+* ``onednn-ir``     -- oneDNN on, IR optimization on (the deployed default);
+* ``onednn-nofuse`` -- ``onednn`` without that pass (what ``paddle`` falls back to on such models).
 
 Every configuration runs in its own subprocess (this file re-invoked with ``--worker``), so a
 crash is recorded as ``crashed (signal ...)`` and the benchmark goes on. A worker loads the
@@ -27,7 +29,7 @@ damps noise from other processes sharing the CPU.
 The table gives, per model/config/threads: median seconds per clip, the max abs difference of
 the logits from ``native`` at 1 thread (the reference), max |logit| (for scale), and status.
 
-A batch-2 check (once per model, ``onednn-noir`` at 2 threads) feeds
+A batch-2 check (once per model, ``onednn`` at 2 threads) feeds
 ``np.concatenate([x0, x1])`` and compares each row with the batch-1 logits of ``x0`` and ``x1``
 from the same predictor (tolerance 1e-4): it tells whether the exported model's batch dimension
 really works (the model folds ``[N, T, ...]`` into ``[N*T, ...]``). If that configuration crashes,
@@ -48,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = ("native", "onednn-noir", "onednn-ir", "onednn-safe")
+CONFIGS = ("native", "onednn", "onednn-ir", "onednn-nofuse")  # parity.backends.paddle_inference.CPU_MODES
 THREADS = (1, 2)
 TIMED_RUNS = 3
 BATCH_TOL = 1e-4
@@ -64,28 +66,13 @@ MODELS = {
 
 
 def make_predictor(model_file: str, params_file: str, config: str, threads: int):
+    """The very configuration the backends use (``parity.backends.paddle_inference.make_config``)."""
     from paddle import inference
 
-    cfg = inference.Config(model_file, params_file)
-    cfg.disable_gpu()
-    cfg.disable_glog_info()
-    if config == "native":
-        cfg.disable_mkldnn()
-        cfg.switch_ir_optim(False)
-    elif config == "onednn-noir":
-        cfg.enable_mkldnn()
-        cfg.switch_ir_optim(False)
-    elif config == "onednn-ir":
-        cfg.enable_mkldnn()
-        cfg.switch_ir_optim(True)
-    elif config == "onednn-safe":
-        cfg.enable_mkldnn()
-        cfg.switch_ir_optim(False)
-        cfg.delete_pass("conv_activation_onednn_fuse_pass")
-    else:
-        raise ValueError(config)
-    cfg.set_cpu_math_library_num_threads(threads)
-    return inference.create_predictor(cfg)
+    from parity.artifacts import PaddleModel
+    from parity.backends.paddle_inference import make_config
+
+    return inference.create_predictor(make_config(PaddleModel(Path(model_file), Path(params_file)), threads, config))
 
 
 def infer(predictor, x: np.ndarray) -> np.ndarray:
@@ -207,12 +194,12 @@ def main() -> None:
                 shown = f"{res['median_s']:.3f} s" if res["status"] == "ok" else res["status"]
                 print(f"  round {rnd + 1}: {m:<10} {c:<12} {t} thr  {shown}", flush=True)
 
-        # Batch-2 check: onednn-noir at 2 threads, once per model. If that configuration
+        # Batch-2 check: onednn at 2 threads, once per model. If that configuration
         # crashes, retry with native so the batch dimension still gets checked.
         batch = {}
         for m, info in models.items():
             attempts = []
-            for config in ("onednn-noir", "native"):
+            for config in ("onednn", "native"):
                 stem = workdir / info["slug"] / f"batch2-{config}"
                 job = {"mode": "batch2", "model_file": info["model_file"], "params_file": info["params_file"],
                        "config": config, "threads": 2, "input": info["inputs"][0],

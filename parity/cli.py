@@ -357,11 +357,11 @@ def cmd_localize(args) -> int:
     import json
 
     from .artifacts import ArtifactCache, PaddleModel, cached_fp16
-    from .backends import ModelArtifacts
+    from .backends import BACKENDS, ModelArtifacts
     from .clips import load_clips
     from .diagnose.localize import localize
     from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
-    from .run import LOCALIZABLE, model_input
+    from .run import model_input
 
     model = PaddleModel.locate(args.paddle_model)
     onnx = Path(args.onnx)
@@ -378,7 +378,7 @@ def cmd_localize(args) -> int:
         except ClipError as exc:
             _say(f"  skipped clip: {exc}")
             continue
-        diagnosis = localize(model, target, x, args.backend, args.against, str(clip.path), LOCALIZABLE[args.backend])
+        diagnosis = localize(model, target, x, args.backend, args.against, str(clip.path), BACKENDS[args.backend].precision)
         final = diagnosis.curve[-1]["error"] if diagnosis.curve else 0.0
         if worst is None or final > worst[0]:
             worst = (final, diagnosis)

@@ -259,8 +259,7 @@ def clip_breaks(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> bool:
     """
     if not (np.isfinite(row).all() and np.isfinite(ref_row).all()):
         return True
-    diff = np.abs(row - ref_row)
-    if np.any((diff > tol.atol) & (diff > tol.rtol * np.abs(row))):
+    if not _per_clip(ref_row[None], row[None], tol)[3][0]:
         return True
     cosine = float(np.dot(ref_row, row) / max(np.linalg.norm(ref_row) * np.linalg.norm(row), 1e-30))
     return cosine < tol.min_cosine or int(np.argmax(ref_row)) != int(np.argmax(row))
@@ -325,9 +324,6 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
     return Judgement("pass" if passed else "fail", comparisons, notes, problems, attribution)
 
 
-_RANK = {"fp32": 3, "bf16": 2, "fp16": 2, "int8": 1}
-
-
 def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg) -> tuple[list[dict], dict | None, dict]:
     """Every adjacent pair of the chain that ran, compared, and the full pairwise matrix.
 
@@ -335,7 +331,7 @@ def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], l
     and other runtimes); a hop is judged at the tolerances of its lower precision. Returns the hops,
     the first that failed (or None), and ``{backends, max_abs, top1_agreement}`` for every pair.
     """
-    from .backends import BACKENDS, CHAIN
+    from .backends import BACKENDS, CHAIN, PRECISION_RANK
 
     # built-in backends in chain order, then a user's programs and saved logits (the last hop); not batch or preprocessing lanes
     ran = sorted((r for r in records if r.status == "ok" and r.name in logits and "@" not in r.name and not r.name.endswith("]")),
@@ -346,7 +342,7 @@ def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], l
     square = ran + [r for r in records if r.status == "ok" and r.name in logits and r.name.endswith("]")]
     hops = []
     for a, b in zip(ran, ran[1:]):
-        precision = a.precision if _RANK.get(a.precision, 0) < _RANK.get(b.precision, 0) else b.precision
+        precision = a.precision if PRECISION_RANK.get(a.precision, 0) < PRECISION_RANK.get(b.precision, 0) else b.precision
         c = compare_logits(b.name, a.name, precision, paths, labels, logits[a.name], logits[b.name], cfg.tolerance_for(b.name, precision))
         hops.append({"from": a.name, "to": b.name, "passed": c.passed, "max_abs": c.max_abs, "top1_agreement": c.top1_agreement,
                      "precision": precision, "reasons": c.reasons})

@@ -17,11 +17,11 @@ from .compare import hop_matrix, judge
 from .config import config_from_dict
 from .errors import HarnessError
 from .results import BackendRecord, ClipRecord, RunResult
+from .run import MAX_THUMBNAIL_CLIPS
 
 # What must be the same in every shard for their union to be one run.
 _SAME = ("reference", "preprocess", "tolerances")
 _SAME_ARTIFACTS = ("paddle_model_sha256", "paddle_params_sha256", "onnx_sha256", "trt_engine_sha256", "clips")
-MAX_THUMBNAIL_CLIPS = 24
 
 
 def _load(folder: Path) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import ArtifactCache, PaddleModel, sha256_file
-from .backends import ModelArtifacts, select
+from .backends import BACKENDS, ModelArtifacts, select
 from .clips import load_clips, load_label_names
 from .compare import clip_breaks, hop_matrix, judge
 from .config import RunConfig, config_to_dict
@@ -176,7 +176,8 @@ def _lint(cfg: RunConfig, art: ModelArtifacts) -> list[dict] | None:
         return [Finding("lint-cannot-read-program", "", "", "", "", None, None, str(exc)).to_dict()]
 
 
-LOCALIZABLE = {"onnxruntime": "fp32", "onnxruntime-fp16": "fp16"}
+LOCALIZABLE = ("onnxruntime", "onnxruntime-fp16")  # the ONNX Runtime CPU backends whose intermediates can be exposed
+ADVISABLE = ("onnxruntime-fp16", "onnxruntime-int8")
 
 
 def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, comparisons, collector) -> list[dict]:
@@ -204,7 +205,7 @@ def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, compar
             from .artifacts import cached_fp16
 
             onnx_model = cached_fp16(art.onnx, art.cache)
-        out.append(localize(art.paddle_model, onnx_model, x, comp.backend, comp.reference, clip.path, LOCALIZABLE[backend]).to_dict())
+        out.append(localize(art.paddle_model, onnx_model, x, comp.backend, comp.reference, clip.path, BACKENDS[backend].precision).to_dict())
     return out
 
 
@@ -216,9 +217,9 @@ def _advise(cfg: RunConfig, art: ModelArtifacts, comparisons, collector) -> list
     tensors = [tensor for *_, tensor in sorted(collector.worst, key=lambda e: -e[0])]
     out = []
     for comp in comparisons:
-        precision = {"onnxruntime-fp16": "fp16", "onnxruntime-int8": "int8"}.get(comp.backend)
-        if comp.passed or precision is None or not tensors:
+        if comp.passed or comp.backend not in ADVISABLE or not tensors:
             continue
+        precision = BACKENDS[comp.backend].precision
         calibration = calibration_tensors(art.calibration, art.pre)[0] if precision == "int8" else None
         out.append({"backend": comp.backend, **advise(art.onnx, tensors, precision, cfg.tolerances, calibration, art.paddle_model).to_dict()})
     return out

@@ -37,17 +37,19 @@ def _many_clips(demo_artifacts, folder: Path, n: int) -> Path:
 # ----------------------------------------------------------------------------- units
 
 
-def _lanes(*specs):
-    return [Lane(name, BACKENDS["onnxruntime"], batch, against) for name, batch, against in specs]
-
-
-def test_lanes_deliver_each_clip_once_in_order_whatever_their_batches():
-    lanes = _lanes(("a", 1, None), ("b", 3, "a"))
+def _flow(*specs):
+    """Running lanes ``(name, batch, against)`` over one backend; returns the flow, its records and what it delivered."""
+    lanes = [Lane(name, BACKENDS["onnxruntime"], batch, against) for name, batch, against in specs]
     records = {lane.name: BackendRecord(lane.name, "fp32", "", "ok") for lane in lanes}
     delivered = []
     flow = LaneFlow(lanes, records, lambda item, rows: delivered.append((item.index, sorted(rows))))
-    flow.start("a")
-    flow.start("b")
+    for lane in lanes:
+        flow.start(lane.name)
+    return flow, records, delivered
+
+
+def test_lanes_deliver_each_clip_once_in_order_whatever_their_batches():
+    flow, records, delivered = _flow(("a", 1, None), ("b", 3, "a"))
     for i in range(7):
         for name, batch in flow.add(ClipInput(None, i, tensor=np.zeros(1))):
             flow.done(name, batch, np.full((len(batch), 2), i, np.float32), 0.01)
@@ -61,12 +63,7 @@ def test_lanes_deliver_each_clip_once_in_order_whatever_their_batches():
 
 
 def test_a_lane_that_fails_stops_holding_clips_back():
-    lanes = _lanes(("a", 1, None), ("b", 2, "a"))
-    records = {lane.name: BackendRecord(lane.name, "fp32", "", "ok") for lane in lanes}
-    delivered = []
-    flow = LaneFlow(lanes, records, lambda item, rows: delivered.append((item.index, sorted(rows))))
-    flow.start("a")
-    flow.start("b")
+    flow, records, delivered = _flow(("a", 1, None), ("b", 2, "a"))
     for name, batch in flow.add(ClipInput(None, 0, tensor=np.zeros(1))):
         flow.done(name, batch, np.zeros((1, 2), np.float32), 0.0)
     flow.fail("b", RuntimeError("out of memory"))

@@ -200,9 +200,9 @@ def trt_runner(art, precision: str, name: str):
             return art.trt_engine
         calibration = ""
         if precision == "int8":
-            from ..precision.int8 import calibration_tensors
+            from ..precision.int8 import calibration_key
 
-            calibration = sha256_json([calibration_tensors(art.calibration, art.pre)[1], art.pre.to_dict()])
+            calibration = calibration_key(art.calibration, art.pre)
         spec = engine_spec(art.onnx, precision, art.input_name, art.num_seg, art.size, art.batch, calibration)
         return build_engine(art.onnx, spec, art.cache, art.calibration, art.pre)
 

@@ -132,7 +132,7 @@ class _Graph:
         for a in node.attribute:
             if a.name == name:
                 value = helper.get_attribute_value(a)
-                return list(value) if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, (str, bytes)) else value
+                return list(value) if isinstance(value, (list, tuple)) else value
         return default
 
     def const(self, name):
@@ -403,7 +403,7 @@ def _model_checks(model, onnx_path) -> list[Finding]:
 
 def repair(model, findings: list[Finding]) -> list[str]:
     """Set every one-to-one value from the Paddle program; returns one line per repair. Nothing else changes."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     lines = []
     nodes = model.graph.node
@@ -428,7 +428,6 @@ def repair(model, findings: list[Finding]) -> list[str]:
             node = nodes[index]
             nodes[index].CopyFrom(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
             lines.append(f"replaced {f.onnx_node} (Squeeze of axes {f.onnx_value} of a dimension that is not 1) with Identity")
-    _ = numpy_helper
     return lines
 
 

@@ -49,10 +49,6 @@ class _BackendActor:
         outputs = self.runner.infer({input_name: feed}, check_inputs=False)
         return logit_rows(outputs, len(tensors)), self.runner.inference_time
 
-    def stop(self) -> None:
-        if self.runner is not None:
-            self.runner.deactivate()
-
 
 def _ray():
     try:

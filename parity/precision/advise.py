@@ -55,8 +55,6 @@ def _judge(reference: np.ndarray, logits: np.ndarray, tol, precision: str) -> di
 
 def _ranking(model, tensors: list[np.ndarray], low) -> list[str]:
     """Node names, most suspect first: outputs past FP16's range, then the largest error growth at low precision."""
-    import onnx
-
     from ..diagnose.localize import onnx_intermediates
 
     nodes = [n for n in model.graph.node if n.op_type not in ("Constant", "Identity", "Shape")]
@@ -86,7 +84,6 @@ def _ranking(model, tensors: list[np.ndarray], low) -> list[str]:
             continue
         feeding = [score[producer[i].name][1] for i in node.input if i in producer and producer[i].name in score]
         jump[node.name] = (score[node.name][0], score[node.name][1] - max(feeding, default=0.0))
-    _ = onnx
     return [name for name, _ in sorted(jump.items(), key=lambda kv: (not kv[1][0], -kv[1][1]))]
 
 
@@ -107,16 +104,23 @@ def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", 
 
     tol = (tolerances or default_tolerances())[precision]
     model = onnx.load(str(onnx_path))
+    with tempfile.TemporaryDirectory() as tmp:  # INT8 candidates are written here
+        return _finish(_search(model, Path(onnx_path), tensors, precision, tol, calibration, Path(tmp)), model, paddle_model)
+
+
+def _search(model, onnx_path: Path, tensors, precision: str, tol, calibration, tmp: Path) -> Advice:
+    """Doubling, bisection and pruning over the ranked nodes; every candidate converted and judged for real."""
+    import onnx
+
     reference = _run(model, tensors)
-    tmp = tempfile.TemporaryDirectory()
 
     def lower(keep: list[str]):
         if precision == "fp16":
             return _fp16(model, keep)
         from .int8 import quantize
 
-        out = Path(tmp.name) / f"q{len(keep)}.onnx"
-        quantize(Path(onnx_path), calibration or tensors, out, nodes_to_exclude=keep)
+        out = tmp / f"q{len(keep)}.onnx"
+        quantize(onnx_path, calibration or tensors, out, nodes_to_exclude=keep)
         return onnx.load(str(out))
 
     evaluations = 0
@@ -132,7 +136,7 @@ def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", 
 
     before = passes([])
     if before["passed"]:
-        return _finish(Advice(precision, [], before, before, evaluations), model, paddle_model)
+        return Advice(precision, [], before, before, evaluations)
     ranking = _ranking(model, tensors, lower([]) if precision == "fp16" else None)
     size, found = 1, None
     while evaluations < MAX_EVALUATIONS:
@@ -143,7 +147,7 @@ def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", 
             break
         size = min(2 * size, len(ranking))
     if found is None:
-        return _finish(Advice(precision, [], before, None, evaluations), model, paddle_model)
+        return Advice(precision, [], before, None, evaluations)
     lo, hi = found // 2, found  # ranking[:lo] fails (or lo == 0), ranking[:hi] passes
     while hi - lo > 1 and evaluations < MAX_EVALUATIONS:
         mid = (lo + hi) // 2
@@ -157,9 +161,7 @@ def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", 
             trial = [n for n in keep if n != name]
             if trial and evaluations < MAX_EVALUATIONS and passes(trial)["passed"]:
                 keep = trial
-    advice = Advice(precision, keep, before, passes(keep), evaluations)
-    tmp.cleanup()
-    return _finish(advice, model, paddle_model)
+    return Advice(precision, keep, before, passes(keep), evaluations)
 
 
 def _finish(advice: Advice, model, paddle_model) -> Advice:

@@ -31,6 +31,20 @@ def calibration_tensors(listing: str | Path, pre) -> tuple[list[np.ndarray], lis
     return [i.tensor for i in items], [i.sha256 for i in items]
 
 
+def calibration_key(listing: str | Path, pre) -> str:
+    """What identifies a calibration set without decoding it: its clips' content hashes and the preprocessing."""
+    from ..clips import load_clips
+    from ..inputs import clip_sha256
+
+    hashes = []
+    for clip in load_clips(listing)[:CALIBRATION_CLIPS]:
+        try:
+            hashes.append(clip_sha256(clip.path))
+        except OSError:  # an unreadable clip is left out of calibration too
+            hashes.append(f"unreadable:{clip.path}")
+    return sha256_json([hashes, pre.to_dict()])
+
+
 class _Reader:
     def __init__(self, name: str, tensors: list[np.ndarray]):
         self.name, self.tensors = name, iter(tensors)
@@ -80,16 +94,19 @@ def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exc
 
 
 def cached_int8(onnx_path: Path, listing: str | Path, pre, cache: ArtifactCache) -> tuple[Path, dict]:
-    """The INT8 model of ``onnx_path`` calibrated on ``listing``, built once per (model, calibration set, method)."""
-    tensors, hashes = calibration_tensors(listing, pre)
+    """The INT8 model of ``onnx_path`` calibrated on ``listing``, built once per (model, calibration set, method).
+
+    The calibration clips are decoded only when the model is built, not when it is found in the cache.
+    """
 
     def build(folder: Path) -> None:
+        tensors, hashes = calibration_tensors(listing, pre)
         record = quantize(Path(onnx_path), tensors, folder / "model.int8.onnx")
         record.update(calibration=str(Path(listing).resolve()), calibration_clips=len(hashes), calibration_sha256=hashes)
         record["sqnr"] = sqnr(Path(onnx_path), folder / "model.int8.onnx", tensors[:SQNR_CLIPS])
         (folder / "int8.json").write_text(json.dumps(record, indent=2))
 
-    key = {"onnx": sha256_file(onnx_path), "calibration": sha256_json([hashes, pre.to_dict()]), "method": "qdq-minmax-int8"}
+    key = {"onnx": sha256_file(onnx_path), "calibration": calibration_key(listing, pre), "method": "qdq-minmax-int8"}
     folder = cache.get_or_build("int8-onnx", key, build, code=("parity.precision.int8",))
     return folder / "model.int8.onnx", json.loads((folder / "int8.json").read_text())
 
