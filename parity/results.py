@@ -32,6 +32,16 @@ class BackendRecord:
     pid: int | None = None  # the process the runner ran in (another one when isolated)
     clip_errors: dict[str, str] = field(default_factory=dict)  # clips this backend failed on (a user's program), with why
     notes: list[str] = field(default_factory=list)  # what the user should know about this backend's run
+    # The distinct input shapes this lane's runner was given, in first-seen order (what was really fed,
+    # e.g. [[4, 8, 3, 224, 224], [2, 8, 3, 224, 224]] for batches of 4 and a remainder of 2). Empty for
+    # a lane that takes clips rather than tensors (a user's program, saved logits).
+    batch_shapes: list[list[int]] = field(default_factory=list)
+
+    def fed(self, shape) -> None:
+        """Record one input shape given to the runner (kept once, in first-seen order)."""
+        shape = [int(d) for d in shape]
+        if shape not in self.batch_shapes:
+            self.batch_shapes.append(shape)
 
     def latency_summary(self) -> dict:
         if not self.latency_ms:

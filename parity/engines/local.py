@@ -157,7 +157,9 @@ class LocalEngine:
                 flow.records[name].clip_errors.update(runner.clip_errors)
                 flow.done(name, batch, rows, runner.inference_time)
                 return
-            outputs = runner.infer({input_name: batch_feed(batch, variant)}, check_inputs=False)
+            feed = batch_feed(batch, variant)
+            flow.records[name].fed(feed.shape)
+            outputs = runner.infer({input_name: feed}, check_inputs=False)
             flow.done(name, batch, logit_rows(outputs, len(batch)), runner.inference_time)
         except Exception as exc:  # any backend failure is that backend's error; the others go on
             flow.fail(name, exc)

@@ -47,7 +47,7 @@ class _BackendActor:
 
         feed = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
         outputs = self.runner.infer({input_name: feed}, check_inputs=False)
-        return logit_rows(outputs, len(tensors)), self.runner.inference_time
+        return logit_rows(outputs, len(tensors)), self.runner.inference_time, list(feed.shape)
 
 
 def _ray():
@@ -166,7 +166,8 @@ class RayEngine:
             calls.append((name, batch, actor.infer.remote(input_name, *[refs[(i.index, variant)] for i in batch])))
         for name, batch, call in calls:
             try:
-                rows, seconds = ray.get(call)
+                rows, seconds, shape = ray.get(call)
+                flow.records[name].fed(shape)  # the shape the actor's runner was given
                 flow.done(name, batch, rows, seconds)
             except ray.exceptions.RayTaskError as exc:
                 flow.fail(name, one_line(exc.cause) if getattr(exc, "cause", None) else one_line(exc))
