@@ -1,6 +1,8 @@
 """Clip lists: UCF101-format ``path label`` lists, label-name files, or a folder of videos."""
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,24 @@ class Clip:
         return self.path.name
 
 
+SPECIAL_FILES = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"),
+                 (stat.S_ISSOCK, "socket"))
+
+
+def special_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it is neither a regular file nor a folder (``"character device"``, ``"FIFO"`` ...), else None.
+
+    Reading such a file never ends (``/dev/zero``) or blocks forever (a FIFO with no writer), so it is
+    refused before anything reads it. Symlinks are followed; a path that cannot be stat-ed is None
+    (its own error comes when it is read).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in SPECIAL_FILES if test(mode)), None)
+
+
 def load_clips(source: str | Path) -> list[Clip]:
     """Read clips from a list file or a folder of videos.
 
@@ -44,6 +64,9 @@ def load_clips(source: str | Path) -> list[Clip]:
             return clips
         if source.suffix.lower() in VIDEO_SUFFIXES:
             return [Clip(source)]  # one video given as --clips: that clip
+        kind = special_kind(source)
+        if kind:
+            raise ClipListError(f"{source}: not a regular file ({kind}); give a clip list, a folder or a video")
         if not source.is_file():
             raise ClipListError(f"{source}: clip list or folder not found")
         text = source.read_bytes().decode("utf-8-sig", errors="replace")  # with or without a BOM

@@ -13,9 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .clips import Clip
+from .clips import Clip, special_kind
 from .errors import one_line
 from .preprocess import ClipError, PreprocessConfig, clip_tensor, decoder_name, load_clip_frames
+
+
+class NotRegularFile(ClipError, OSError):
+    """A clip (or a file in its frame folder) that is a device, FIFO or socket: refused before it is read.
+
+    An ``OSError`` too, so callers that leave unreadable clips out (the INT8 calibration key) do so here.
+    """
+
+
+def check_regular(path: Path) -> None:
+    """Raise ``NotRegularFile`` when ``path`` is a character or block device, a FIFO or a socket."""
+    kind = special_kind(path)
+    if kind:
+        raise NotRegularFile(f"{path}: not a regular file ({kind})")
 
 
 @dataclass
@@ -161,9 +175,18 @@ def prepare_inputs(clips: list[Clip], cfg: PreprocessConfig, cache_dir: Path | N
 
 
 def clip_sha256(path: Path) -> str:
-    """sha256 of a video file, or of a frame folder's file names and contents."""
+    """sha256 of a video file, or of a frame folder's file names and contents.
+
+    A device, FIFO or socket (the clip, or an entry of its frame folder) is ``NotRegularFile``:
+    hashing ``/dev/zero`` would never end, and a FIFO would block until a writer came.
+    """
     from .artifacts import sha256_file, sha256_json
 
+    path = Path(path)
+    check_regular(path)
     if path.is_dir():
-        return sha256_json([(p.name, sha256_file(p)) for p in sorted(path.iterdir()) if p.is_file()])
+        entries = sorted(path.iterdir())
+        for p in entries:
+            check_regular(p)
+        return sha256_json([(p.name, sha256_file(p)) for p in entries if p.is_file()])
     return sha256_file(path)

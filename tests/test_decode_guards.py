@@ -3,6 +3,63 @@ hung decode, tensor-cache entries proven by their content, duplicate list lines;
 runner was really given (issue 19 reads them)."""
 import dataclasses
 import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures.faults import _frames, _write
+from parity.clips import Clip, ClipListError, load_clips
+from parity.inputs import clip_sha256, decode_clip
+from parity.preprocess import FRAME_PATTERN, PreprocessConfig
+from parity.stream import DecodeStats, decode_stream
+
+CFG = PreprocessConfig.for_size(4, 64)
+
+
+def _within(seconds: float, fn, *args):
+    """``fn(*args)`` in a daemon thread; a call that has not returned in time fails the test (and cannot hang the suite)."""
+    out = {}
+
+    def call():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} did not return within {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> list[Path]:
+    """Three small real videos (H.264 in MP4), different content each."""
+    folder = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(18)
+    return [_write(folder / f"clip{i}.mp4", _frames(rng, 12, 72, 96)) for i in range(3)]
+
+
+@pytest.fixture()
+def special_files(tmp_path):
+    """A FIFO (no writer: opening it to read blocks), a listening Unix socket, and a symlink to /dev/zero named like a video."""
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "sock.mp4"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(sock_path))
+    sock.listen(1)
+    link = tmp_path / "zero.mp4"
+    link.symlink_to("/dev/zero")
+    yield {"FIFO": fifo, "socket": sock_path, "character device": link}
+    sock.close()
 
 # ----------------------------------------------------------------------------- batch shapes
 
@@ -19,3 +76,47 @@ def test_each_backend_records_the_batch_shapes_its_runner_was_given(demo_run_con
     want = [[5, T, 3, S, S]] + ([[clips % 5, T, 3, S, S]] if clips % 5 else [])
     data = json.loads((tmp_path / "results.json").read_text())
     assert {b["name"]: b["batch_shapes"] for b in data["backends"]} == {"paddle": want, "onnxruntime": want}
+
+
+# ----------------------------------------------------------------------------- not a regular file
+
+
+def test_devices_fifos_and_sockets_are_each_clips_error_and_the_others_decode(videos, special_files):
+    good = videos[0]
+    odd = [Path("/dev/zero"), Path("/dev/urandom"), *special_files.values()]
+    clips = [(i, Clip(p, 0)) for i, p in enumerate([good, *odd, videos[1]])]
+    for workers in (0, 1):
+        stats = DecodeStats()
+        items = _within(60, lambda: list(decode_stream(clips, CFG, workers, stats=stats)))
+        assert [i.index for i in items] == list(range(len(clips)))
+        assert items[0].ok and items[-1].ok and stats.errors == len(odd)
+        kinds = ["character device", "character device", *special_files]
+        for item, path, kind in zip(items[1:-1], odd, kinds):
+            assert item.error == f"{path}: not a regular file ({kind})" and item.sha256 is None
+
+
+def test_a_special_file_is_refused_before_it_is_hashed(special_files):
+    for kind, path in special_files.items():
+        with pytest.raises(OSError, match=f"not a regular file \\({kind}\\)"):  # an OSError: calibration leaves it out
+            _within(10, clip_sha256, path)
+
+
+def test_frame_folders_still_run_and_a_fifo_among_their_frames_is_refused(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(np.random.default_rng(1), 6, 72, 96)):
+        Image.fromarray(frame).save(folder / FRAME_PATTERN.format(i + 1))
+    item = decode_clip(Clip(folder, 0, 6), CFG)
+    assert item.ok and item.tensor.shape == (1, 4, 3, 64, 64), item.error
+    os.mkfifo(folder / FRAME_PATTERN.format(7))
+    item = _within(10, decode_clip, Clip(folder, 0, 7), CFG)
+    assert item.error == f"{folder / FRAME_PATTERN.format(7)}: not a regular file (FIFO)"
+
+
+def test_a_fifo_as_the_clip_list_is_one_line_error(tmp_path):
+    fifo = tmp_path / "list.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(ClipListError, match="not a regular file \\(FIFO\\)"):
+        _within(10, load_clips, fifo)
