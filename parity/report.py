@@ -210,29 +210,44 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
         ref, out = result.logits.get(comp.reference), result.logits.get(comp.backend)
         if ref is None or out is None:
             continue
-        err = np.abs(out - ref).ravel()
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: counted below, never plotted
+            err = np.abs(out.astype(np.float64) - ref.astype(np.float64)).ravel()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-        positive = err[err > 0]
+        finite = err[np.isfinite(err)]
+        positive = finite[finite > 0]
+        atol = comp.tolerance["atol"]
         if positive.size:
-            bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 40)
-            ax1.hist(positive, bins=bins, color="#b3261e" if not comp.passed else "#1e7f3c")
+            lo, hi = np.log10(positive.min()), np.log10(positive.max())
+            if hi - lo < 1e-6:  # one value (or all equal): a decade around it
+                lo, hi = lo - 0.5, hi + 0.5
+            ax1.hist(positive, bins=np.logspace(lo, hi, 40), color="#b3261e" if not comp.passed else "#1e7f3c")
             ax1.set_xscale("log")
-        ax1.axvline(comp.tolerance["atol"], color="k", linestyle="--", label=f"atol {comp.tolerance['atol']:g}")
-        ax1.set_yscale("log")
+            ax1.set_yscale("log")
+        else:
+            ax1.text(0.5, 0.5, "no finite non-zero error", ha="center", va="center", transform=ax1.transAxes)
+        if atol > 0 or not positive.size:
+            ax1.axvline(atol, color="k", linestyle="--", label=f"atol {atol:g}")
+            ax1.legend(loc="upper right", fontsize=8)
         ax1.set_xlabel("|backend - reference| per logit")
         ax1.set_ylabel("logits")
-        ax1.legend(loc="upper right", fontsize=8)
-        ax1.set_title(f"{comp.backend}: error distribution ({int((err == 0).sum())} exact)")
+        nonfinite = err.size - finite.size
+        ax1.set_title(f"{comp.backend}: error distribution ({int((finite == 0).sum())} exact"
+                      + (f", {nonfinite} NaN/Inf)" if nonfinite else ")"))
         xs, ys = ref.ravel(), out.ravel()
+        both = np.isfinite(xs) & np.isfinite(ys)  # a NaN or Inf logit has no place on the axes
+        xs, ys = xs[both], ys[both]
         if xs.size > MAX_SCATTER_POINTS:  # an even sample keeps thousands of clips readable and the PNG small
             pick = np.random.default_rng(0).choice(xs.size, MAX_SCATTER_POINTS, replace=False)
             xs, ys = xs[pick], ys[pick]
-            ax2.set_title(f"logits against the reference ({MAX_SCATTER_POINTS:,} of {ref.size:,} sampled)")
+            ax2.set_title(f"logits against the reference ({MAX_SCATTER_POINTS:,} of {int(both.sum()):,} sampled)")
         else:
             ax2.set_title("logits against the reference")
-        ax2.scatter(xs, ys, s=4, alpha=0.6)
-        lo, hi = float(min(ref.min(), out.min())), float(max(ref.max(), out.max()))
-        ax2.plot([lo, hi], [lo, hi], color="k", linewidth=0.6)
+        if xs.size:
+            ax2.scatter(xs, ys, s=4, alpha=0.6)
+            lo, hi = float(min(xs.min(), ys.min())), float(max(xs.max(), ys.max()))
+            ax2.plot([lo, hi], [lo, hi], color="k", linewidth=0.6)
+        else:
+            ax2.text(0.5, 0.5, "no pair of finite logits", ha="center", va="center", transform=ax2.transAxes)
         ax2.set_xlabel(f"{comp.reference} logit")
         ax2.set_ylabel(f"{comp.backend} logit")
         fig.tight_layout()
@@ -252,13 +267,19 @@ def hop_heatmap(result: RunResult) -> str | None:
 
     names, values = m["backends"], np.asarray(m["max_abs"], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 0.8 + 0.7 * len(names)))
-    shown = np.log10(np.where(values > 0, values, np.nan))
-    ax.imshow(shown, cmap="magma_r")
+    positive = np.isfinite(values) & (values > 0)
+    shown = np.full(values.shape, np.nan)
+    shown[positive] = np.log10(values[positive])
+    if positive.any():  # an all-NaN image has no colour range
+        ax.imshow(shown, cmap="magma_r")
+    else:
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, "0" if values[i, j] == 0 else f"{values[i, j]:.1e}", ha="center", va="center", fontsize=7, color="#1e7f3c")
+            ax.text(j, i, _cell(values[i, j]), ha="center", va="center", fontsize=7, color="#1e7f3c")
     ax.set_title("max |a - b| between backends (log colour)")
     fig.tight_layout()
     return _png(fig)
@@ -275,18 +296,25 @@ def depth_plots(result: RunResult) -> dict[str, str]:
     for d in result.diagnosis:
         if not d.get("curve"):
             continue
-        depth = [p["depth"] for p in d["curve"]]
-        error = [max(p["error"], 1e-12) for p in d["curve"]]
+        # a NaN or Inf error (a tensor that overflowed) is drawn at the top of the axis, not dropped
+        depth = np.asarray([p["depth"] for p in d["curve"]], dtype=float)
+        error = np.asarray([_float(p["error"]) for p in d["curve"]], dtype=float)
+        tolerance = _float(d["tolerance"])
+        finite = error[np.isfinite(error)]
+        ceiling = 10 * max([1e-12, *finite.tolist(), *([tolerance] if np.isfinite(tolerance) else [])])
+        error = np.clip(np.where(np.isfinite(error), error, ceiling), 1e-12, ceiling)
         fig, ax = plt.subplots(figsize=(9, 3))
         ax.semilogy(depth, error, marker=".", linewidth=0.8)
-        ax.axhline(d["tolerance"], color="k", linestyle="--", linewidth=0.8, label=f"tolerance {d['tolerance']:g}")
+        if np.isfinite(tolerance) and tolerance > 0:
+            ax.axhline(d["tolerance"], color="k", linestyle="--", linewidth=0.8, label=f"tolerance {d['tolerance']:g}")
         if d.get("first_divergence"):
-            hit = next(p for p in d["curve"] if p["tensor"] == d["first_divergence"]["tensor"])
-            ax.scatter([hit["depth"]], [max(hit["error"], 1e-12)], color="#b3261e", zorder=3, label=d["first_divergence"]["onnx_node"])
+            k = next(i for i, p in enumerate(d["curve"]) if p["tensor"] == d["first_divergence"]["tensor"])
+            ax.scatter([depth[k]], [error[k]], color="#b3261e", zorder=3, label=d["first_divergence"]["onnx_node"])
         ax.set_xlabel("depth (matched tensors, topological order)")
         ax.set_ylabel("relative error")
         ax.set_title(f"{d['backend']} vs {d['against']}: error against depth")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         fig.tight_layout()
         plots[d["backend"]] = _png(fig)
     return plots
@@ -311,14 +339,33 @@ def flagged_clips(result: RunResult, k: int = 5) -> list[dict]:
         for name, logits in result.logits.items():
             if name == "clips":
                 continue
-            row = logits[i]
-            e = np.exp(row - row.max())
-            prob = e / e.sum()
-            top5[name] = [(int(c), float(prob[c])) for c in np.argsort(-row)[:k]]
+            top5[name] = top_k(logits[i], k)
         label = next((c.label for c in result.clips if c.path == path), None)
         problems = [f"{c.backend}: {'; '.join(cc.problems)}" for c in result.comparisons for cc in c.clips if cc.path == path and cc.problems]
         rows.append({"path": path, "label": label, "thumbs": _thumbnail_strip(frames), "top5": top5, "problems": problems})
     return rows
+
+
+def top_k(row: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
+    """The ``k`` highest classes with their softmax probability; a row holding NaN or Inf has no
+    probabilities (NaN), and its NaN logits rank last."""
+    row = np.asarray(row, dtype=np.float64)
+    order = np.argsort(-row, kind="stable")[:k]  # +Inf first, NaN last
+    if not np.isfinite(row).all():
+        return [(int(c), float("nan")) for c in order]
+    e = np.exp(row - row.max())
+    prob = e / e.sum()
+    return [(int(c), float(prob[c])) for c in order]
+
+
+def _float(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _cell(value: float) -> str:
+    if value == 0:
+        return "0"
+    return f"{value:.1e}" if np.isfinite(value) else "–"
 
 
 def flips_by_class_pair(result: RunResult) -> list[dict]:
@@ -337,6 +384,7 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
 
     env = Environment(loader=PackageLoader("parity", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = _fmt
+    env.filters["prob"] = lambda p: f"{p:.3f}" if p is not None and np.isfinite(p) else "–"
     template = env.get_template("report.html.j2")
     shown, hidden = html_rows(table)
     return template.render(

@@ -1,0 +1,103 @@
+"""Issue 18: numbers that cannot crash the report, --logits files that cannot be misread, templates whose input
+and output cannot be one file, and paddle-dygraph's model settings read from the checkpoint itself."""
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.compare import compare_logits
+from parity.config import default_tolerances
+from parity.errors import HarnessError
+from parity.report import write_report
+from parity.results import BackendRecord, ClipRecord, RunResult
+
+PY = sys.executable
+
+
+# --- 1. numbers never crash the report -----------------------------------------------------------------------------
+
+def _odd_result(tmp_path, out: np.ndarray, ref: np.ndarray) -> RunResult:
+    paths = [str(tmp_path / f"c{i}.mp4") for i in range(len(ref))]
+    labels = list(range(len(ref)))
+    with np.errstate(all="ignore"):  # the comparison is not under test here; the report is
+        comp = compare_logits("odd", "paddle", "fp32", paths, labels, ref, out, default_tolerances()["fp32"])
+    names = ["paddle", "odd"]
+    values = [[0.0, float(np.nan)], [float(np.nan), 0.0]]
+    frames = {p: np.zeros((2, 8, 8, 3), np.uint8) for p in paths}
+    return RunResult(
+        verdict="fail", reference="paddle",
+        backends=[BackendRecord("paddle", "fp32", "Paddle", "ok", latency_ms=[5.0] * len(ref)),
+                  BackendRecord("odd", "fp32", "yours", "ok", latency_ms=[float("nan")] * len(ref))],
+        comparisons=[comp], clips=[ClipRecord(p, lab, "ok", index=i) for i, (p, lab) in enumerate(zip(paths, labels))],
+        artifacts={}, tolerances={}, preprocess={"num_seg": 8, "short_size": 128, "target_size": 112, "variant": "paddlevideo"},
+        environment={}, logits={"clips": np.array(paths), "paddle": ref, "odd": out}, frames=frames,
+        hop_matrix={"backends": names, "max_abs": values, "top1_agreement": [[1.0, 0.0], [0.0, 1.0]]},
+        diagnosis=[{"backend": "odd", "against": "paddle", "tolerance": 1e-3, "mode": "first-divergence", "clip": paths[0], "note": "",
+                    "curve": [{"depth": 0, "error": 0.0, "tensor": "a"}, {"depth": 1, "error": float("inf"), "tensor": "b"},
+                              {"depth": 2, "error": float("nan"), "tensor": "c"}],
+                    "first_divergence": {"tensor": "b", "onnx_node": "Conv_1", "onnx_op": "Conv", "paddle_op": "conv2d",
+                                         "error_out": float("inf"), "error_in": 0.0}}],
+    )
+
+
+ODD = {
+    "all NaN": lambda ref: np.full_like(ref, np.nan),
+    "all Inf": lambda ref: np.full_like(ref, np.inf),
+    "one Inf logit": lambda ref: np.where(np.arange(ref.size).reshape(ref.shape) == 1, np.inf, ref).astype(np.float32),
+    "all zero error": lambda ref: ref.copy(),
+    "all zero logits": lambda ref: np.zeros_like(ref),
+}
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("case", list(ODD))
+def test_the_report_copes_with_any_numbers_and_warns_nothing(tmp_path, case, rows):
+    ref = np.random.default_rng(0).normal(size=(rows, 4)).astype(np.float32)
+    if case == "all zero logits":
+        ref = np.zeros_like(ref)
+    result = _odd_result(tmp_path, ODD[case](ref), ref)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = write_report(result, tmp_path / "r").read_text()
+    assert not [f"{w.category.__name__}: {w.message}" for w in caught]
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert data["complete"] is True and "error distribution" not in html  # the plots are images, the page is whole
+    assert html.count("data:image/png;base64,") >= 3 and "</html>" in html
+
+
+def _logits_run(demo_artifacts, tmp_path, logits_file: Path):
+    return subprocess.run([PY, "-m", "parity", "run", "--onnx", str(demo_artifacts.onnx), "--clips", str(demo_artifacts.val_list),
+                           "--backends", "onnxruntime", "--reference", "onnxruntime", "--logits", f"device={logits_file}",
+                           "--report", str(tmp_path / "r")], capture_output=True, text=True)
+
+
+def _clip_names(val_list: Path) -> list[str]:
+    return [Path(line.split()[0]).name for line in val_list.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["csv, one Inf logit", "npz, every logit Inf"])
+def test_an_inf_logit_is_that_backends_named_failure_with_a_complete_report(demo_artifacts, tmp_path, form):
+    names = _clip_names(demo_artifacts.val_list)
+    classes = len([ln for ln in (demo_artifacts.val_list.parent / "labels.txt").read_text().splitlines() if ln.strip()])
+    logits = np.random.default_rng(0).normal(size=(len(names), classes)).astype(np.float32)
+    if form.startswith("csv"):
+        path = tmp_path / "device.csv"
+        rows = [[n, *(f"{v:.6f}" for v in row)] for n, row in zip(names, logits)]
+        rows[0][2] = "inf"
+        path.write_text("clip," + ",".join(f"c{i}" for i in range(classes)) + "\n" + "".join(",".join(r) + "\n" for r in rows))
+    else:
+        path = tmp_path / "device.npz"
+        np.savez(path, **{n: np.full(classes, np.inf, np.float32) for n in names})
+    proc = _logits_run(demo_artifacts, tmp_path, path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]  # no numpy or matplotlib RuntimeWarning reaches the terminal
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert data["complete"] is True and (tmp_path / "r" / "index.html").is_file()
+    (device,) = [c for c in data["comparisons"] if c["backend"] == "device"]
+    assert not device["passed"] and any("outputs contain Inf" in r for r in device["reasons"])
