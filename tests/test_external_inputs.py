@@ -101,3 +101,65 @@ def test_an_inf_logit_is_that_backends_named_failure_with_a_complete_report(demo
     assert data["complete"] is True and (tmp_path / "r" / "index.html").is_file()
     (device,) = [c for c in data["comparisons"] if c["backend"] == "device"]
     assert not device["passed"] and any("outputs contain Inf" in r for r in device["reasons"])
+
+
+# --- 2. --logits files that cannot be misread ----------------------------------------------------------------------
+
+def _load(path: Path, text: str | bytes):
+    from parity.backends.external import load_logits_file
+
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return load_logits_file(path)
+
+
+def _one_line_error(path: Path, text: str | bytes, *expected: str) -> str:
+    with pytest.raises(HarnessError) as info:
+        _load(path, text)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message, message
+    for part in expected:
+        assert part in message, message
+    return message
+
+
+def test_a_clip_given_twice_in_a_csv_is_an_error_naming_both_lines(tmp_path):
+    # before: the last row won silently
+    _one_line_error(tmp_path / "dev.csv", "clip,c0,c1\na.mp4,1,2\nb.mp4,3,4\na.mp4,5,6\n", "line 4", "'a.mp4'", "first on line 2")
+
+
+@pytest.mark.parametrize("text, line", [
+    ("a.mp4,1,x\nb.mp4,1,2\n", "line 1"),            # a first line with numbers in it is a row, and a bad one
+    ("a.mp4,1,2\nclip,c0,c1\n", "line 2"),           # a header after the first line is not a header
+    ("# made on the device\n\nb.mp4,1,2\nclip,c0,c1\n", "line 4"),
+])
+def test_a_bad_line_is_an_error_naming_it_never_a_header(tmp_path, text, line):
+    # before: an unparsable first line was silently taken for a header
+    _one_line_error(tmp_path / "dev.csv", text, line, "not a number")
+
+
+def test_the_header_rule_and_a_line_without_logits(tmp_path):
+    assert set(_load(tmp_path / "h.csv", "\ufeffclip,c0,c1\r\n# comment\r\n\r\na.mp4,1,inf\r\n")) == {"a.mp4"}
+    assert set(_load(tmp_path / "n.csv", "a.mp4,1,2\nb.mp4,3,4\n")) == {"a.mp4", "b.mp4"}  # no header
+    _one_line_error(tmp_path / "e.csv", "a.mp4\nb.mp4,1,2\n", "line 1", "no logits")
+
+
+def test_an_npy_or_an_unreadable_file_is_a_one_line_error(tmp_path):
+    np.save(tmp_path / "dev.npy", np.zeros((3, 4), np.float32))
+    from parity.backends.external import load_logits_file
+
+    with pytest.raises(HarnessError) as info:  # before: UnicodeDecodeError
+        load_logits_file(tmp_path / "dev.npy")
+    assert ".npz keyed by clip" in str(info.value) and "CSV" in str(info.value) and str(tmp_path / "dev.npy") in str(info.value)
+    _one_line_error(tmp_path / "bin.csv", b"\xff\xfe\x00\x01garbage", "neither a CSV")
+    _one_line_error(tmp_path / "cut.npz", b"PK\x03\x04garbage", "not a readable .npz")
+
+
+@pytest.mark.slow
+def test_a_bad_logits_file_stops_the_run_with_one_line(demo_artifacts, tmp_path):
+    names = _clip_names(demo_artifacts.val_list)
+    path = tmp_path / "device.csv"
+    path.write_text("".join(f"{n},1,2,3,4\n" for n in names) + f"{names[0]},4,3,2,1\n")
+    proc = _logits_run(demo_artifacts, tmp_path, path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if "given again" in ln]
+    assert str(path) in line and f"line {len(names) + 1}" in line

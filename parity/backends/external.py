@@ -167,7 +167,7 @@ class SavedLogitsRunner:
 
     def activate(self):
         if not self.path.is_file():
-            raise RuntimeError(f"{self.path}: logits file not found")
+            raise HarnessError(f"{self.path}: logits file not found")
         self.table = load_logits_file(self.path)
 
     def deactivate(self):
@@ -193,23 +193,79 @@ class SavedLogitsRunner:
         return rows
 
 
-def load_logits_file(path: Path) -> dict[str, np.ndarray]:
-    if path.suffix == ".npz":
+def load_logits_file(path: str | Path) -> dict[str, np.ndarray]:
+    """``{clip: logits}`` from an ``.npz`` keyed by clip (told by its content, whatever its name) or a CSV: clip, then
+    its logits, one clip a line; ``#`` lines and blank lines are skipped. The first line is a header when every field
+    after its first is not a number (``clip,c0,c1,...``); any other line that is not a clip and its numbers, and a clip
+    given twice, is an error naming the file and the line. Every problem is one HarnessError line naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read the logits file: {exc.strerror or exc}") from None
+    if head == b"\x93NUMPY":
+        raise HarnessError(f"{path}: a single .npy array has no clip names; give an .npz keyed by clip "
+                           f"(np.savez(FILE, **{{clip: logits}})) or a CSV (clip, then its logits)")
+    if head.startswith(b"PK\x03\x04") or path.suffix == ".npz":
+        return _load_npz(path)
+    return _load_csv(path)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    try:
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    table = {}
+            return {k: np.asarray(npz[k]) for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise HarnessError(f"{path}: not a readable .npz of logits keyed by clip: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_csv(path: Path) -> dict[str, np.ndarray]:
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or row[0].startswith("#"):
-                continue
-            try:
-                table[row[0]] = np.asarray([float(v) for v in row[1:]], dtype=np.float32)
-            except ValueError:
-                if n == 1:
-                    continue  # a header line
-                raise HarnessError(f"{path} line {n}: the logits after the clip must be numbers") from None
+    table: dict[str, np.ndarray] = {}
+    first_line: dict[str, int] = {}
+    seen_a_line = False
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                n = reader.line_num
+                if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                    continue
+                first, seen_a_line = not seen_a_line, True
+                clip, values = row[0].strip(), [v.strip() for v in row[1:]]
+                if first and values and not any(_is_number(v) for v in values):
+                    continue  # the header
+                if not clip:
+                    raise HarnessError(f"{path} line {n}: no clip before the logits")
+                if not values:
+                    raise HarnessError(f"{path} line {n}: {clip!r} has no logits after it (a line is: clip, then its logits)")
+                bad = next((v for v in values if not _is_number(v)), None)
+                if bad is not None:
+                    what = "a header is only recognised on the first line, and only when no field after the first is a number"
+                    raise HarnessError(f"{path} line {n}: {bad!r} is not a number; a line is the clip, then its logits ({what})")
+                if clip in table:
+                    raise HarnessError(f"{path} line {n}: {clip!r} is given again (first on line {first_line[clip]}); "
+                                       f"each clip must appear once")
+                table[clip], first_line[clip] = np.asarray([float(v) for v in values], dtype=np.float32), n
+    except UnicodeDecodeError:
+        raise HarnessError(f"{path}: neither a CSV (UTF-8 text) nor an .npz; --logits takes an .npz keyed by clip "
+                           f"or a CSV (clip, then its logits)") from None
+    except csv.Error as exc:
+        raise HarnessError(f"{path}: not a readable CSV: {exc}") from None
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read the logits file: {exc.strerror or exc}") from None
     return table
 
 
