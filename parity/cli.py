@@ -37,7 +37,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trt-engine", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
     p.add_argument("--golden", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
-    p.add_argument("--isolate", action="store_true", default=None,
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="run every backend in its own process, so a native crash is that backend's error (GPU backends always are)")
     p.add_argument("--num-seg", type=int, help="segments T (default: read from the model)")
     p.add_argument("--short-size", type=int, help="Scale short side (default: crop size x 256/224, so 256 for 224)")
@@ -59,7 +59,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="kill a backend that takes longer than this on one call (start-up included); runs every backend in its own process")
     p.add_argument("--lint", choices=["error", "warn", "off"],
                    help="lint the ONNX model against the Paddle program first: error (default; findings fail the verdict), warn, off")
-    p.add_argument("--localize", action="store_true", default=None,
+    p.add_argument("--localize", action=argparse.BooleanOptionalAction, default=None,
                    help="on a failing ONNX Runtime pair, name the first diverging node and its Paddle op (results.json diagnosis)")
     p.add_argument("--external", action="append", default=[], metavar="NAME=CMD",
                    help="your own program as a backend, run per clip: CMD takes {video} or {tensor}, and writes {out} "
@@ -71,15 +71,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", metavar="LIST", help="clips to calibrate the onnxruntime-int8 backend on (keep them apart from --clips)")
     p.add_argument("--weights", help="a training checkpoint (.pdparams, any PaddleVideo form): runs as paddle-dygraph, the chain's first hop")
     p.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], help="the checkpoint's model (default: model_spec.json beside it, else pptsm_v2)")
-    p.add_argument("--temporal-attention", action="store_true", default=None, help="PP-TSMv2 with LTA (GlobalAttention)")
+    p.add_argument("--temporal-attention", action=argparse.BooleanOptionalAction, default=None, help="PP-TSMv2 with LTA (GlobalAttention)")
     p.add_argument("--scale", type=float, help="PP-TSMv2 width multiplier of the checkpoint's model")
     p.add_argument("--depths", help="PP-TSMv2 blocks per stage of the checkpoint's model, e.g. 2,2,6,2")
     p.add_argument("--class-expand", type=int, help="PP-TSMv2 last conv width of the checkpoint's model")
-    p.add_argument("--allow-trt-fallback", action="store_true", default=None,
+    p.add_argument("--allow-trt-fallback", action=argparse.BooleanOptionalAction, default=None,
                    help="let ONNX Runtime's TensorRT EP hand nodes it rejects to CUDA (refused by default: not a TensorRT result)")
-    p.add_argument("--advise", action="store_true", default=None,
+    p.add_argument("--advise", action=argparse.BooleanOptionalAction, default=None,
                    help="on a failing onnxruntime-fp16/-int8 pair, find the nodes to keep in FP32 (results.json advice)")
-    p.add_argument("--allow-low-precision-reference", action="store_true", default=None,
+    p.add_argument("--allow-low-precision-reference", action=argparse.BooleanOptionalAction, default=None,
                    help="allow an fp16/int8 reference to judge fp32 backends (refused by default)")
 
 
@@ -236,6 +236,7 @@ def _run_config(args):
             cfg.depths = [int(d) for d in args.depths.split(",")]
         except ValueError:
             raise HarnessError(f"--depths {args.depths!r}: expected integers like 2,2,6,2") from None
+    given: dict[str, set] = {}
     for flag, table in (("external", "external"), ("external_precision", "external_precision"), ("logits", "logits_files")):
         for item in getattr(args, flag, None) or []:
             name, sep, value = item.partition("=")
@@ -243,8 +244,11 @@ def _run_config(args):
                 raise HarnessError(f"--{flag.replace('_', '-')} {item!r}: expected NAME=VALUE")
             if table == "logits_files":
                 value = str(Path(value.strip()).resolve())
+            if name.strip() in given.setdefault(table, set()):
+                raise HarnessError(f"--{flag.replace('_', '-')} {name.strip()!r} is given twice; give each its own name")
+            given[table].add(name.strip())
             getattr(cfg, table)[name.strip()] = value.strip()
-    if getattr(args, "external_timeout", None):
+    if getattr(args, "external_timeout", None) is not None:
         cfg.external_timeout = args.external_timeout
     if getattr(args, "inputs", None):
         if args.clips:
@@ -277,6 +281,9 @@ def summary(result) -> str:
     extra = f"; {len(skipped)} backend(s) unavailable, not compared: {', '.join(skipped)}" if skipped else ""
     lines = [f"verdict: {result.verdict.upper()} (reference {result.reference}{extra})"]
     lines += [f"  note: {n}" for n in result.notes if n.startswith("reference ")]
+    lines += [f"  {n}" for n in result.notes if n.startswith("warning: ")]
+    # the reasons that belong to no backend's line below (lint, changed golden clips, nothing compared)
+    lines += [f"  - {f.text}" for f in result.failures if f.kind == "run" and f.exit_code == 1]
     for b in result.backends:
         if b.status != "ok":
             reason = b.reason if b.reason.startswith(b.status) else f"{b.status}: {b.reason}"
@@ -476,7 +483,7 @@ def cmd_schema(args) -> int:
 def cmd_merge(args) -> int:
     from .merge import merge_reports
 
-    result = merge_reports(args.shards)
+    result = merge_reports(args.shards, args.report)
     return _finish(result, args.report, args.summary_md)
 
 

@@ -265,45 +265,82 @@ def clip_breaks(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> bool:
     return cosine < tol.min_cosine or int(np.argmax(ref_row)) != int(np.argmax(row))
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One reason the gate fails, in the words every entry point shows (terminal, report, pytest, merge).
+
+    ``backend`` names the lane it belongs to (None: the run as a whole); ``exit_code`` is 1 for a
+    comparison that failed, 2 for what stopped the harness from judging (the reference did not run,
+    a required backend is missing, golden clips changed).
+    """
+
+    text: str
+    backend: str | None = None
+    exit_code: int = 1
+    kind: str = "run"  # "comparison" (one of a comparison's reasons), "backend" (it crashed or is required) or "run"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Judgement:
-    """Comparisons and the verdict, with what the user must be told (notes) or what stops the gate (problems)."""
+    """Comparisons and the verdict, with what the user must be told (notes) and every reason it fails (failures)."""
 
     verdict: str  # "pass" | "fail"
     comparisons: list[Comparison]
     notes: list[str]
-    problems: list[str]
+    failures: list[Failure]
     # The reference on other preprocessing paths: [{variant, reference, max_abs, mean_abs, top1_flips, clips}]
     preprocessing_attribution: list[dict] = field(default_factory=list)
+    hops: list[dict] = field(default_factory=list)
+    first_failing_hop: dict | None = None
+    hop_matrix: dict = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[str]:
+        """What stopped the harness from judging (exit 2)."""
+        return [f.text for f in self.failures if f.exit_code == 2]
+
+
+# A gate whose tolerances pass this perturbation of the reference cannot catch a defect of that size:
+# every logit scaled by 1.05 (a conv weight x1.05 moves PP-TSM's logits about this much).
+LOOSE_PROBE_SCALE = 1.05
 
 
 def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0,
           lint: list[dict] | None = None) -> Judgement:
-    """Compare every lane with what it is compared against, then decide.
+    """Compare every lane with what it is compared against, then decide: the only place a verdict is decided.
 
     The verdict passes only when every lane that ran matched, none crashed, the lint found nothing
-    (with ``--lint error``), and nothing stopped the harness (the reference failed, a required backend did not run, golden clips changed).
-    An unavailable backend is reported, never counted as passed.
+    (with ``--lint error``), and nothing stopped the harness (the reference failed, a required backend
+    did not run, golden clips changed). An unavailable backend is reported, never counted as passed.
+    ``parity run``, ``parity merge`` and the pytest plugin all show these failures; none re-derives them.
     """
     by_name = {r.name: r for r in records}
-    comparisons, notes, problems = [], list(selection.notes), []
+    comparisons, notes, failures = [], list(selection.notes), []
     reference = by_name[selection.reference]
     if reference.status != "ok":
-        problems.append(f"reference {selection.reference} did not run ({reference.reason}); nothing was compared")
+        failures.append(Failure(f"reference {selection.reference} did not run ({reference.reason}); nothing was compared", None, 2))
     else:
         for lane in selection.compared:
             if by_name[lane.name].status == "ok" and by_name[lane.against].status == "ok":
                 tol = cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
                 comparisons.append(compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against],
                                                   logits[lane.name], tol, by_name[lane.name].clip_errors))
+                notes += _loose_warnings(lane.name, logits[lane.against], tol)
         if not comparisons:
-            notes.append("no backend besides the reference ran; nothing was compared")
+            failures.append(Failure("no backend besides the reference ran; nothing was compared"))
+    for c in comparisons:
+        failures += [Failure(f"{c.backend} vs {c.reference}: {reason}", c.backend, 1, "comparison") for reason in c.reasons]
     for r in records:
         notes += r.notes
-        if r.status == "error":
+        if r.status == "error" and not r.name.endswith("]"):  # attribution lanes never fail the gate
+            failures.append(Failure(f"{r.name} failed: {r.reason}", r.name, 1, "backend"))
+        elif r.status == "error":
             notes.append(f"{r.name} failed: {r.reason}")
         elif r.status == "unavailable" and r.name in cfg.require:
-            problems.append(f"required backend {r.name} did not run ({r.reason})")
+            failures.append(Failure(f"required backend {r.name} did not run ({r.reason})", r.name, 2, "backend"))
         elif r.status == "unavailable":
             notes.append(f"{r.name} not compared: {r.reason}")
     attribution = []
@@ -311,17 +348,35 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
         if by_name[lane.name].status == "ok" and lane.against in logits and lane.name in logits:
             diff = np.abs(logits[lane.name] - logits[lane.against])
             flips = int(np.sum(np.argmax(logits[lane.name], 1) != np.argmax(logits[lane.against], 1)))
-            attribution.append({"variant": lane.variant, "reference": lane.against, "max_abs": float(diff.max()) if diff.size else 0.0,
+            attribution.append({"variant": lane.variant, "reference": lane.against, "max_abs": _finite_max(diff),
                                 "mean_abs": float(diff.mean()) if diff.size else 0.0, "top1_flips": flips, "clips": len(paths)})
     if changed:
-        problems.append(f"{changed} clip(s) changed since the golden outputs were saved; they were not compared")
-    errored = any(r.status == "error" for r in records if not r.name.endswith("]"))  # attribution lanes never fail the gate
-    linted = bool(lint) and cfg.lint == "error"
+        failures.append(Failure(f"{changed} clip(s) changed since the golden outputs were saved; they were not compared", None, 2))
     if lint:
-        notes.append(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program"
-                     + (" (they fail the verdict; --lint warn to only report them)" if linted else ""))
-    passed = bool(comparisons) and all(c.passed for c in comparisons) and not errored and not problems and not linted
-    return Judgement("pass" if passed else "fail", comparisons, notes, problems, attribution)
+        if cfg.lint == "error":
+            rules = ", ".join(sorted({f.get("rule", "?") for f in lint}))
+            failures.append(Failure(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program ({rules}); "
+                                    "--lint warn to only report them"))
+        else:
+            notes.append(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program (reported only: --lint {cfg.lint})")
+    hops, first_failing_hop, matrix = hop_matrix(records, logits, paths, labels, cfg)
+    return Judgement("fail" if failures else "pass", comparisons, notes, failures, attribution, hops, first_failing_hop, matrix)
+
+
+def _finite_max(diff: np.ndarray) -> float:
+    finite = diff[np.isfinite(diff)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def _loose_warnings(lane: str, ref_logits: np.ndarray, tol: Tolerance) -> list[str]:
+    """A warning when ``tol`` would pass the reference scaled by LOOSE_PROBE_SCALE: that lane's logits are not gated."""
+    rows = ref_logits[np.isfinite(ref_logits).all(1)]
+    if not len(rows) or not np.abs(rows).max() > 0:
+        return []
+    if not _per_clip(rows, rows * LOOSE_PROBE_SCALE, tol)[3].all():
+        return []
+    return [f"warning: the tolerances of {lane} (atol {tol.atol:g}, rtol {tol.rtol:g}) pass the reference's own logits scaled "
+            f"x{LOOSE_PROBE_SCALE}: its logits are not gated, only its classes"]
 
 
 def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg) -> tuple[list[dict], dict | None, dict]:

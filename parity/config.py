@@ -118,8 +118,17 @@ class RunConfig:
                 check_tolerance_value(name, value, f"tolerance {scope}")
         for name, low in (("workers", 0), ("batch_size", 1), ("batch_check", 2), ("backend_timeout", 1)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
-                raise HarnessError(f"{name.replace('_', '-')} must be a number of at least {low}, not {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low):
+                raise HarnessError(f"{name.replace('_', '-')} must be a finite number of at least {low}, not {value!r}")
+        timeout = self.external_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+            raise HarnessError(f"external-timeout must be a finite number of seconds above 0, not {timeout!r}")
+        both = sorted(set(self.external) & set(self.logits_files))
+        if both:
+            raise HarnessError(f"{both[0]!r} names both a program (--external) and a logits file (--logits); give each its own name")
+        undefined = sorted(set(self.external_precision) - set(self.external) - set(self.logits_files))
+        if undefined:
+            raise HarnessError(f"external-precision {undefined[0]!r}: no --external or --logits of that name")
         from .preprocess import VARIANTS
 
         variants = self.preprocess_variants()
@@ -183,61 +192,88 @@ def _set_tolerance(cfg: RunConfig, scope: str, name: str, value, where: str) -> 
 def load_config_file(path: str | Path) -> RunConfig:
     """Read ``parity.toml`` (top level) or a ``pyproject.toml``'s ``[tool.parity]`` table.
 
-    Relative paths in the file resolve against the file's folder.
+    The file is checked against ``config_schema()`` (a JSON Schema validator, as strict as the flags:
+    no strings for numbers, no unknown keys), then each tolerance's range. Relative paths in the file
+    resolve against the file's folder.
     """
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"{path}: config file not found")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise HarnessError(f"{path}: not a TOML config file (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if path.name == "pyproject.toml":
-        data = data.get("tool", {}).get("parity", {})
+        tool = data.get("tool")
+        if not isinstance(tool, dict) or not isinstance(tool.get("parity"), dict):
+            others = ", ".join(f"[tool.{k}]" for k in (tool or {})) if isinstance(tool, dict) else ""
+            raise HarnessError(f"{path}: no [tool.parity] table" + (f" (it has {others})" if others else ""))
+        data = tool["parity"]
+    _validate_file(path, data)
     cfg = RunConfig()
     for table in ("external", "logits_files", "external_precision"):
         values = data.pop(table, {})
-        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-            raise HarnessError(f"{path}: [{table}] must map names to strings")
         if table == "logits_files":
             values = {k: v if Path(v).is_absolute() else str((path.parent / v).resolve()) for k, v in values.items()}
         setattr(cfg, table, values)
-    tolerance = data.pop("tolerance", {})
-    if not isinstance(tolerance, dict) or not all(isinstance(v, dict) for v in tolerance.values()):
-        raise HarnessError(f"{path}: [tolerance] must hold tables like [tolerance.fp16]")
-    for tol_scope, values in tolerance.items():
+    for tol_scope, values in data.pop("tolerance", {}).items():
         for name, value in values.items():
             _set_tolerance(cfg, tol_scope, name, value, f"{path}: [tolerance.{tol_scope}]")
-    known = {f.name for f in fields(RunConfig)} - {"tolerances", "backend_tolerances"}
-    types = {f.name: str(f.type) for f in fields(RunConfig)}
     for key, value in data.items():
-        if key not in known:
-            raise HarnessError(f"{path}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
-        _check_type(path, key, value, types[key])
         if key in PATH_SETTINGS and value is not None:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         setattr(cfg, key, value)
     return cfg
 
 
-def _check_type(path: Path, key: str, value, annotation: str) -> None:
-    """A setting of the wrong TOML type is an error, not a surprise later."""
-    if "list[int]" in annotation:
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        want = "a list of integers"
-    elif "list" in annotation:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        want = "a list of strings"
-    elif annotation.startswith("bool"):
-        ok, want = isinstance(value, bool), "true or false"
-    elif annotation.startswith("int"):
-        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif annotation.startswith("float"):
-        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+def _json_type(annotation: str) -> dict:
+    """A RunConfig field's annotation (a string, under ``from __future__ import annotations``) as JSON Schema."""
+    nullable = "None" in annotation
+    base = annotation.replace(" | None", "")
+    if base == "list[int]":
+        schema = {"type": "array", "items": {"type": "integer"}}
+    elif base.startswith("list"):
+        schema = {"type": "array", "items": {"type": "string"}}
+    elif base.startswith("dict"):
+        schema = {"type": "object", "additionalProperties": {"type": "string"}}
     else:
-        ok, want = isinstance(value, str), "a string"
-    if not ok:
-        raise HarnessError(f"{path}: {key} must be {want}, not {value!r}")
+        schema = {"type": {"bool": "boolean", "int": "integer", "float": "number", "str": "string"}[base]}
+    return {"anyOf": [schema, {"type": "null"}]} if nullable else schema
+
+
+def config_schema() -> dict:
+    """The JSON Schema of a config file's table, from RunConfig's fields."""
+    props = {f.name: _json_type(str(f.type)) for f in fields(RunConfig) if f.name not in ("tolerances", "backend_tolerances")}
+    number = {"type": "number"}  # TOML's integers and floats; never a string or a boolean
+    props["tolerance"] = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": number}}
+    return {"type": "object", "properties": props, "additionalProperties": False}
+
+
+_WANT = {"number": "a number", "integer": "an integer", "boolean": "true or false", "string": "a string", "array": "a list", "object": "a table"}
+
+
+def _validate_file(path: Path, data: dict) -> None:
+    """Unknown keys and values of the wrong type are one-line errors naming the key."""
+    import jsonschema
+
+    schema = config_schema()
+    known = sorted(schema["properties"])
+    for key in data:
+        if key not in known:
+            raise HarnessError(f"{path}: unknown setting {key!r}; known: {', '.join(known)}")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path) or "the file"
+    expected = error.validator_value if error.validator == "type" else None
+    if error.validator == "anyOf":
+        expected = next((s.get("type") for s in error.validator_value if s.get("type") != "null"), None)
+    reason = f"must be {_WANT.get(expected, expected)}" if isinstance(expected, str) else error.message
+    raise HarnessError(f"{path}: {where} {reason}, not {error.instance!r}")
 
 
 def config_to_dict(cfg: RunConfig) -> dict:
@@ -245,6 +281,19 @@ def config_to_dict(cfg: RunConfig) -> dict:
     data = asdict(cfg)
     data["tolerances"] = {scope: tol.to_dict() for scope, tol in cfg.tolerances.items()}
     return data
+
+
+# Settings that cannot change a verdict: where things are written, how the work is spread, diagnostics
+# that run after the verdict. Every other setting is part of the judging configuration.
+NOT_JUDGING = ("report", "labels", "workers", "tensor_cache", "engine", "ray_address", "localize", "advise")
+
+
+def judging_settings(cfg: RunConfig) -> dict:
+    """Every setting that can change a verdict, as plain data. Paths are left out: what they hold is
+    compared by content hash instead (the run's ``artifacts`` record), so the same files at another
+    path are the same judge."""
+    data = config_to_dict(cfg)
+    return {k: v for k, v in data.items() if k not in NOT_JUDGING and k not in PATH_SETTINGS and k != "logits_files"}
 
 
 def config_from_dict(data: dict) -> RunConfig:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HarnessError
+from .artifacts.cache import sha256_file
+from .errors import HarnessError, one_line
 
 GOLDEN_JSON = "golden.json"
 GOLDEN_NPZ = "golden.npz"
+SCHEMA_VERSION = 2  # 2: golden.json pins golden.npz by its sha256
 
 
 def save(report_dir: str | Path, to: str | Path) -> Path:
@@ -28,18 +30,20 @@ def save(report_dir: str | Path, to: str | Path) -> Path:
         raise HarnessError(f"{report_dir}: the reference {reference} has no logits in logits.npz (did it run?)")
     paths = [str(p) for p in logits["clips"]]
     clips = {c["path"]: c for c in data["clips"]}
+    to.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(to / GOLDEN_NPZ, logits=logits[reference], clips=np.array(paths))
     meta = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "reference": reference,
         "from_report": str(report_dir.resolve()),
         "artifacts": data["artifacts"],
         "preprocess": data["preprocess"],
         "environment": data["environment"],
+        # golden.npz is proven by its bytes; its rows are these clips, in this order
+        "npz_sha256": sha256_file(to / GOLDEN_NPZ),
         "clips": [{"path": p, "label": clips[p]["label"], "sha256": clips[p]["sha256"]} for p in paths],
     }
-    to.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(to / GOLDEN_NPZ, logits=logits[reference], clips=np.array(paths))
     (to / GOLDEN_JSON).write_text(json.dumps(meta, indent=2))
     return to
 
@@ -53,10 +57,32 @@ class Golden:
 
     @classmethod
     def load(cls, folder: str | Path) -> "Golden":
+        """Read and prove a golden folder: golden.npz must be the file golden.json pinned, its rows the clips
+        golden.json lists, in that order. Anything else is a one-line HarnessError naming the file."""
         folder = Path(folder)
-        if not (folder / GOLDEN_JSON).is_file() or not (folder / GOLDEN_NPZ).is_file():
+        meta_file, npz_file = folder / GOLDEN_JSON, folder / GOLDEN_NPZ
+        if not meta_file.is_file() or not npz_file.is_file():
             raise HarnessError(f"{folder}: not a golden folder (needs {GOLDEN_JSON} and {GOLDEN_NPZ}; make one with `parity golden save`)")
-        return cls(folder, json.loads((folder / GOLDEN_JSON).read_text()), np.load(folder / GOLDEN_NPZ)["logits"])
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HarnessError(f"{meta_file}: not valid JSON: {one_line(exc)}") from None
+        _check_meta(meta_file, meta)
+        actual = sha256_file(npz_file)
+        if actual != meta["npz_sha256"]:
+            raise HarnessError(f"{npz_file}: its sha256 {actual[:16]} is not the {meta['npz_sha256'][:16]} that {GOLDEN_JSON} pinned; "
+                               "the golden outputs were changed after they were saved")
+        try:
+            with np.load(npz_file, allow_pickle=False) as npz:
+                logits, clips = npz["logits"], npz["clips"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise HarnessError(f"{npz_file}: not golden outputs (an .npz of float logits and clip paths): {one_line(exc)}") from None
+        listed = [c["path"] for c in meta["clips"]]
+        if logits.dtype.kind != "f" or logits.ndim != 2 or len(logits) != len(listed) or not logits.shape[1]:
+            raise HarnessError(f"{npz_file}: logits must be float [{len(listed)} clips, classes], not {logits.dtype} {list(logits.shape)}")
+        if clips.dtype.kind != "U" or [str(c) for c in clips] != listed:
+            raise HarnessError(f"{npz_file}: its clips are not the clips of {GOLDEN_JSON} in the same order")
+        return cls(folder, meta, logits)
 
     def clips(self) -> list:
         """The clips the outputs were saved for, as a clip list."""
@@ -79,6 +105,25 @@ class Golden:
         if sha256 != entry["sha256"]:
             raise ClipChanged(f"{path}: changed since the golden outputs were saved (sha256 {str(sha256)[:12]}, golden {entry['sha256'][:12]})")
         return self.logits[i]
+
+
+def _check_meta(path: Path, meta) -> None:
+    """golden.json's fields, each of the type it must have."""
+    if not isinstance(meta, dict):
+        raise HarnessError(f"{path}: not golden metadata (a JSON object)")
+    if meta.get("schema_version") != SCHEMA_VERSION or not isinstance(meta.get("npz_sha256"), str):
+        raise HarnessError(f"{path}: golden metadata of schema {meta.get('schema_version')!r}, which does not pin {GOLDEN_NPZ} by content; "
+                           f"save it again with `parity golden save` (schema {SCHEMA_VERSION})")
+    for key, kind in (("reference", str), ("saved", str), ("preprocess", dict), ("artifacts", dict), ("clips", list)):
+        if not isinstance(meta.get(key), kind):
+            raise HarnessError(f"{path}: {key!r} is missing or not a {kind.__name__}")
+    for i, clip in enumerate(meta["clips"]):
+        if not (isinstance(clip, dict) and isinstance(clip.get("path"), str) and isinstance(clip.get("sha256"), str)
+                and (clip.get("label") is None or type(clip.get("label")) is int)):
+            raise HarnessError(f"{path}: clip entry {i} is not {{path, label, sha256}}")
+    pre = meta["preprocess"]
+    if not all(key in pre for key in ("num_seg", "target_size", "short_size", "variant", "input_name")):
+        raise HarnessError(f"{path}: 'preprocess' lacks num_seg, target_size, short_size, variant or input_name")
 
 
 class NotInGolden(Exception):

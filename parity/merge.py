@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from .backends import select
-from .compare import hop_matrix, judge
+from .compare import judge
 from .config import config_from_dict
 from .errors import HarnessError
 from .results import BackendRecord, ClipRecord, RunResult
 from .run import MAX_THUMBNAIL_CLIPS
 
-# What must be the same in every shard for their union to be one run.
-_SAME = ("reference", "preprocess", "tolerances")
-_SAME_ARTIFACTS = ("paddle_model_sha256", "paddle_params_sha256", "onnx_sha256", "trt_engine_sha256", "clips")
+# Content hashes every shard must share with the others (see run._artifact_record).
+_SAME_CONTENT = ("paddle_model_sha256", "paddle_params_sha256", "onnx_sha256", "trt_engine_sha256", "golden_npz_sha256",
+                 "weights_sha256", "calibration_sha256")
 
 
 def _load(folder: Path) -> dict:
@@ -29,36 +29,87 @@ def _load(folder: Path) -> dict:
     if not results.is_file() or not logits.is_file():
         raise HarnessError(f"{folder}: not a report folder of `parity run` (needs results.json and logits.npz)")
     try:
-        data = json.loads(results.read_text())
-    except ValueError as exc:
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{results}: not valid JSON: {exc}") from None
-    if not (data.get("run") or {}).get("shard"):
+    if not isinstance(data, dict) or not isinstance(data.get("run"), dict) or not data["run"].get("shard"):
         raise HarnessError(f"{folder}: not a shard (run it with `parity run --shard i/N`)")
-    with np.load(logits) as npz:
-        data["_logits"] = {k: npz[k] for k in npz.files}
-    frames = folder / "frames.npz"
-    data["_frames"] = dict(np.load(frames)) if frames.is_file() else {}
+    if data.get("complete") is not True:
+        raise HarnessError(f"{results}: the shard's report is not complete (its run was interrupted or the file was edited)")
+    shard = data["run"]["shard"]
+    if not all(isinstance(shard.get(k), str) for k in ("list_sha256", "judging_sha256")):
+        raise HarnessError(f"{results}: the shard does not record its clip list and judging configuration; run it again with this version")
+    try:
+        with np.load(logits, allow_pickle=False) as npz:
+            data["_logits"] = {k: npz[k] for k in npz.files}
+        frames = folder / "frames.npz"
+        data["_frames"] = dict(np.load(frames, allow_pickle=False)) if frames.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{folder}: cannot read its logits or frames: {exc}") from None
     return data
 
 
-def merge_reports(folders: list[str | Path]) -> RunResult:
-    shards = [_load(Path(f)) for f in folders]
-    first = shards[0]
-    count = first["run"]["shard"]["count"]
+def check_output(folders: list[str | Path], report: str | Path) -> None:
+    """The merged report may not be written into (or around) one of the shards it reads."""
+    out = Path(report).resolve()
+    for folder in folders:
+        shard = Path(folder).resolve()
+        if out == shard or out.is_relative_to(shard) or shard.is_relative_to(out):
+            raise HarnessError(f"--report {report}: it is (or holds, or lies in) the shard {folder}; write the merged report elsewhere")
+
+
+def _check_one_run(shards: list[dict], folders: list) -> None:
+    """Refuse shards that are not the slices of one run: another count, list, judging configuration or
+    model, a missing or repeated slice, or a slice that does not hold exactly its clips."""
+    first, name0 = shards[0], folders[0]
+    count, listed = first["run"]["shard"]["count"], first["run"]["shard"]["clips_listed"]
+    for shard, folder in zip(shards, folders):
+        spec = shard["run"]["shard"]
+        if spec["count"] != count:
+            raise HarnessError(f"{folder}: shard {spec['index']}/{spec['count']}, but {name0} is one of {count}; shards must share their count")
+        if spec["list_sha256"] != first["run"]["shard"]["list_sha256"] or spec["clips_listed"] != listed:
+            raise HarnessError(f"{folder}: ran another clip list than {name0} (its content or order differs); shards must share one list")
+        if spec["judging_sha256"] != first["run"]["shard"]["judging_sha256"]:
+            key = _differing_setting(first, shard)
+            raise HarnessError(f"{folder}: its {key} differs from {name0}'s; shards must share one judging configuration")
+        if [b["name"] for b in shard["backends"]] != [b["name"] for b in first["backends"]]:
+            raise HarnessError(f"{folder}: ran other backends than {name0}")
     seen = sorted(s["run"]["shard"]["index"] for s in shards)
     if seen != list(range(1, count + 1)):
         raise HarnessError(f"shards {', '.join(map(str, seen))} of {count} given: need each of 1..{count} exactly once")
-    for shard, folder in zip(shards[1:], folders[1:]):
-        for key in _SAME:
-            if shard[key] != first[key]:
-                raise HarnessError(f"{folder}: its {key} differs from {folders[0]}'s; shards must come from one configuration")
-        for key in _SAME_ARTIFACTS:
-            if shard["artifacts"].get(key) != first["artifacts"].get(key):
-                raise HarnessError(f"{folder}: its {key} differs from {folders[0]}'s; shards must come from one configuration")
-        if [b["name"] for b in shard["backends"]] != [b["name"] for b in first["backends"]]:
-            raise HarnessError(f"{folder}: ran other backends than {folders[0]}")
+    for shard, folder in zip(shards, folders):
+        index = shard["run"]["shard"]["index"]
+        have = sorted(c["index"] for c in shard["clips"])
+        if have != [i for i in range(listed) if i % count == index - 1]:
+            raise HarnessError(f"{folder}: does not hold exactly the clips of shard {index}/{count} of the {listed}-clip list")
+        ok = [c["path"] for c in sorted(shard["clips"], key=lambda c: c["index"]) if c["status"] == "ok"]
+        if [str(p) for p in shard["_logits"].get("clips", [])] != ok:
+            raise HarnessError(f"{folder}: its logits.npz does not hold its readable clips in list order")
+
+
+def _differing_setting(a: dict, b: dict) -> str:
+    """The first judging setting or model file whose value differs between two shards."""
+    from .config import judging_settings
+
+    sa, sb = judging_settings(config_from_dict(a["config"])), judging_settings(config_from_dict(b["config"]))
+    for key in sorted(set(sa) | set(sb)):
+        if sa.get(key) != sb.get(key):
+            return f"setting {key!r}"
+    for key in sorted(set(a["artifacts"]) | set(b["artifacts"])):
+        if key.endswith("sha256") and a["artifacts"].get(key) != b["artifacts"].get(key):
+            return f"{key.removesuffix('_sha256').removesuffix(':sha256')} (by content)"
+    return "judging configuration"
+
+
+def merge_reports(folders: list[str | Path], report: str | Path | None = None) -> RunResult:
+    if report is not None:
+        check_output(folders, report)
+    shards = [_load(Path(f)) for f in folders]
+    _check_one_run(shards, folders)
+    first = shards[0]
 
     cfg = config_from_dict(first["config"])
+    cfg.validate()
     golden = first["reference"] if first["reference"].startswith("golden:") else None
     selection = select(cfg, golden)
     clips = sorted((ClipRecord(**c) for s in shards for c in s["clips"]), key=lambda c: c.index)
@@ -76,7 +127,6 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         logits[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
     changed = sum(s["run"].get("changed_clips", 0) for s in shards)
     verdict = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"))
-    hops, first_failing_hop, matrix = hop_matrix(records, logits, paths, labels, cfg)
 
     frames = {}
     order = {c.path: c.index for c in clips}
@@ -98,6 +148,7 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         environment=first["environment"],
         notes=verdict.notes,
         problems=verdict.problems,
+        failures=verdict.failures,
         logits={"clips": np.array(paths), **logits},
         frames=frames,
         label_names={int(k): v for k, v in (first.get("label_names") or {}).items()},
@@ -105,10 +156,13 @@ def merge_reports(folders: list[str | Path]) -> RunResult:
         config=first["config"],
         lint=first.get("lint"),
         diagnosis=[d for s in shards for d in s.get("diagnosis") or []],
-        hops=hops,
-        first_failing_hop=first_failing_hop,
-        hop_matrix=matrix,
+        hops=verdict.hops,
+        first_failing_hop=verdict.first_failing_hop,
+        hop_matrix=verdict.hop_matrix,
         preprocessing_attribution=verdict.preprocessing_attribution,
+        training=first.get("training"),
+        int8=first.get("int8"),
+        advice=[a for s in shards for a in s.get("advice") or []],
     )
 
 

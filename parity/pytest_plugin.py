@@ -1,11 +1,13 @@
 """pytest plugin of pptsm-parity (entry point ``pytest11``).
 
 ``pytest --parity-config parity.toml`` turns a parity run into test items: one per
-(backend, clip) and one per backend for the accuracy delta, with the numbers and the
-tolerance in each failure. The run itself happens once, at the first item (a run that raised
-is remembered, and every item reports that error); the HTML report is written when the
-session finishes. Works with ``--junitxml``, ``-k`` and ``-x``. What runs is chosen by
-``parity.backends.select``, as for ``parity run``.
+(backend, clip), one per backend for the whole set (``NAME[set]``: agreement, accuracy, confident
+flips, NaN/Inf, errors) and one for the run's verdict (``verdict``). The items only show what
+``compare.judge`` decided, in its words; none re-derives a rule, so the session fails exactly when
+``parity run`` would (``verdict`` fails with every reason; each backend's items with its own).
+The run itself happens once, at the first item (a run that raised is remembered, and every item
+reports that error); the HTML report is written when the session finishes. Works with
+``--junitxml``, ``-k`` and ``-x``. What runs is chosen by ``parity.backends.select``, as for ``parity run``.
 """
 from __future__ import annotations
 
@@ -69,11 +71,17 @@ class ParityConfigFile(pytest.File):
                 path = clip.path
                 shown = path.relative_to(root) if root and path.is_relative_to(root) else path.name
                 yield ParityItem.from_parent(self, name=f"{backend}[{shown}]", backend=backend, clip=str(path), kind="clip")
-            yield ParityItem.from_parent(self, name=f"{backend}[accuracy]", backend=backend, clip=None, kind="accuracy")
+            yield ParityItem.from_parent(self, name=f"{backend}[set]", backend=backend, clip=None, kind="set")
+        yield ParityItem.from_parent(self, name="verdict", backend=None, clip=None, kind="verdict")
+
+
+def _fail(failures) -> None:
+    if failures:
+        raise ParityFailure("; ".join(f.text for f in failures))
 
 
 class ParityItem(pytest.Item):
-    def __init__(self, *, backend: str, clip: str | None, kind: str, **kwargs):
+    def __init__(self, *, backend: str | None, clip: str | None, kind: str, **kwargs):
         super().__init__(**kwargs)
         self.backend, self.clip, self.kind = backend, clip, kind
 
@@ -99,32 +107,26 @@ class ParityItem(pytest.Item):
 
     def runtest(self):
         result = self._result()
+        if self.kind == "verdict":  # the whole verdict, as `parity run` exits on it
+            _fail(result.failures)
+            return
         record = next(b for b in result.backends if b.name == self.backend)
-        if record.status == "unavailable":
-            if self.backend in self.config.stash[_CONFIG].require:
-                raise ParityFailure(f"{self.backend} is required but did not run: {record.reason}")
+        own = [f for f in result.failures if f.backend == self.backend]
+        if record.status == "unavailable" and not own:
             pytest.skip(f"{self.backend} {record.reason}")
-        if record.status == "error":
-            raise ParityFailure(f"{self.backend} failed to run: {record.reason}")
-        if result.problems:
-            raise ParityFailure("; ".join(result.problems))
-        comparison = next(c for c in result.comparisons if c.backend == self.backend)
-        tol = comparison.tolerance
-        if self.kind == "accuracy":
-            if comparison.accuracy is None:
-                pytest.skip("no labelled clips: accuracy not measured")
-            accuracy_reasons = [r for r in comparison.reasons if "accuracy" in r or "top-1 agreement" in r]
-            if accuracy_reasons:
-                raise ParityFailure(
-                    f"{self.backend} vs {comparison.reference}: " + "; ".join(accuracy_reasons)
-                    + f" (max_accuracy_drop {tol['max_accuracy_drop']}, min_top1_agreement {tol['min_top1_agreement']})"
-                )
+        comparison = next((c for c in result.comparisons if c.backend == self.backend), None)
+        if comparison is None:  # it did not run, or nothing was compared (the reference failed): say why
+            _fail(own or [f for f in result.failures if f.backend is None] or result.failures)
+            pytest.skip(f"{self.backend} was not compared")
+        if self.kind == "set":
+            _fail(own)
             return
         clip_record = next(c for c in result.clips if Path(c.path).resolve() == Path(self.clip).resolve())
         if clip_record.status != "ok":
-            raise ParityFailure(clip_record.error)
+            pytest.skip(f"clip not compared: {clip_record.error}")
         clip = next(c for c in comparison.clips if Path(c.path).resolve() == Path(self.clip).resolve())
-        if not clip.passed:
+        if clip.path in comparison.failed_clips:
+            tol = comparison.tolerance
             raise ParityFailure(
                 f"{self.backend} vs {comparison.reference} on {self.clip}: max abs {clip.max_abs:.4g}, max rel {clip.max_rel:.4g}, "
                 f"cosine {clip.cosine:.6f}; tolerance atol {tol['atol']:g}, rtol {tol['rtol']:g}, min_cosine {tol['min_cosine']}; "

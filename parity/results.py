@@ -5,9 +5,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .compare import Comparison
+from .compare import Comparison, Failure
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -70,6 +70,9 @@ class RunResult:
     # Why the harness could not do what was asked (reference failed, a required backend
     # did not run): the run exits 2.
     problems: list[str] = field(default_factory=list)
+    # Every reason the verdict fails, from ``compare.judge`` (the one judge): what the terminal, the
+    # report, ``parity merge`` and the pytest items show.
+    failures: list[Failure] = field(default_factory=list)
     training: dict | None = None
     label_names: dict[int, str] = field(default_factory=dict)
     logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -98,5 +101,6 @@ class RunResult:
         # The pid says where a runner ran (tests check isolation with it); it is not a result.
         data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]
         data["comparisons"] = [c.to_dict() for c in self.comparisons]
+        data["failures"] = [f.to_dict() for f in self.failures]
         data["clips"] = [asdict(c) for c in self.clips]
         return data

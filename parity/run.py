@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArtifactCache, PaddleModel, sha256_file
+from .artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
 from .backends import BACKENDS, ModelArtifacts, select
 from .clips import load_clips, load_label_names
-from .compare import clip_breaks, hop_matrix, judge
-from .config import RunConfig, config_to_dict
+from .compare import clip_breaks, judge
+from .config import RunConfig, config_to_dict, judging_settings
 from .engines import get_engine
 from .env import environment
 from .errors import HarnessError, check_interrupted, one_line
@@ -120,23 +120,25 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     logits = collector.logits(records)
     verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
     diagnosis = _localize(cfg, art, pre, verdict.comparisons, collector) if cfg.localize else []
-    hops, first_failing_hop, matrix = hop_matrix(records, logits, collector.paths, collector.labels, cfg)
     int8 = _int8_record(art, records, collector, verdict.notes)
     advice = _advise(cfg, art, verdict.comparisons, collector) if cfg.advise else []
 
     label_file = _label_file(cfg)
+    artifacts = _artifact_record(cfg, art, golden, label_file)
+    judging = {"settings": judging_settings(cfg), "content": {k: v for k, v in artifacts.items() if k.endswith("sha256")}}
     return RunResult(
         verdict=verdict.verdict,
         reference=selection.reference,
         backends=records,
         comparisons=verdict.comparisons,
         clips=collector.clip_records,
-        artifacts=_artifact_record(cfg, art, golden, label_file),
+        artifacts=artifacts,
         tolerances={p: t.to_dict() for p, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
         preprocess={**pre.to_dict(), "input_name": art.input_name},
         environment=environment(),
         notes=verdict.notes,
         problems=verdict.problems,
+        failures=verdict.failures,
         logits={"clips": np.array(collector.paths), **logits},
         frames=collector.frames,
         label_names=load_label_names(label_file),
@@ -144,7 +146,11 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
             "engine": cfg.engine,
             "batch_size": cfg.batch_size,
             "batch_check": cfg.batch_check,
-            "shard": shard_spec and {"index": shard_spec[0], "count": shard_spec[1], "clips_listed": clips.listed},
+            # what proves shards are one run: the same list (content hash, length), count and judging configuration
+            "shard": shard_spec and {"index": shard_spec[0], "count": shard_spec[1], "clips_listed": clips.listed,
+                                     "list_sha256": clips.list_sha256, "judging_sha256": sha256_json(judging)},
+            "list_sha256": clips.list_sha256,
+            "judging_sha256": sha256_json(judging),
             "budget": budget.to_dict(),
             "decode": stats.to_dict(),
             "tensor_cache": TensorCache(cfg.tensor_cache).size() if cfg.tensor_cache else None,
@@ -154,9 +160,9 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         config=config_to_dict(cfg),
         lint=findings,
         diagnosis=diagnosis,
-        hops=hops,
-        first_failing_hop=first_failing_hop,
-        hop_matrix=matrix,
+        hops=verdict.hops,
+        first_failing_hop=verdict.first_failing_hop,
+        hop_matrix=verdict.hop_matrix,
         preprocessing_attribution=verdict.preprocessing_attribution,
         int8=int8,
         advice=advice,
@@ -342,14 +348,16 @@ def thumbnail_frames(tensor: np.ndarray) -> np.ndarray:
 
 
 class IndexedClips(list):
-    """``(index in the full list, clip)`` pairs of this run (all, or one shard's), and how many were listed."""
+    """``(index in the full list, clip)`` pairs of this run (all, or one shard's), how many were listed, and
+    the content hash of the whole list (its paths, relative to the list's folder, and labels, in order)."""
 
     listed: int = 0
+    list_sha256: str = ""
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/N"`` (1 <= i <= N) -> ``(i, N)``."""
-    if not text:
+    if text is None:
         return None
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -365,7 +373,21 @@ def _indexed_clips(cfg: RunConfig, golden: Golden | None, shard: tuple[int, int]
     listed = load_clips(cfg.clips) if cfg.clips else golden.clips()
     out = IndexedClips((i, c) for i, c in enumerate(listed) if shard is None or i % shard[1] == shard[0] - 1)
     out.listed = len(listed)
+    root = Path(cfg.clips) if cfg.clips else golden.folder
+    root = root.parent if root.is_file() else root
+    out.list_sha256 = sha256_json([[_relative(c.path, root), c.label] for c in listed])
+    if shard is not None and not out:
+        raise HarnessError(f"--shard {shard[0]}/{shard[1]}: {cfg.clips or golden.folder} lists {len(listed)} clip(s), so shard {shard[0]} "
+                           f"of {shard[1]} has none; use at most {max(1, len(listed))} shards")
     return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    """A clip's path as the list gives it, relative to the list's folder where it lies below it."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _label_file(cfg: RunConfig) -> Path | None:
@@ -483,6 +505,15 @@ def _artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None,
         artifacts["onnx_sha256"] = sha256_file(art.onnx)
     if label_file and label_file.is_file():
         artifacts["labels"] = str(label_file.resolve())
+    # every other file the verdict depends on, by content
+    if golden is not None:
+        artifacts["golden_npz_sha256"] = golden.meta.get("npz_sha256")
+    if art.weights:
+        artifacts["weights_sha256"] = sha256_file(art.weights)
+    if art.calibration:
+        artifacts["calibration_sha256"] = sha256_file(art.calibration) if art.calibration.is_file() else None
+    for name, path in sorted(cfg.logits_files.items()):
+        artifacts[f"logits_file:{name}:sha256"] = sha256_file(Path(path))
     return artifacts
 
 

@@ -45,8 +45,8 @@ def test_clean_config_gives_one_case_per_backend_and_clip(demo_artifacts, tmp_pa
     cases = _cases(tmp_path / "out.xml")
     n_clips = len(demo_artifacts.val_list.read_text().split("\n")) - 1
     backends = ["onnxruntime", "onnxruntime-fp16"]
-    assert len(cases) == len(backends) * (n_clips + 1)
-    assert {f"{b}[accuracy]" for b in backends} <= set(cases)
+    assert len(cases) == len(backends) * (n_clips + 1) + 1  # and the verdict
+    assert {f"{b}[set]" for b in backends} <= set(cases)
     assert all(v is None for v in cases.values())
     assert (tmp_path / "cli-report" / "index.html").is_file()  # the session wrote the report
     assert "parity report:" in proc.stdout
@@ -66,17 +66,19 @@ def test_perturbed_onnx_fails_exactly_the_affected_cases(demo_artifacts, defecti
     failed = {name for name, msg in cases.items() if msg is not None}
     root = demo_artifacts.val_list.parent
     expected = {f"{c['backend']}[{Path(p).relative_to(root)}]" for c in results["comparisons"] for p in c["failed_clips"]}
+    expected |= {f"{c['backend']}[set]" for c in results["comparisons"] if not c["passed"]} | {"verdict"}
     assert failed and failed == expected
     assert len(failed) < len(cases) - 2  # some clips still pass
-    message = cases[sorted(failed)[0]]
+    message = cases[sorted(n for n in failed if n != "verdict" and not n.endswith("[set]"))[0]]
+    assert "clips outside tolerance" in cases["verdict"] and cases["onnxruntime[set]"] in cases["verdict"]
     assert "max abs" in message and "tolerance atol" in message
 
 
 def test_k_and_x_select_and_stop(demo_artifacts, tmp_path):
     _config(demo_artifacts, tmp_path)
-    proc = _pytest(tmp_path, "--junitxml", "k.xml", "-k", "fp16 and accuracy")
+    proc = _pytest(tmp_path, "--junitxml", "k.xml", "-k", "fp16 and set")
     assert proc.returncode == 0
-    assert list(_cases(tmp_path / "k.xml")) == ["onnxruntime-fp16[accuracy]"]
+    assert list(_cases(tmp_path / "k.xml")) == ["onnxruntime-fp16[set]"]
     toml = (tmp_path / "parity.toml").read_text().replace("atol = 0.0001", "atol = 1e-9").replace("rtol = 0.001", "rtol = 1e-9")
     (tmp_path / "parity.toml").write_text(toml)
     proc = _pytest(tmp_path, "-x", "--junitxml", "x.xml")
