@@ -163,3 +163,132 @@ def test_a_bad_logits_file_stops_the_run_with_one_line(demo_artifacts, tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr[-2000:]
     (line,) = [ln for ln in proc.stderr.splitlines() if "given again" in ln]
     assert str(path) in line and f"line {len(names) + 1}" in line
+
+
+# --- 3. a program's input and output are never one file -------------------------------------------------------------
+
+def _items(tmp_path, n=2):
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(clip=SimpleNamespace(path=tmp_path / f"clip{i}.mp4"), tensor=np.full((1, 2, 3, 4, 4), i, np.float32))
+            for i in range(n)]
+
+
+def _external(tmp_path, script: str):
+    from parity.backends.external import ExternalRunner
+
+    program = tmp_path / "prog.py"
+    program.write_text(script)
+    runner = ExternalRunner("mine", f"{PY} {program} {{tensor}} {{out}}", classes=4, timeout=60)
+    runner.activate()
+    try:
+        return runner.infer_clips(_items(tmp_path)), runner.clip_errors
+    finally:
+        runner.deactivate()
+
+
+def test_tensor_and_out_are_two_files(tmp_path):
+    # before: both were work/<i>.npy, so the program overwrote its own input
+    rows, errors = _external(tmp_path, "import os, sys, numpy as np\n"
+                                       "src, out = sys.argv[1:3]\n"
+                                       "if os.path.exists(out): sys.exit('the output is already there: ' + out)\n"
+                                       "np.save(out, np.full(4, np.load(src).mean(), np.float32))\n")
+    assert not errors and rows.tolist() == [[0.0] * 4, [1.0] * 4]
+
+
+def test_a_program_that_writes_nothing_is_not_read_from_its_input(tmp_path):
+    # before: the harness read the program's own input tensor back as its logits ("wrote 96 logits")
+    rows, errors = _external(tmp_path, "import sys\n")
+    assert np.isnan(rows).all() and all("wrote no logits" in e for e in errors.values()) and len(errors) == 2
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("prog --io={tensor}:{out}", "one argument"),
+    ("prog {video} {video}.{out}", "one argument"),
+    ("prog {list} {out}", "per batch"),          # before: {out} reached the program as the text '{out}'
+    ("prog {tensor} {out_dir}", "per batch"),
+])
+def test_templates_mixing_input_and_output_are_refused(template, expected):
+    from parity.backends.external import parse_command
+
+    with pytest.raises(HarnessError) as info:
+        parse_command("mine", template)
+    assert expected in str(info.value) and "\n" not in str(info.value) and "--external mine" in str(info.value)
+    for fine in ("prog {tensor} {out}", "prog {video} -o {out}", "prog {tensor_list} {out_dir}", "prog --list={list} --out={out_dir}"):
+        parse_command("mine", fine)
+
+
+# --- 4. paddle-dygraph's model settings, from the checkpoint ---------------------------------------------------------
+
+SMALL_V2 = dict(arch="pptsm_v2", num_classes=4, num_seg=4, size=64, scale=0.25, depths=[1, 1, 2, 1], class_expand=128)
+
+
+def _save(tmp_path, spec: dict, form: str = "recognizer") -> Path:
+    import paddle
+
+    from parity.models import ModelSpec, build_model
+
+    paddle.seed(0)
+    model = build_model(ModelSpec(**spec))
+    if form == "repped":
+        model.rep()
+    state = model.state_dict()
+    if form in ("bare", "repped"):
+        state = {k.split(".", 1)[1]: v for k, v in state.items()}
+    elif form == "student":  # PaddleVideo DML: Student.0. on the bare keys, the teacher beside it
+        state = {**{f"Student.0.{k.split('.', 1)[1]}": v for k, v in state.items()}, "Teacher.0.fc.weight": paddle.zeros([8, 3])}
+    elif form == "extracted":
+        state = {f"0.{k}": v for k, v in state.items()}
+    path = tmp_path / f"{form}.pdparams"
+    paddle.save(state, str(path))
+    return path
+
+
+@pytest.mark.parametrize("spec, form", [
+    ({**SMALL_V2, "temporal_attention": False}, "recognizer"),
+    ({**SMALL_V2, "temporal_attention": True}, "recognizer"),
+    ({**SMALL_V2, "temporal_attention": True}, "student"),
+    ({**SMALL_V2, "temporal_attention": False}, "extracted"),
+    ({**SMALL_V2, "temporal_attention": False}, "repped"),
+    ({**SMALL_V2, "scale": 0.5, "depths": [1, 2, 1, 2], "class_expand": 96, "num_seg": 8, "temporal_attention": True}, "bare"),
+    ({**SMALL_V2, "scale": 0.3, "depths": [2, 1, 3, 1], "class_expand": 64, "num_classes": 7, "temporal_attention": False}, "recognizer"),
+    (dict(arch="pptsm_r50", num_classes=4, num_seg=4, size=64), "recognizer"),
+])
+def test_the_model_is_read_from_the_checkpoint_and_loads_it(tmp_path, spec, form):
+    from parity.checkpoint import load_checkpoint, spec_from_checkpoint
+    from parity.models import ModelSpec, build_model
+
+    path = _save(tmp_path, spec, form)
+    got = spec_from_checkpoint(path)
+    assert got["arch"] == spec["arch"] and got["num_classes"] == spec["num_classes"]
+    if spec["arch"] == "pptsm_v2":
+        assert {k: got[k] for k in ("depths", "class_expand", "temporal_attention")} == \
+               {k: spec[k] for k in ("depths", "class_expand", "temporal_attention")}
+        assert got["scale"] == pytest.approx(spec["scale"])
+        assert got.get("num_seg") == (spec["num_seg"] if spec["temporal_attention"] else None)
+    # what run.py does: the exported model's T and size, the checkpoint's own settings; strict load, no missing keys
+    load_checkpoint(build_model(ModelSpec(**{"num_seg": spec["num_seg"], "size": spec["size"], **got})), path)
+
+
+def test_the_default_model_is_paddlevideos_without_temporal_attention(tmp_path):
+    # before: ModelSpec defaulted to LTA on, and a PaddleVideo checkpoint without it failed with
+    # "missing: backbone.global_attention.fc.bias"
+    from parity.checkpoint import load_checkpoint
+    from parity.models import ModelSpec, build_model
+
+    assert ModelSpec().temporal_attention is False
+    path = _save(tmp_path, {**SMALL_V2, "temporal_attention": False})
+    load_checkpoint(build_model(ModelSpec(**{k: v for k, v in SMALL_V2.items()})), path)
+
+
+def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
+    import paddle
+
+    from parity.checkpoint import CheckpointError, spec_from_checkpoint
+
+    paddle.save({"encoder.layer.0.weight": paddle.zeros([2, 2])}, str(tmp_path / "other.pdparams"))
+    with pytest.raises(CheckpointError) as info:
+        spec_from_checkpoint(tmp_path / "other.pdparams")
+    assert "neither a PP-TSMv2 nor a PP-TSM" in str(info.value) and str(tmp_path / "other.pdparams") in str(info.value)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        spec_from_checkpoint(tmp_path / "missing.pdparams")

@@ -31,6 +31,10 @@ from ..errors import HarnessError
 
 PLACEHOLDERS = ("{video}", "{tensor}", "{out}", "{list}", "{tensor_list}", "{out_dir}")
 SHELLS = ("sh", "bash", "zsh", "dash")
+INPUTS = ("{video}", "{tensor}", "{list}", "{tensor_list}")
+OUTPUTS = ("{out}", "{out_dir}")
+PER_CLIP = ("{video}", "{tensor}", "{out}")
+BATCH = ("{list}", "{tensor_list}", "{out_dir}")
 
 
 def parse_command(name: str, template: str) -> list[str]:
@@ -51,6 +55,16 @@ def parse_command(name: str, template: str) -> list[str]:
         if any(p in script for p in PLACEHOLDERS):
             raise HarnessError(f"--external {name}: in a shell command, pass placeholders as their own arguments "
                                f"(sh -c '... \"$1\" ...' _ {{video}}), never inside the script text")
+    per_clip, batch = sorted(used & set(PER_CLIP)), sorted(used & set(BATCH))
+    if per_clip and batch:
+        raise HarnessError(f"--external {name}: {per_clip[0]} is filled per clip and {batch[0]} per batch; use {{video}} or "
+                           f"{{tensor}} with {{out}}, or {{list}} or {{tensor_list}} with {{out_dir}}")
+    for arg in argv:
+        inputs = [p for p in INPUTS if p in arg]
+        outputs = [p for p in OUTPUTS if p in arg]
+        if inputs and outputs:
+            raise HarnessError(f"--external {name}: {outputs[0]} and {inputs[0]} in one argument ({arg!r}) would make the "
+                               f"program's output path out of its input's; give each its own argument")
     return argv
 
 
@@ -132,7 +146,7 @@ class ExternalRunner:
                 self._record(rows, i, item, row, problem)
         else:
             for i, item in enumerate(items):
-                out = work / f"{i}.npy"  # np.save keeps this name; a text writer may use it too
+                out = work / f"{i}.out.npy"  # np.save keeps this name; a text writer may use it too
                 error = self._call({"video": str(item.clip.path), "tensor": self._tensor(item, work, i), "out": str(out)}, str(item.clip.path))
                 row, problem = (None, error) if error else self._row(out, str(item.clip.path))
                 self._record(rows, i, item, row, problem)
@@ -148,7 +162,7 @@ class ExternalRunner:
     def _tensor(self, item, work: Path, i: int) -> str:
         if not self.tensors:
             return ""
-        path = work / f"{i}.npy"
+        path = work / f"{i}.input.npy"  # never the path of {out}: a program that writes nothing must not leave its input as logits
         np.save(path, item.tensor)
         return str(path)
 
