@@ -75,7 +75,8 @@ def load_state(model, state: dict, source: str = "checkpoint") -> None:
     model.set_state_dict({k: _to_numpy(v) for k, v in state.items() if k in expected})
 
 
-def load_checkpoint(model, path: str | Path) -> None:
+def read_checkpoint(path: str | Path) -> dict:
+    """The state dict of a ``.pdparams``; a missing or unreadable file is one CheckpointError line."""
     import paddle
 
     path = Path(path)
@@ -87,4 +88,77 @@ def load_checkpoint(model, path: str | Path) -> None:
         raise CheckpointError(f"{path}: not a readable .pdparams: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    load_state(model, state, str(path))
+    return state
+
+
+def load_checkpoint(model, path: str | Path) -> None:
+    load_state(model, read_checkpoint(path), str(Path(path)))
+
+
+def bare_keys(state: dict) -> dict:
+    """``state`` under the model's own parameter names: without the DML teacher, the student prefixes and
+    Recognizer2D's ``backbone.``/``head.``."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("Teacher."):
+            continue
+        for prefix in (*_STUDENT_PREFIXES, "backbone.", "head."):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                if prefix in _STUDENT_PREFIXES and key.startswith(("backbone.", "head.")):
+                    key = key.split(".", 1)[1]
+                break
+        out[key] = value
+    return out
+
+
+def spec_from_checkpoint(weights_path: str | Path) -> dict:
+    """The model settings a PaddleVideo checkpoint was trained with, read from its parameters (any prefix form,
+    training or repped): ``arch``; ``temporal_attention`` (the ``global_attention`` keys); ``num_classes`` (the
+    classifier's shape); for PP-TSMv2 also ``scale`` (the channel widths), ``depths`` (blocks per stage) and
+    ``class_expand`` (``last_conv``'s width), and ``num_seg`` when LTA's ``Linear(T, T)`` gives it.
+    A checkpoint of neither model is one CheckpointError line."""
+    path = Path(weights_path)
+    state = bare_keys(read_checkpoint(path))
+    shape = {k: [int(d) for d in np.shape(v)] for k, v in state.items()}  # np.shape reads a paddle Tensor's shape as it is
+    if "stem.0.conv.weight" in shape and any(k.startswith("stages.") for k in shape):
+        return _v2_spec(path, shape)
+    if "conv1_1._conv.weight" in shape and any(k.startswith("bb_") for k in shape):
+        fc = shape.get("fc.weight")
+        spec = {"arch": "pptsm_r50", "temporal_attention": False}
+        if fc and len(fc) == 2:
+            spec["num_classes"] = fc[1]  # Paddle Linear is [in, out]
+        return spec
+    shown = ", ".join(sorted(state)[:5]) or "no parameters"
+    raise CheckpointError(f"{path}: neither a PP-TSMv2 nor a PP-TSM (ResNet50) checkpoint (its keys begin: {shown})")
+
+
+def _v2_spec(path: Path, shape: dict[str, list[int]]) -> dict:
+    from .models.pptsm_v2 import NET_CONFIG, make_divisible
+
+    def need(key: str, axis: int) -> int:
+        if key not in shape or len(shape[key]) <= axis:
+            raise CheckpointError(f"{path}: a PP-TSMv2 checkpoint without {key}; cannot read the model's settings")
+        return shape[key][axis]
+
+    depths = []
+    for s in range(len(NET_CONFIG)):
+        blocks = {int(k.split(".")[2]) for k in shape if k.startswith(f"stages.{s}.") and k.split(".")[2].isdigit()}
+        if not blocks:
+            raise CheckpointError(f"{path}: a PP-TSMv2 checkpoint without stage {s + 1} (no stages.{s}.* keys)")
+        depths.append(max(blocks) + 1)
+    # the width of every stage's output, the stem's and the tail's input: one scale gives them all
+    widths = {("stem.0.conv.weight", 0): 32, ("stem.1.pw_conv.conv.weight", 0): 64, ("last_conv.weight", 1): 1024}
+    for s, (in_ch, _, split_pw, *_rest) in enumerate(NET_CONFIG.values()):
+        widths[(f"stages.{s}.0.{'pw_conv_2' if split_pw else 'pw_conv'}.conv.weight", 0)] = in_ch * 2
+    found = {key: need(*key) for key in widths}
+    guess = found[("last_conv.weight", 1)] / 1024
+    candidates = sorted({round(k * 0.05, 2) for k in range(1, 81)} | {round(k / 8, 3) for k in range(1, 33)}, key=lambda v: abs(v - guess))
+    scale = next((c for c in [*candidates, guess] if all(make_divisible(base * c) == found[key] for key, base in widths.items())), None)
+    if scale is None:
+        raise CheckpointError(f"{path}: its channel widths ({', '.join(f'{k[0]} {v}' for k, v in found.items())}) fit no PP-TSMv2 scale")
+    spec = {"arch": "pptsm_v2", "scale": scale, "depths": depths, "class_expand": need("last_conv.weight", 0),
+            "num_classes": need("fc.weight", 1), "temporal_attention": "global_attention.fc.weight" in shape}
+    if spec["temporal_attention"]:
+        spec["num_seg"] = need("global_attention.fc.weight", 0)
+    return spec

@@ -17,7 +17,7 @@ class ModelSpec:
     scale: float = 1.0
     depths: list[int] = field(default_factory=lambda: [2, 2, 6, 2])
     class_expand: int = 1280
-    temporal_attention: bool = True
+    temporal_attention: bool = False  # PaddleVideo's PPTSM_v2 default; LTA is on only in its 16-frame DML config
     dropout: float = 0.2
 
     def to_dict(self) -> dict:
