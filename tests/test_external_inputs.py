@@ -63,7 +63,11 @@ def test_the_report_copes_with_any_numbers_and_warns_nothing(tmp_path, case, row
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         html = write_report(result, tmp_path / "r").read_text()
+        from parity.summary import render
+
+        markdown = render(result)
     assert not [f"{w.category.__name__}: {w.message}" for w in caught]
+    assert "| odd | " in markdown
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     assert data["complete"] is True and "error distribution" not in html  # the plots are images, the page is whole
     assert html.count("data:image/png;base64,") >= 3 and "</html>" in html
