@@ -346,7 +346,8 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
     attribution = []
     for lane in selection.attributions:
         if by_name[lane.name].status == "ok" and lane.against in logits and lane.name in logits:
-            diff = np.abs(logits[lane.name] - logits[lane.against])
+            with np.errstate(invalid="ignore", over="ignore"):
+                diff = np.abs(logits[lane.name] - logits[lane.against])
             flips = int(np.sum(np.argmax(logits[lane.name], 1) != np.argmax(logits[lane.against], 1)))
             attribution.append({"variant": lane.variant, "reference": lane.against, "max_abs": _finite_max(diff),
                                 "mean_abs": float(diff.mean()) if diff.size else 0.0, "top1_flips": flips, "clips": len(paths)})
@@ -404,7 +405,8 @@ def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], l
     names = [r.name for r in square]
     top1 = {n: np.argmax(logits[n], 1) for n in names}
     def worst(a: str, b: str) -> float:
-        diff = np.abs(logits[a] - logits[b])
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: not a number, left out below
+            diff = np.abs(logits[a] - logits[b])
         finite = diff[np.isfinite(diff)]
         return float(finite.max()) if finite.size else float("nan")
 

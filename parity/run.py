@@ -424,25 +424,28 @@ def _open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None) -> t
 
 
 def _dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
-    """The checkpoint and its model: flags, else a model_spec.json beside it, else PP-TSMv2's defaults;
-    classes, T and size from the exported model."""
+    """The checkpoint and its model: each setting from the flags, else a model_spec.json beside it, else read
+    from the checkpoint itself (LTA from its keys, scale, depths and width from its shapes), else PaddleVideo's
+    defaults; classes, T and size always from the exported model."""
     import json
 
+    from .checkpoint import spec_from_checkpoint
     from .models import ModelSpec
 
     weights = Path(cfg.weights)
     if not weights.is_file():
         raise HarnessError(f"{weights}: training checkpoint not found")
-    spec = ModelSpec().to_dict()
+    keys = ("arch", "temporal_attention", "scale", "depths", "class_expand")
+    given = {}
     beside = weights.parent / "model_spec.json"
     if beside.is_file():
         try:
-            spec.update({k: v for k, v in json.loads(beside.read_text()).items() if k in spec})
-        except ValueError as exc:
-            raise HarnessError(f"{beside}: not valid JSON: {exc}") from None
-    for key in ("arch", "temporal_attention", "scale", "depths", "class_expand"):
-        if getattr(cfg, key) is not None:
-            spec[key] = getattr(cfg, key)
+            given.update({k: v for k, v in json.loads(beside.read_text()).items() if k in keys})
+        except (ValueError, AttributeError) as exc:
+            raise HarnessError(f"{beside}: not a JSON object of model settings: {exc}") from None
+    given.update({k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None})
+    inferred = spec_from_checkpoint(weights)
+    spec = ModelSpec().to_dict() | {k: inferred[k] for k in keys if k in inferred} | given
     if art.num_seg is None or art.size is None:
         raise HarnessError("--weights: the exported model does not say its segments and size; give --paddle-model or --onnx")
     spec.update(num_seg=art.num_seg, size=art.size, num_classes=model_classes(art))

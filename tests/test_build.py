@@ -53,7 +53,7 @@ def test_full_size_default_builds_exports_and_converts(tmp_path):
     from parity.models import ModelSpec, build_model
     from parity.run import model_input
 
-    spec = ModelSpec(num_classes=101, num_seg=16, size=224)
+    spec = ModelSpec(num_classes=101, num_seg=16, size=224, temporal_attention=True)
     model = build_model(spec)
     pm = artifacts.export_inference_model(model, spec.num_seg, spec.size, tmp_path / "full")
     record = convert_to_onnx(pm, tmp_path / "full.onnx")

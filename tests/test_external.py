@@ -132,4 +132,4 @@ def test_a_program_is_a_backend_in_golden_gates_and_the_pytest_plugin(demo_artif
                            "--junit-xml", "out.xml"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     names = [c.get("name") for c in ET.parse(tmp_path / "out.xml").getroot().iter("testcase")]
-    assert "mine[accuracy]" in names and sum(n.startswith("mine[") for n in names) == len(demo_artifacts.val_list.read_text().splitlines()) + 1
+    assert "mine[set]" in names and sum(n.startswith("mine[") for n in names) == len(demo_artifacts.val_list.read_text().splitlines()) + 1  # and mine[set]

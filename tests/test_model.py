@@ -9,7 +9,7 @@ TINY = ModelSpec(num_classes=4, num_seg=8, size=64, scale=0.25, depths=[1, 1, 2,
 
 
 def _full_keys():
-    return set(build_model(ModelSpec(num_classes=400, num_seg=16)).backbone.state_dict().keys())
+    return set(build_model(ModelSpec(num_classes=400, num_seg=16, temporal_attention=True)).backbone.state_dict().keys())
 
 
 def test_parameter_names_follow_paddlevideo():
@@ -32,7 +32,7 @@ def test_parameter_names_follow_paddlevideo():
 
 
 def test_full_size_shapes():
-    sd = build_model(ModelSpec(num_classes=101, num_seg=16)).backbone.state_dict()
+    sd = build_model(ModelSpec(num_classes=101, num_seg=16, temporal_attention=True)).backbone.state_dict()
     assert list(sd["fc.weight"].shape) == [1280, 101]  # Paddle Linear is [in, out]
     assert list(sd["last_conv.weight"].shape) == [1280, 1024, 1, 1]
     assert list(sd["stages.2.0.dw_conv.weight"].shape) == [256, 1, 5, 5]  # stage3 takes stage2's 256 channels

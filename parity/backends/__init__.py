@@ -385,10 +385,12 @@ def external_backends(cfg) -> list[Backend]:
             what = f"your program: {spec['command']}"
         else:
             from ..artifacts import sha256_file
+            from .external import load_logits_file
 
             path = Path(spec["file"])
             if not path.is_file():
                 raise HarnessError(f"--logits {name}={path}: file not found")
+            load_logits_file(path)  # a file that cannot be read as logits stops the run before anything runs
             what = f"saved logits: {path} (sha256 {sha256_file(path)[:16]})"
 
         def make(art, name=name, spec=spec):

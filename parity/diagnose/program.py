@@ -82,7 +82,8 @@ def _program(paddle, model: PaddleModel):
 def output_classes(model: PaddleModel) -> int | None:
     """The last dimension of the model's output, read from the program."""
     with _static_mode() as paddle:
-        for op in _program(paddle, model).global_block().ops:
+        program = _program(paddle, model)  # held: its ops die with it (a temporary here segfaulted on reading a shape)
+        for op in program.global_block().ops:
             if op.name() == "pd_op.fetch":
                 shape = op.operand_source(0).shape
                 return shape[-1] if shape and shape[-1] > 0 else None
