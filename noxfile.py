@@ -1,4 +1,4 @@
-"""nox sessions: `nox -s tests`, `nox -s demo`, `nox -s lint`."""
+"""nox sessions: `nox -s tests`, `nox -s demo`, `nox -s lint`, `nox -s mutations`."""
 import nox
 
 nox.options.sessions = ["tests"]
@@ -9,6 +9,16 @@ def tests(session):
     """The test suite (trains, exports and converts a real model once, cached on disk)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False)
+def mutations(session):
+    """Each behaviour the README's test table names, broken on purpose (tests/mutations.py): its test must fail.
+
+    `nox -s mutations -- --list`, `nox -s mutations -- NAME ...`, `nox -s mutations -- --clean` (also: every test passes unmutated).
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "tests/mutations.py", *session.posargs)
 
 
 @nox.session

@@ -89,3 +89,35 @@ def test_convert_command_reports_the_repair(tmp_path, capsys, demo_artifacts):
     assert main(["convert", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--out", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
     assert "repaired: replaced Squeeze" in out and (tmp_path / "m.conversion.json").is_file()
+
+
+def _timeless(report) -> dict:
+    """results.json without what differs between two runs of one command by design: timings, the clock, process ids."""
+    data = json.loads((report / "results.json").read_text())
+    for b in data["backends"]:
+        for key in ("latency_ms", "p50_ms", "p95_ms", "mean_ms", "clips_per_s", "pid"):
+            b.pop(key, None)
+    data["run"].pop("seconds")
+    data["run"]["decode"].pop("decode_seconds")
+    data["config"].pop("report")
+    data.pop("finished")
+    return data
+
+
+def test_two_cli_runs_under_other_hash_seeds_write_the_same_results(tmp_path, demo_artifacts):
+    """Two processes, not two runs in one: anything ordered by hash() (a set of names, hash(name)) differs between them.
+
+    PYTHONHASHSEED 1 and 2 order the compared names (onnxruntime, onnxruntime-fp16) differently under hash(). The
+    numbers must be bitwise equal: the same clips through the same models, same thread counts, on one machine.
+    """
+    import os
+
+    reports = []
+    for seed in ("1", "2"):
+        report = tmp_path / f"seed{seed}"
+        proc = subprocess.run([sys.executable, "-m", "parity", *_args(demo_artifacts, report)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        reports.append(_timeless(report))
+    assert [c["backend"] for c in reports[0]["comparisons"]] == ["onnxruntime", "onnxruntime-fp16"]  # the registry's order
+    assert reports[0] == reports[1]

@@ -1,6 +1,9 @@
 """Golden outputs: save from a Paddle run, gate ONNX Runtime alone against them."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -66,3 +69,40 @@ def test_golden_preprocessing_mismatch_is_an_error(golden_dir, demo_artifacts, t
                  "--preprocess", "cpp", "--report", str(tmp_path / "g")]) == 2
     assert "golden outputs use paddlevideo preprocessing" in capsys.readouterr().err
     assert main(["golden", "save", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
+
+
+# sitecustomize runs first in every new Python process (the CLI, its decode workers, isolated backends): there,
+# `import paddle` raises, as on a deploy box where Paddle is not installed.
+_NO_PADDLE = """
+import importlib.abc, sys
+
+class _NoPaddle(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "paddle" or name.startswith("paddle."):
+            raise ImportError(f"No module named {name!r} (blocked: a deploy box without Paddle)")
+        return None
+
+sys.meta_path.insert(0, _NoPaddle())
+"""
+
+
+def test_golden_gates_where_paddle_cannot_be_imported(golden_dir, demo_artifacts, defective_onnx, tmp_path):
+    golden, _, _ = golden_dir
+    hooks = tmp_path / "no-paddle"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_NO_PADDLE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)}
+    blocked = subprocess.run([sys.executable, "-c", "import paddle"], capture_output=True, text=True, env=env)
+    assert blocked.returncode == 1 and "blocked: a deploy box without Paddle" in blocked.stderr  # the block holds
+
+    def gate(onnx, report):
+        return subprocess.run([sys.executable, "-m", "parity", "run", "--golden", str(golden), "--onnx", str(onnx), "--backends", "onnxruntime",
+                               "--report", str(report)], capture_output=True, text=True, env=env)
+
+    clean = gate(demo_artifacts.onnx, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    data = json.loads((tmp_path / "clean" / "results.json").read_text())
+    (comparison,) = data["comparisons"]
+    assert data["reference"] == "golden:paddle" and comparison["passed"] and comparison["clips_compared"] == len(data["clips"])
+    defective = gate(defective_onnx("conv_weight_x1.05"), tmp_path / "defective")  # and it still gates
+    assert defective.returncode == 1, defective.stderr[-2000:]

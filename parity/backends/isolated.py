@@ -45,9 +45,11 @@ def _worker(conn, factory: str, art, log_path: str, env: dict | None = None) -> 
     while True:
         try:
             message, feed = conn.recv()
-        except MemoryError as exc:  # the clip did not fit: this call's error; the parent decides what next
-            conn.send(("error", one_line(exc) if str(exc) else "MemoryError: out of memory receiving the clip"))
-            continue
+        except MemoryError as exc:
+            # The clip did not fit in this process: that is the answer to this call. The rest of the clip's
+            # bytes are still in the pipe, so nothing after it can be read: say so, and stop.
+            conn.send(("error", f"out of memory: the backend process could not hold the clip ({one_line(exc) if str(exc) else 'MemoryError'})"))
+            break
         if message == "stop":
             break
         try:
@@ -74,6 +76,8 @@ class IsolatedRunner(BaseRunner):
         self._process.join(5)
         code = self._process.exitcode
         how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        if code == -signal.SIGKILL:
+            how += ", as the kernel's out-of-memory killer sends"
         return RuntimeError(f"the backend process died ({how}){self._last_words()}")
 
     def _receive(self):
@@ -121,7 +125,9 @@ class IsolatedRunner(BaseRunner):
     def infer_impl(self, feed_dict):
         try:
             self._conn.send(("infer", dict(feed_dict)))
-        except OSError:  # a broken pipe: the process is gone
+        except OSError:  # a broken pipe: the process is gone, maybe after saying why (out of memory mid-clip)
+            if self._conn.poll(0):
+                self._receive()
             raise self._died() from None
         outputs, self.inference_time = self._receive()
         return outputs

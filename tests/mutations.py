@@ -1,0 +1,151 @@
+"""Each behaviour the README's "What the tests prove" table names, broken on purpose: its test must fail.
+
+    python tests/mutations.py               # every mutation; each one's test must fail with it applied
+    python tests/mutations.py NAME ...      # only these (names from --list)
+    python tests/mutations.py --clean       # first: every test passes unmutated
+    python tests/mutations.py --list        # name, test, what the mutation breaks
+    nox -s mutations [-- NAME ...]
+
+A mutation is a text edit of this checkout's files (``old`` -> ``new``, ``old`` found exactly once, or the
+mutation is stale: the code moved and the mutation must follow it). It is applied to a temporary copy of the
+checkout, never to the working tree, and the test runs in that copy with the copy first on PYTHONPATH, so the
+CLI subprocesses, decode workers and isolated backends it starts run the mutated code too. Artifacts come from
+the usual cache (~/.cache/pptsm-parity): no mutation touches a module an artifact's cache key hashes, except
+the INT8 one, whose mutated module makes its own cache entry.
+
+Exit status 0 when every mutation was caught (its test failed) and, with --clean, every test passed unmutated.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY_IGNORE = shutil.ignore_patterns(".git", ".nox", "reports", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    test: str  # a pytest node id, relative to the checkout
+    what: str  # the behaviour it breaks
+    edits: tuple[tuple[str, str, str], ...]  # (file, old, new)
+
+
+M = Mutation
+MUTATIONS = [
+    M("golden-imports-paddle", "tests/test_golden.py::test_golden_gates_where_paddle_cannot_be_imported",
+      "parity/golden.py imports paddle at its top",
+      (("parity/golden.py", "import numpy as np\n", "import numpy as np\nimport paddle  # noqa: F401\n"),)),
+    M("comparisons-by-hash", "tests/test_cli.py::test_two_cli_runs_under_other_hash_seeds_write_the_same_results",
+      "comparisons ordered by hash(name)",
+      (("parity/compare.py", "        for lane in selection.compared:\n",
+        "        for lane in sorted(selection.compared, key=lambda lane: hash(lane.name)):\n"),)),
+    M("oom-handler-deleted", "tests/test_faults.py::test_a_backend_out_of_memory_is_its_error",
+      "the isolated worker's MemoryError handler deleted",
+      (("parity/backends/isolated.py", "        except MemoryError as exc:\n", "        except ZeroDivisionError as exc:  # mutated\n"),)),
+    M("near-tie-flip-fails", "tests/test_compare.py::test_a_near_tie_flip_does_not_fail",
+      "every top-1 flip fails its clip",
+      (("parity/compare.py", "        clip.passed = not clip.problems\n        if finite[i] and not clip.top1_agrees:\n",
+        "        clip.passed = not clip.problems and bool(clip.top1_agrees)\n        if finite[i] and not clip.top1_agrees:\n"),)),
+    M("hop-precision-inverted", "tests/test_chain.py::test_a_clean_run_has_no_failing_hop_and_judges_fp16_hops_at_fp16",
+      "a hop judged at the higher of its two precisions",
+      (("parity/compare.py", "PRECISION_RANK.get(a.precision, 0) < PRECISION_RANK.get(b.precision, 0) else b.precision",
+        "PRECISION_RANK.get(a.precision, 0) > PRECISION_RANK.get(b.precision, 0) else b.precision"),)),
+    M("ci-unknown-backend", "tests/test_ci.py::test_every_ci_example_command_parses_with_real_flags_and_backends",
+      "tensorrt-fp23 in a CI example",
+      (("examples/ci/github/parity-gpu.yml", "--backends onnxruntime-cuda,tensorrt-fp32,tensorrt-fp16\n",
+        "--backends onnxruntime-cuda,tensorrt-fp23,tensorrt-fp16\n"),)),
+    M("ci-bad-shard", "tests/test_ci.py::test_every_ci_example_command_parses_with_real_flags_and_backends",
+      "--shard 1of4 in a CI example",
+      (("examples/ci/github/parity-sharded.yml", "--shard ${{ matrix.shard }}/4", "--shard 1of4"),)),
+    M("ci-typo-in-config", "tests/test_ci.py::test_every_ci_example_command_parses_with_real_flags_and_backends",
+      "onnxrutime-fp16 in the CI examples' parity.toml",
+      (("examples/ci/parity.toml", 'backends = ["onnxruntime", "onnxruntime-fp16"]', 'backends = ["onnxruntime", "onnxrutime-fp16"]'),)),
+    M("int8-zero-calibration", "tests/test_precision.py::test_int8_calibrated_on_train_clips_judged_on_val",
+      "INT8 calibrated on all-zero tensors",
+      (("parity/precision/int8.py", "    return [i.tensor for i in items], [i.sha256 for i in items]\n",
+        "    return [np.zeros_like(i.tensor) for i in items], [i.sha256 for i in items]\n"),)),
+]
+BY_NAME = {m.name: m for m in MUTATIONS}
+
+
+def copy_checkout(dst: Path) -> Path:
+    shutil.copytree(ROOT, dst, ignore=COPY_IGNORE, symlinks=True)
+    return dst
+
+
+def apply(mutation: Mutation, tree: Path) -> str | None:
+    """Apply the edits in ``tree``; the reason it is stale, if it is."""
+    for file, old, new in mutation.edits:
+        path = tree / file
+        text = path.read_text()
+        if text.count(old) != 1:
+            return f"stale: {file} has {text.count(old)} copies of {old.strip()[:60]!r} (the code moved; update the mutation)"
+        path.write_text(text.replace(old, new))
+    return None
+
+
+def run_tests(tree: Path, tests: list[str], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH")) if p)}
+    env.pop("PYTHONHASHSEED", None)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", *tests, "-x", "-q", "-p", "no:cacheprovider", "-W", "ignore"], cwd=tree, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {timeout:g} s"
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+    return proc.returncode, " / ".join(failed[:1] + lines[-1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    p.add_argument("--clean", action="store_true", help="also check that every selected test passes unmutated")
+    p.add_argument("--list", action="store_true", help="list the mutations and their tests")
+    p.add_argument("--timeout", type=float, default=1800, help="per test run, seconds")
+    args = p.parse_args(argv)
+    if args.list:
+        for m in MUTATIONS:
+            print(f"{m.name:28} {m.test}\n{'':28} {m.what}")
+        return 0
+    unknown = [n for n in args.names if n not in BY_NAME]
+    if unknown:
+        p.error(f"unknown mutation(s) {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+    chosen = [BY_NAME[n] for n in args.names] if args.names else MUTATIONS
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="parity-mutations-") as tmp:
+        if args.clean:
+            tests = sorted({m.test for m in chosen})
+            start = time.monotonic()
+            code, summary = run_tests(copy_checkout(Path(tmp) / "clean"), tests, args.timeout * len(tests))
+            ok &= code == 0
+            print(f"{'clean':28} {'PASS' if code == 0 else 'FAILED':9} {time.monotonic() - start:6.0f}s  {len(tests)} tests unmutated: {summary}",
+                  flush=True)
+        for m in chosen:
+            tree = copy_checkout(Path(tmp) / m.name)
+            start = time.monotonic()
+            stale = apply(m, tree)
+            if stale:
+                code, summary = None, stale
+            else:
+                code, summary = run_tests(tree, [m.test], args.timeout)
+            # pytest exits 1 when a test failed (or errored in its setup); 0 means the mutation survived,
+            # anything else (collection error, interrupted, timeout) says nothing about the test
+            verdict = {0: "SURVIVED", 1: "caught"}.get(code, "BROKEN" if code is not None else "STALE")
+            ok &= verdict == "caught"
+            print(f"{m.name:28} {verdict:9} {time.monotonic() - start:6.0f}s  {m.test}: {summary}", flush=True)
+            shutil.rmtree(tree, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
