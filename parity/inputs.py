@@ -47,6 +47,8 @@ class ClipInput:
     sha256: str | None = None
     decoded: bool = False
     seconds: float = 0.0
+    timed_out: bool = False  # the decode passed the time limit and its worker was killed
+    cache_notes: list[str] = field(default_factory=list)  # tensor-cache entries rejected on read, one line each
     golden_row: np.ndarray | None = None  # the stored reference logits, in a run against golden outputs
     # The same decoded frames through other preprocessing variants (preprocessing attribution).
     alt_tensors: dict[str, np.ndarray] = field(default_factory=dict)

@@ -4,6 +4,11 @@ Decoding runs in worker processes (spawned, so nothing of Paddle or ONNX Runtime
 while the backends infer in the main process. At most ``2 x workers`` decoded clips wait at any
 time, so peak memory does not grow with the number of clips.
 
+Time is bounded: a decode that takes longer than ``decode_timeout`` seconds is that clip's error and
+its worker is killed and replaced; a worker that dies costs only its clip. When the stream stops
+early (Ctrl-C, an error downstream) the workers are killed, not waited for: a decoder stuck in a
+read never holds a run open.
+
 The thread budget: backends run one after another on each batch, so each gets every core
 (``backend_threads``). Decode workers are single-threaded and run at a lower priority (nice
 +10): they take the cycles inference leaves idle (its serial parts, Python between calls)
@@ -11,14 +16,13 @@ instead of competing with it.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .clips import Clip
 from .env import cpu_count
@@ -26,6 +30,13 @@ from .inputs import ClipInput, TensorCache, decode_clip
 from .preprocess import PreprocessConfig
 
 DECODE_NICE = 10
+# Seconds one clip's decode may take before it is that clip's error and its worker is killed. Measured
+# here (2 cores shared with other work, decode niced): the demo's clips take well under a second, a
+# 100-frame 4K H.264 clip with one keyframe about 20 s (decord decodes every frame up to the last one
+# sampled, ~0.2 s per 4K frame). 300 s covers about a minute of 4K video at 25 fps on such a machine, far
+# beyond the few-second clips action recognition runs on, and still ends a decoder stuck in a read (a
+# network mount that stopped answering, a pathological file) within five minutes.
+DECODE_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,10 @@ class DecodeStats:
     cache_hits: int = 0
     errors: int = 0
     decode_seconds: float = 0.0  # summed over workers
-    worker_restarts: int = 0
+    worker_restarts: int = 0  # workers replaced: died, or killed after the time limit
+    timeouts: int = 0  # clips whose decode took longer than decode_timeout
+    cache_rejected: int = 0  # tensor-cache entries whose content did not prove out: decoded again
+    cache_notes: list[str] = field(default_factory=list)  # one line per rejected entry, naming it and its clip
 
     def count(self, item: ClipInput) -> None:
         self.clips += 1
@@ -62,6 +76,9 @@ class DecodeStats:
         self.cache_hits += item.ok and not item.decoded
         self.errors += not item.ok
         self.decode_seconds += item.seconds
+        self.timeouts += item.timed_out
+        self.cache_rejected += len(item.cache_notes)
+        self.cache_notes.extend(item.cache_notes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,8 +99,17 @@ def _worker_init() -> None:
         pass
 
 
-def _decode(args) -> ClipInput:
-    return decode_clip(*args)
+def _worker_main(conn) -> None:
+    """A decode worker: one clip at a time, ``decode_clip`` arguments in, ``ClipInput`` out, until told to stop."""
+    _worker_init()
+    while True:
+        try:
+            args = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if args is None:
+            return
+        conn.send(decode_clip(*args))
 
 
 def decode_stream(
@@ -93,11 +119,16 @@ def decode_stream(
     cache: TensorCache | None = None,
     stats: DecodeStats | None = None,
     variants: tuple[str, ...] = (),
+    decode_timeout: float | None = DECODE_TIMEOUT,
 ) -> Iterator[ClipInput]:
     """Yield every ``(index, clip)`` decoded, in order. ``workers=0`` decodes in this process.
 
-    A worker that dies (a decoder crash) costs only its clip: the clip is retried alone in a
-    fresh process, and if that dies too it becomes the clip's error; the rest go on.
+    A decode that runs longer than ``decode_timeout`` seconds (None: no limit), timed from when a
+    worker takes the clip, is the clip's error ("took longer than ... s") and its worker is killed
+    and replaced; the other clips in flight go on. A worker that dies (a decoder crash) costs only
+    its clip: the clip is tried once more in a fresh worker, and if that dies too it becomes the
+    clip's error. With ``workers=0`` no time limit is enforced: a decoder stuck inside native code
+    cannot be stopped from its own process (use workers for untrusted inputs).
     """
     stats = stats if stats is not None else DecodeStats()
     if workers <= 0:
@@ -106,44 +137,158 @@ def decode_stream(
             stats.count(item)
             yield item
         return
-    pool = _pool(workers)
-    pending: deque = deque()
-    source = iter(clips)
+    pool = _DecodePool(workers, decode_timeout, stats)
     try:
+        yield from pool.stream(clips, lambda index, clip: (clip, cfg, index, cache, variants))
+    except BaseException:  # Ctrl-C, an error downstream, the consumer closing the stream early
+        pool.kill()
+        raise
+    pool.close()
+
+
+class _Worker:
+    """One spawned decode process and its pipe; ``slot`` is the clip it is decoding (None: idle)."""
+
+    def __init__(self, ctx):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="parity-decode")
+        self.process.start()
+        child.close()
+        self.slot: _Slot | None = None
+        self.started = 0.0
+        _LIVE.add(self)
+
+    def give(self, slot: "_Slot", args: tuple) -> None:
+        self.conn.send(args)
+        self.slot, self.started = slot, time.monotonic()
+        slot.attempts += 1
+
+    def kill(self) -> None:
+        """SIGKILL and reap: a worker stuck in a read or a loop ignores nothing of this."""
+        _LIVE.discard(self)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(10)
+        self.conn.close()
+
+
+@dataclass
+class _Slot:
+    index: int
+    clip: Clip
+    item: ClipInput | None = None
+    attempts: int = 0
+    worker: _Worker | None = None
+
+
+_LIVE: set[_Worker] = set()
+
+
+@atexit.register
+def _kill_live_workers() -> None:
+    """At exit (a Ctrl-C that left a stream suspended), no decode worker outlives the run or is waited for."""
+    for worker in list(_LIVE):
+        worker.kill()
+
+
+class _DecodePool:
+    """Up to ``workers`` decode processes fed from an in-order window of ``2 x workers`` clips."""
+
+    def __init__(self, workers: int, timeout: float | None, stats: DecodeStats):
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.size, self.timeout, self.stats = workers, timeout if timeout and timeout > 0 else None, stats
+        self.workers: list[_Worker] = []
+
+    def stream(self, clips: Iterable[tuple[int, Clip]], args_of) -> Iterator[ClipInput]:
+        window: deque[_Slot] = deque()
+        source = iter(clips)
+        exhausted = False
         while True:
-            while len(pending) < 2 * workers:
+            while not exhausted and len(window) < 2 * self.size:
                 nxt = next(source, None)
                 if nxt is None:
-                    break
-                pending.append((nxt, pool.submit(_decode, (nxt[1], cfg, nxt[0], cache, variants))))
-            if not pending:
-                break
-            (index, clip), future = pending.popleft()
+                    exhausted = True
+                else:
+                    window.append(_Slot(*nxt))
+            if not window:
+                return
+            self._dispatch(window, args_of)
+            if window[0].item is None:
+                self._wait()
+                continue
+            slot = window.popleft()
+            self.stats.count(slot.item)
+            yield slot.item
+
+    def _dispatch(self, window: deque, args_of) -> None:
+        """Give the first waiting clips of the window to idle workers (started as needed)."""
+        for slot in window:
+            if slot.item is not None or slot.worker is not None:
+                continue
+            worker = next((w for w in self.workers if w.slot is None), None)
+            if worker is None and len(self.workers) < self.size:
+                worker = _Worker(self.ctx)
+                self.workers.append(worker)
+            if worker is None:
+                return
+            slot.worker = worker
+            worker.give(slot, args_of(slot.index, slot.clip))
+
+    def _wait(self) -> None:
+        """Block until a busy worker answers, dies or passes its time limit; settle each."""
+        from multiprocessing.connection import wait
+
+        busy = [w for w in self.workers if w.slot is not None]
+        timeout = None
+        if self.timeout is not None:
+            timeout = max(0.0, min(w.started + self.timeout for w in busy) - time.monotonic())
+        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
+        now = time.monotonic()
+        for worker in busy:
+            slot = worker.slot
+            if worker.conn in ready or worker.process.sentinel in ready:
+                try:
+                    item = worker.conn.recv() if worker.conn.poll() else None
+                except (EOFError, OSError):
+                    item = None
+                if item is not None:
+                    worker.slot, slot.worker, slot.item = None, None, item
+                    continue
+                self._replace(worker)  # it died
+                slot.worker = None
+                if slot.attempts >= 2:
+                    slot.item = ClipInput(slot.clip, slot.index, error=f"{slot.clip.path}: cannot decode: the decoder process died",
+                                          seconds=now - worker.started)
+                # else: tried once more in a fresh worker at the next dispatch
+            elif self.timeout is not None and now - worker.started >= self.timeout:
+                self._replace(worker)
+                slot.worker = None
+                slot.item = ClipInput(slot.clip, slot.index, seconds=now - worker.started, timed_out=True,
+                                      error=f"{slot.clip.path}: cannot decode: took longer than {self.timeout:g} s "
+                                            "(the decode time limit); its decoder process was killed")
+
+    def _replace(self, worker: _Worker) -> None:
+        """Kill a worker (dead or hung) and drop it; the next dispatch starts a fresh one."""
+        worker.kill()
+        self.workers.remove(worker)
+        self.stats.worker_restarts += 1
+
+    def close(self) -> None:
+        """The stream is done: idle workers are told to stop, then reaped (killed if they linger)."""
+        for worker in self.workers:
             try:
-                item = future.result()
-            except BrokenProcessPool:
-                stats.worker_restarts += 1
-                pool.shutdown(wait=False, cancel_futures=True)
-                item = _decode_alone(clip, cfg, index, cache, variants)
-                pool = _pool(workers)
-                pending = deque((c, pool.submit(_decode, (c[1], cfg, c[0], cache, variants))) for c, _ in pending)
-            stats.count(item)
-            yield item
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                worker.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        for worker in self.workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.kill()
+        self.workers = []
 
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    import multiprocessing as mp
-
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-
-
-def _decode_alone(clip: Clip, cfg: PreprocessConfig, index: int, cache: TensorCache | None, variants: tuple[str, ...]) -> ClipInput:
-    """Decode one clip in a process of its own; its death is the clip's error."""
-    start = time.perf_counter()
-    with _pool(1) as pool:
-        try:
-            return pool.submit(_decode, (clip, cfg, index, cache, variants)).result()
-        except BrokenProcessPool:
-            return ClipInput(clip, index, error=f"{clip.path}: cannot decode: the decoder process died", seconds=time.perf_counter() - start)
+    def kill(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.workers = []

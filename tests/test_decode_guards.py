@@ -120,3 +120,71 @@ def test_a_fifo_as_the_clip_list_is_one_line_error(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ClipListError, match="not a regular file \\(FIFO\\)"):
         _within(10, load_clips, fifo)
+
+
+# ----------------------------------------------------------------------------- decode time limit
+
+# A hang hook for the spawned decode workers: sitecustomize runs in every new Python process. A clip
+# whose name holds "hang" blocks its decode for an hour, after writing the worker's pid beside it
+# (``<clip>.pid``) so the test can see the worker is gone afterwards.
+HANG_HOOK = """
+import os, sys, time
+def _arm():
+    import parity.inputs as inputs
+    real = inputs.load_clip_frames
+    def hanging(path, *a, **k):
+        if 'hang' in os.path.basename(str(path)):
+            with open(str(path) + '.pid', 'w') as f:
+                f.write(str(os.getpid()))
+            time.sleep(3600)
+        return real(path, *a, **k)
+    inputs.load_clip_frames = hanging
+if any('spawn_main' in a for a in sys.orig_argv):  # only in the spawned decode workers
+    _arm()
+"""
+
+
+@pytest.fixture()
+def hang_hook(tmp_path, monkeypatch) -> dict:
+    """Spawned decode workers hang on clips named ``*hang*``; returns the environment that arms the hook."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(HANG_HOOK)
+    path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)  # the spawned workers inherit it
+    return {"PYTHONPATH": path}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_a_decode_past_the_time_limit_is_its_clips_error_and_its_worker_is_killed(videos, hang_hook, tmp_path):
+    import shutil
+    import time
+
+    from parity.engines.local import LocalEngine
+
+    hung = tmp_path / "hang.mp4"
+    shutil.copy(videos[0], hung)
+    paths = [videos[0], hung, videos[1], videos[2], videos[0], videos[1]]
+    stats = DecodeStats()
+    start = time.monotonic()
+    items = _within(120, lambda: list(LocalEngine().decode(list(enumerate(Clip(p, 0) for p in paths)), CFG, 2, stats=stats,
+                                                           decode_timeout=4)))
+    assert time.monotonic() - start < 60
+    assert [i.index for i in items] == list(range(len(paths)))  # in order, every other clip decoded
+    assert [i.ok for i in items] == [True, False, True, True, True, True]
+    assert items[1].error == f"{hung}: cannot decode: took longer than 4 s (the decode time limit); its decoder process was killed"
+    assert items[1].timed_out and stats.timeouts == 1 and stats.worker_restarts == 1 and stats.errors == 1
+    assert not _alive(int((tmp_path / "hang.mp4.pid").read_text()))
+    np.testing.assert_array_equal(items[0].tensor, items[4].tensor)  # the replacement worker decodes the same
+
+
+def test_decode_stream_keeps_its_call_without_a_time_limit_argument(videos):
+    items = list(decode_stream(enumerate(Clip(p, 0) for p in videos), CFG, 1, None, DecodeStats(), ()))
+    assert all(i.ok and not i.timed_out for i in items)

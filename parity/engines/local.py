@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import one_line
 from ..inputs import ClipInput
 from ..results import BackendRecord
-from ..stream import decode_stream
+from ..stream import DECODE_TIMEOUT, decode_stream
 
 
 def logit_rows(outputs: dict, count: int) -> np.ndarray:
@@ -104,8 +104,9 @@ class LocalEngine:
         # A timeout can only be enforced on a backend in its own process: it makes every backend isolated.
         self.isolate, self.timeout = isolate or timeout is not None, timeout
 
-    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=()) -> Iterator[ClipInput]:
-        return decode_stream(clips, cfg, workers, cache, stats, variants)
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT) -> Iterator[ClipInput]:
+        """Every clip decoded, in order (``parity.stream.decode_stream``); ``decode_timeout`` bounds each clip's decode."""
+        return decode_stream(clips, cfg, workers, cache, stats, variants, decode_timeout)
 
     def _runner(self, lane, art):
         if (self.isolate or lane.backend.isolated) and lane.backend.needs != "external":  # a user's program is its own process already

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..errors import HarnessError, one_line
 from ..inputs import ClipInput, decode_clip
 from ..results import BackendRecord
+from ..stream import DECODE_TIMEOUT
 from .local import LaneFlow, logit_rows
 
 
@@ -75,29 +76,49 @@ class RayEngine:
             self._started_here = True
         return ray
 
-    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=()) -> Iterator[ClipInput]:
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT) -> Iterator[ClipInput]:
+        """Every clip decoded by Ray tasks, in order. A clip not decoded ``decode_timeout`` seconds after it
+        reaches the head of the queue (every clip before it is done, so its task has had a CPU) is its
+        error and its task is force-cancelled (its worker process killed). When the stream stops early
+        (Ctrl-C, an error downstream) the tasks in flight are force-cancelled, not waited for."""
         ray = self._connect()
         task = ray.remote(num_cpus=1, max_retries=0)(decode_clip)
         window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        limit = decode_timeout if decode_timeout and decode_timeout > 0 else None
         pending: deque = deque()
         source = iter(clips)
-        while True:
-            while len(pending) < window:
-                nxt = next(source, None)
-                if nxt is None:
-                    break
-                index, clip = nxt
-                pending.append((index, clip, task.remote(clip, cfg, index, cache, variants)))
-            if not pending:
-                return
-            index, clip, ref = pending.popleft()
-            try:
-                item = ray.get(ref)
-            except ray.exceptions.RayError as exc:  # the decode worker died: that clip's error
-                item = ClipInput(clip, index, error=f"{clip.path}: cannot decode: the decode task failed ({type(exc).__name__})")
-            if stats is not None:
-                stats.count(item)
-            yield item
+        try:
+            while True:
+                while len(pending) < window:
+                    nxt = next(source, None)
+                    if nxt is None:
+                        break
+                    index, clip = nxt
+                    pending.append((index, clip, task.remote(clip, cfg, index, cache, variants)))
+                if not pending:
+                    return
+                index, clip, ref = pending[0]
+                try:
+                    item = ray.get(ref, timeout=limit)
+                except ray.exceptions.GetTimeoutError:
+                    ray.cancel(ref, force=True)
+                    if stats is not None:
+                        stats.worker_restarts += 1
+                    item = ClipInput(clip, index, seconds=limit, timed_out=True,
+                                     error=f"{clip.path}: cannot decode: took longer than {limit:g} s (the decode time limit); its decode task was killed")
+                except ray.exceptions.RayError as exc:  # the decode worker died: that clip's error
+                    item = ClipInput(clip, index, error=f"{clip.path}: cannot decode: the decode task failed ({type(exc).__name__})")
+                pending.popleft()
+                if stats is not None:
+                    stats.count(item)
+                yield item
+        except BaseException:
+            for _, _, ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # a task that has finished meanwhile
+                    pass
+            raise
 
     def infer(self, lanes, art, items: Iterable[ClipInput], on_clip: Callable):
         ray = self._connect()
