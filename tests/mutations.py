@@ -102,8 +102,8 @@ def run_tests(tree: Path, tests: list[str], timeout: float) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         return -1, f"timed out after {timeout:g} s"
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
-    return proc.returncode, " / ".join(failed[:1] + lines[-1:])
+    why = [ln[1:].strip() for ln in lines if ln.startswith("E ")]  # the first assertion line: what the test saw
+    return proc.returncode, " / ".join(lines[-1:] + why[:1])[:400]
 
 
 def main(argv: list[str] | None = None) -> int:

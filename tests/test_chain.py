@@ -35,6 +35,14 @@ def test_the_checkpoint_matches_the_exported_program(chain_config, parity_cache)
     assert any("paddle-dygraph (the training checkpoint) runs" in n for n in result.notes)
 
 
+def test_a_clean_run_has_no_failing_hop_and_judges_fp16_hops_at_fp16(clean_run):
+    hops = {(h["from"], h["to"]): h for h in clean_run.hops}
+    assert list(hops) == [("paddle", "onnxruntime"), ("onnxruntime", "onnxruntime-fp16")]
+    assert clean_run.first_failing_hop is None and all(h["passed"] for h in hops.values())
+    # a hop is judged at its lower precision: at fp32, FP16's own rounding would fail this hop
+    assert hops[("paddle", "onnxruntime")]["precision"] == "fp32" and hops[("onnxruntime", "onnxruntime-fp16")]["precision"] == "fp16"
+
+
 def test_a_checkpoint_changed_after_export_fails_the_first_hop(chain_config, demo_artifacts, parity_cache, tmp_path):
     import paddle
 

@@ -70,6 +70,10 @@ def test_results_validate_and_a_removed_field_does_not(clean_run, tmp_path):
         jsonschema.validate(broken, _schema())
 
 
+# What CI fills in when the job runs: the matrix's or the parallel job's shard.
+CI_VARIABLES = {"${{ matrix.shard }}": "1", "${CI_NODE_INDEX}": "1", "${CI_NODE_TOTAL}": "4"}
+
+
 def _commands() -> list[list[str]]:
     """Every parity / pytest command line of the CI examples, as arguments."""
     import yaml
@@ -85,30 +89,49 @@ def _commands() -> list[list[str]]:
                 for line in script.splitlines() if "\n" in script.strip() else [script]:
                     line = line.split("||")[0].strip()
                     line = line.replace(".nox/gpu/bin/parity", "parity")
+                    for variable, value in CI_VARIABLES.items():
+                        line = line.replace(variable, value)
                     if line.startswith(("parity ", "pytest ")):
-                        found.append(shlex.split(line.replace("${{ matrix.shard }}", "1").replace("${CI_NODE_INDEX}", "1")))
+                        found.append(shlex.split(line))
     return found
 
 
-def test_every_flag_the_ci_examples_use_exists():
+def _backend_names(value) -> list[str]:
+    return [b.strip() for b in value.split(",") if b.strip()] if isinstance(value, str) else list(value or [])
+
+
+def test_every_ci_example_command_parses_with_real_flags_and_backends():
+    """Each `parity` line goes through the real argument parser; its backend names, shard and config file are checked as a run checks them."""
+    from parity.backends import BACKENDS
+    from parity.cli import build_parser
+    from parity.config import load_config_file
+    from parity.run import parse_shard
+
     commands = _commands()
     assert {c[0] for c in commands} == {"parity", "pytest"} and len(commands) >= 6
-    helps = {}
+    parser, pytest_help = build_parser(), None
     for argv in commands:
-        key = tuple(argv[:2]) if argv[0] == "parity" else ("pytest",)
-        if key not in helps:
-            cmd = [sys.executable, "-m", "parity", argv[1], "--help"] if argv[0] == "parity" else [sys.executable, "-m", "pytest", "--help"]
-            helps[key] = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout
-        flags = [a.split("=")[0] for a in argv if a.startswith("--")]
-        missing = [f for f in flags if f not in helps[key]]
-        assert not missing, f"{' '.join(argv[:2])}: {missing} not in its --help"
-    toml = (CI / "parity.toml").read_text()
-    from dataclasses import fields
-
-    from parity.config import RunConfig
-
-    keys = {line.split("=")[0].strip() for line in toml.splitlines() if "=" in line and not line.startswith("#")}
-    assert keys <= {f.name for f in fields(RunConfig)}
+        line = " ".join(argv)
+        if argv[0] == "pytest":  # the plugin's options: pytest's own parser is only reachable through --help
+            if pytest_help is None:
+                text = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, cwd=ROOT).stdout
+                pytest_help = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", text))  # whole option names, not substrings
+            missing = [f for f in (a.split("=")[0] for a in argv if a.startswith("--")) if f not in pytest_help]
+            assert not missing, f"{line}: {missing} not options of pytest with the parity plugin"
+            continue
+        try:
+            args = parser.parse_args(argv[1:])
+        except SystemExit:
+            pytest.fail(f"{line}: refused by parity's argument parser (its message is above)")
+        for flag in ("backends", "require"):
+            unknown = [b for b in _backend_names(getattr(args, flag, None)) if b not in BACKENDS and b != "all"]
+            assert not unknown, f"{line}: --{flag} names {unknown}, not backends (known: {', '.join(BACKENDS)})"
+        if getattr(args, "shard", None) is not None:
+            parse_shard(args.shard)  # a one-line error for what is not i/N
+    cfg = load_config_file(CI / "parity.toml")  # the real reader: unknown keys and wrong types are errors
+    for flag in ("backends", "require"):
+        unknown = [b for b in _backend_names(getattr(cfg, flag)) if b not in BACKENDS]
+        assert not unknown, f"examples/ci/parity.toml: {flag} names {unknown}, not backends"
 
 
 def test_ci_examples_pass_the_linters():

@@ -73,14 +73,19 @@ def test_default_tolerances_differ_per_precision():
     assert FP16.atol > FP32.atol and FP16.min_top1_agreement < FP32.min_top1_agreement
 
 
-def _flip_case(margin):
+def _flip_case(margin, tol=FP16):
     """200 confident clips; one clip's reference leads by ``margin`` and the backend swaps its top two."""
     ref, labels = _logits(n=200, c=4, seed=3)
     ref[0] = [margin, 0.0, -3.0, -3.0]
     out = ref.copy()
     out[0] = [0.0, margin, -3.0, -3.0]
     paths = [f"clip{i}.mp4" for i in range(len(ref))]
-    return compare_logits("b", "ref", "fp16", paths, labels, ref, out, FP16)
+    return compare_logits("b", "ref", "fp16", paths, labels, ref, out, tol)
+
+
+# Elementwise limits that a swap of margin 5 stays inside: the two flips below differ only in their margin.
+WIDE = Tolerance(atol=10.0, rtol=0.0, min_cosine=0.0, min_top1_agreement=FP16.min_top1_agreement, max_accuracy_drop=FP16.max_accuracy_drop,
+                 confident_margin=FP16.confident_margin)
 
 
 def test_a_confident_flip_fails_even_above_the_agreement_rate():
@@ -88,12 +93,20 @@ def test_a_confident_flip_fails_even_above_the_agreement_rate():
     assert c.top1_agreement == 0.995 >= FP16.min_top1_agreement
     assert not c.passed and any("confident clip(s) flipped" in r for r in c.reasons) and "clip0.mp4" in c.failed_clips
     assert c.clips[0].margin == 5.0 and "reference margin 5" in c.clips[0].problems[-1]
+    # inside every elementwise limit, the confident flip alone fails it
+    wide = _flip_case(margin=5.0, tol=WIDE)
+    assert not wide.passed and wide.reasons == ["1 confident clip(s) flipped (reference margin over 2)"] and wide.failed_clips == ["clip0.mp4"]
 
 
 def test_a_near_tie_flip_does_not_fail():
-    c = _flip_case(margin=0.1)
-    assert c.top1_agreement == 0.995 and not any("confident" in r for r in c.reasons)
-    assert c.clips[0].reference_prob == pytest.approx(np.exp(0.1) / (np.exp(0.1) + 1 + 2 * np.exp(-3.0)), rel=1e-5)
+    # a swap of 0.04 is inside FP16's atol (0.05): the flip is the only thing that happened to the clip
+    c = _flip_case(margin=0.04)
+    assert c.max_abs == pytest.approx(0.04) and c.max_abs <= FP16.atol and c.top1_agreement == 0.995
+    assert c.passed and not c.reasons and not c.failed_clips and c.clips[0].passed and not c.clips[0].top1_agrees
+    assert "reference margin 0.04" in c.clips[0].problems[-1]  # still shown, as a note on the clip
+    assert c.clips[0].reference_prob == pytest.approx(np.exp(0.04) / (np.exp(0.04) + 1 + 2 * np.exp(-3.0)), rel=1e-5)
+    # the same near-tie under limits where a margin-5 swap fails only as confident: it passes there too
+    assert _flip_case(margin=0.04, tol=WIDE).passed
 
 
 def test_mcnemar_exact_p_value_by_hand():
