@@ -20,10 +20,27 @@ def test_int8_calibrated_on_train_clips_judged_on_val(demo_artifacts, demo_run_c
     (comparison,) = result.comparisons
     assert comparison.backend == "onnxruntime-int8" and comparison.precision == "int8"
     assert comparison.tolerance["min_top1_agreement"] == 0.9 and comparison.max_abs > 1e-3  # really quantized
+    assert comparison.passed and result.verdict == "pass", comparison.reasons  # judged, and calibrated well enough to pass
+    assert comparison.top1_agreement >= 0.9
     assert result.int8["weights"] in ("per-channel", "per-tensor") and result.int8["calibration_overlap"] == 0
     assert result.int8["sqnr"] and all("sqnr_db" in row and "paddle_op" in row for row in result.int8["sqnr"])
     html = write_report(result, cfg.report).read_text()
     assert 'id="sqnr"' in html and result.int8["sqnr"][0]["tensor"] in html
+
+
+def test_int8_calibrated_on_zeros_fails_the_gate(demo_run_config, parity_cache, tmp_path):
+    """The negative control of the test above: a calibration that saw nothing (all-zero tensors) must not pass."""
+    import numpy as np
+
+    zeros = tmp_path / "zeros"
+    zeros.mkdir()
+    for i in range(4):  # saved input tensors of the demo's preprocessing (8 segments of 112 x 112), all zero
+        np.save(zeros / f"zero{i}.npy", np.zeros((1, 8, 3, 112, 112), np.float32))
+    cfg = dataclasses.replace(demo_run_config, backends=["paddle", "onnxruntime-int8"], calibration=str(zeros), report=str(tmp_path / "r"))
+    result = run(cfg, cache=parity_cache)
+    (comparison,) = result.comparisons
+    assert result.int8["calibration_clips"] == 4
+    assert not comparison.passed and comparison.top1_agreement < 0.9 and result.verdict == "fail"
 
 
 def test_calibrating_on_the_evaluated_clips_is_a_warning(demo_artifacts, demo_run_config, parity_cache, tmp_path):
