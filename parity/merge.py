@@ -134,7 +134,7 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
         if len(frames) < MAX_THUMBNAIL_CLIPS:
             frames[path] = arr
     run = {**first["run"], "shard": None, "merged_from": [str(Path(f).resolve()) for f in folders],
-           "decode": {k: sum(s["run"]["decode"][k] for s in shards) for k in first["run"]["decode"]},
+           "decode": {k: _joined([s["run"]["decode"][k] for s in shards]) for k in first["run"]["decode"]},
            "seconds": sum(s["run"]["seconds"] for s in shards), "changed_clips": changed}
     return RunResult(
         verdict=verdict.verdict,
@@ -166,6 +166,13 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
     )
 
 
+def _joined(values: list):
+    """One decode count over the shards: numbers add up, lists (notes) are joined."""
+    if all(isinstance(v, list) for v in values):
+        return [x for v in values for x in v]
+    return sum(values)
+
+
 def _merged_record(parts: list[dict]) -> BackendRecord:
     """One backend across shards: an error anywhere is its error; unavailable anywhere, unavailable."""
     worst = next((p for p in parts if p["status"] == "error"), None) or next((p for p in parts if p["status"] == "unavailable"), parts[0])
@@ -174,4 +181,5 @@ def _merged_record(parts: list[dict]) -> BackendRecord:
         latency_ms=[ms for p in parts for ms in p["latency_ms"]], batch=worst.get("batch", 1),
         clip_errors={k: v for p in parts for k, v in (p.get("clip_errors") or {}).items()},
         notes=list(dict.fromkeys(n for p in parts for n in p.get("notes") or [])),
+        batch_shapes=[list(t) for t in dict.fromkeys(tuple(s) for p in parts for s in p.get("batch_shapes") or [])],
     )

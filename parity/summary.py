@@ -34,6 +34,8 @@ def render(result, report_html: Path | None = None, relative_to: Path | None = N
     verdict = result.verdict.upper()
     lines = [f"## PP-TSM parity: {'✅' if result.verdict == 'pass' else '❌'} **{verdict}**", ""]
     lines.append(f"Reference `{inert(result.reference)}`; {sum(c.status == 'ok' for c in result.clips)} of {len(result.clips)} clips compared.")
+    if result.failures:  # the judge's reasons, in its words
+        lines += ["", "**Why:**", ""] + [f"- {inert(f.text)}" for f in result.failures]
     lines += ["", "| backend | status | max abs | top-1 agreement | accuracy Δ | latency p50 (ms) |", "|---|---|---|---|---|---|"]
     by_backend = {c.backend: c for c in result.comparisons}
     for b in result.backends:
@@ -60,8 +62,6 @@ def render(result, report_html: Path | None = None, relative_to: Path | None = N
             f = d["first_divergence"]
             lines += ["", f"**First divergent node** ({inert(d['backend'])}): {inert(f['onnx_node'])} ({inert(f['onnx_op'])}) = Paddle "
                           f"{inert(f['paddle_op'])}"]
-    for problem in result.problems:
-        lines += ["", f"**Error:** {inert(problem)}"]
     if report_html is not None:
         target = Path(os.path.relpath(report_html, relative_to)) if relative_to else Path(report_html)
         lines += ["", f"Report: [{inert(target.as_posix())}]({target.as_posix().replace(' ', '%20').replace('(', '%28').replace(')', '%29')})"]
