@@ -6,12 +6,13 @@
     python tests/mutations.py --list        # name, test, what the mutation breaks
     nox -s mutations [-- NAME ...]
 
-A mutation is a text edit of this checkout's files (``old`` -> ``new``, ``old`` found exactly once, or the
-mutation is stale: the code moved and the mutation must follow it). It is applied to a temporary copy of the
-checkout, never to the working tree, and the test runs in that copy with the copy first on PYTHONPATH, so the
-CLI subprocesses, decode workers and isolated backends it starts run the mutated code too. Artifacts come from
-the usual cache (~/.cache/pptsm-parity): no mutation touches a module an artifact's cache key hashes, except
-the INT8 one, whose mutated module makes its own cache entry.
+A mutation is a text edit of the checkout's files (``old`` -> ``new``, ``old`` found exactly once, or the
+mutation is stale: the code moved and the mutation must follow it). It is applied to a temporary copy (the last
+commit's source with the working tree's tests; with --worktree, the working tree as it is), never to the working
+tree itself, and the test runs in that copy with the copy first on PYTHONPATH, so the CLI subprocesses, decode
+workers and isolated backends it starts run the mutated code too. Artifacts come from the usual cache
+(~/.cache/pptsm-parity): no mutation touches a module an artifact's cache key hashes, except the INT8 one,
+whose mutated module gets a cache entry of its own.
 
 Exit status 0 when every mutation was caught (its test failed) and, with --clean, every test passed unmutated.
 """
@@ -73,12 +74,50 @@ MUTATIONS = [
       "INT8 calibrated on all-zero tensors",
       (("parity/precision/int8.py", "    return [i.tensor for i in items], [i.sha256 for i in items]\n",
         "    return [np.zeros_like(i.tensor) for i in items], [i.sha256 for i in items]\n"),)),
+    M("onednn-not-isolated", "tests/test_scale.py::test_each_clip_is_decoded_once_with_a_backend_in_its_own_process",
+      "paddle-onednn runs in the test's process",
+      (("parity/backends/__init__.py", '_paddle_mode("onednn-ir", "paddle-onednn"), isolate=True,', '_paddle_mode("onednn-ir", "paddle-onednn"), isolate=False,'),)),
+    M("decode-in-process", "tests/test_scale.py::test_each_clip_is_decoded_once_with_a_backend_in_its_own_process",
+      "the stream decodes in the main process whatever --workers says",
+      (("parity/stream.py", "    if workers <= 0:\n", "    if True:  # mutated\n"),)),
+    M("decode-one-worker", "tests/test_scale.py::test_each_clip_is_decoded_once_with_a_backend_in_its_own_process",
+      "one decode worker, one clip at a time",
+      (("parity/stream.py", "self.size, self.timeout, self.stats = workers,", "self.size, self.timeout, self.stats = 1,"),)),
+    M("decode-twice", "tests/test_scale.py::test_each_clip_is_decoded_once_with_a_backend_in_its_own_process",
+      "each clip decoded twice in its worker (the item still says decoded once)",
+      (("parity/stream.py", "        conn.send(decode_clip(*args))\n", "        decode_clip(*args)\n        conn.send(decode_clip(*args))\n"),)),
+    M("decode-workers-keep-tensors", "tests/test_scale.py::test_peak_memory_does_not_grow_with_the_number_of_clips",
+      "decode workers keep every tensor they made",
+      (("parity/stream.py", "        conn.send(decode_clip(*args))\n",
+        "        _worker_main.__dict__.setdefault('kept', []).append(decode_clip(*args))\n        conn.send(_worker_main.kept[-1])\n"),)),
+    M("variant-decodes-again", "tests/test_chain.py::test_preprocessing_attribution",
+      "each preprocessing variant decodes the video again",
+      (("parity/inputs.py", "tensors[v] = clip_tensor(clip.path, frames, c)",
+        "tensors[v] = clip_tensor(clip.path, load_clip_frames(clip.path, cfg.num_seg, clip.num_frames), c)"),)),
 ]
 BY_NAME = {m.name: m for m in MUTATIONS}
 
 
-def copy_checkout(dst: Path) -> Path:
-    shutil.copytree(ROOT, dst, ignore=COPY_IGNORE, symlinks=True)
+# What a copy takes from the working tree, over the last commit: the tests and what they read.
+TEST_SIDE = ("tests", "fixtures", "examples", "conftest.py", "noxfile.py")
+
+
+def copy_checkout(dst: Path, worktree: bool = False) -> Path:
+    """The last commit (``git archive HEAD``) with the working tree's tests, fixtures and examples over it; or,
+    with ``worktree``, the working tree as it is (uncommitted source edits included)."""
+    if worktree:
+        shutil.copytree(ROOT, dst, ignore=COPY_IGNORE, symlinks=True)
+        return dst
+    dst.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dst)], input=archive, check=True)
+    for name in TEST_SIDE:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.rmtree(dst / name, ignore_errors=True)
+            shutil.copytree(src, dst / name, ignore=COPY_IGNORE, symlinks=True)
+        elif src.is_file():
+            shutil.copy2(src, dst / name)
     return dst
 
 
@@ -112,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clean", action="store_true", help="also check that every selected test passes unmutated")
     p.add_argument("--list", action="store_true", help="list the mutations and their tests")
     p.add_argument("--timeout", type=float, default=1800, help="per test run, seconds")
+    p.add_argument("--worktree", action="store_true",
+                   help="mutate the working tree's source as it is (default: the last commit's, with the working tree's tests)")
     args = p.parse_args(argv)
     if args.list:
         for m in MUTATIONS:
@@ -126,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.clean:
             tests = sorted({m.test for m in chosen})
             start = time.monotonic()
-            code, summary = run_tests(copy_checkout(Path(tmp) / "clean"), tests, args.timeout * len(tests))
+            code, summary = run_tests(copy_checkout(Path(tmp) / "clean", args.worktree), tests, args.timeout * len(tests))
             ok &= code == 0
             print(f"{'clean':28} {'PASS' if code == 0 else 'FAILED':9} {time.monotonic() - start:6.0f}s  {len(tests)} tests unmutated: {summary}",
                   flush=True)
         for m in chosen:
-            tree = copy_checkout(Path(tmp) / m.name)
+            tree = copy_checkout(Path(tmp) / m.name, args.worktree)
             start = time.monotonic()
             stale = apply(m, tree)
             if stale:

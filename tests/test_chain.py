@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def _video(path: Path, width: int, height: int, frames: int = 16) -> Path:
     return _write(path, _frames(np.random.default_rng(width), frames, height, width))
 
 
-def test_preprocessing_attribution(demo_run_config, parity_cache, tmp_path):
+def test_preprocessing_attribution(demo_run_config, parity_cache, tmp_path, decode_log):
     # 16:9 videos: the C++ path keeps the aspect ratio where predict.py forces 4:3, so the logits move
     wide = [_video(tmp_path / f"wide{i}.mp4", 320, 180) for i in range(3)]
     # frames already 4:3 at the scale size (170x128 for the demo's crop of 112): both paths skip the resize
@@ -101,10 +102,15 @@ def test_preprocessing_attribution(demo_run_config, parity_cache, tmp_path):
         result = run(cfg, cache=parity_cache)
         (attribution,) = result.preprocessing_attribution
         assert attribution["variant"] == "cpp" and attribution["clips"] == 3
-        assert result.run["decode"]["decoded"] == 3  # both paths from the same decoded frames
+        assert result.run["decode"]["decoded"] == 3
+        # both paths from the same decoded frames: each clip went through the decoder once, wherever it was decoded
+        decodes = Counter(path for _, path in decode_log() if Path(path).parent == tmp_path and Path(path).name.startswith(name))
+        assert decodes == {str(v.resolve()): 1 for v in videos}, decodes
         if name == "wide":
             assert attribution["max_abs"] > 1e-3
         else:
+            # Bitwise 0.0: both paths skip the resize, so the reference's two lanes get the very same tensor, and two
+            # runners of one backend in one process, with the same threads, compute the same logits from it.
             assert attribution["max_abs"] == 0.0 and attribution["top1_flips"] == 0
         assert [c.backend for c in result.comparisons] == ["onnxruntime"]  # attribution never enters the verdict
 
