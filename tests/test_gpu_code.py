@@ -25,11 +25,34 @@ def _forget_fake_tensorrt():
 
 
 def _fake_trt(major: int):
-    """A tensorrt module with what its major version has: TensorRT 11 removed BuilderFlag.FP16 (and the weak typing flags)."""
+    """A tensorrt module with what its major version has: TensorRT 11 removed BuilderFlag.FP16 (and the weak typing flags).
+
+    Where each part comes from (no TensorRT wheel installs on this CPU machine, so this is not generated from the real
+    bindings; `nox -s gpu` runs the same code on the real module):
+
+    - What is faked at all is what Polygraphy 0.53.6 (the version installed here) reads from ``tensorrt`` on the paths
+      these tests run: ``trt.Runtime(logger).deserialize_cuda_engine(bytes)`` in ``EngineFromBytes``
+      (polygraphy/backend/trt/loader.py), ``trt.ILogger`` subclassed with ``trt.Logger.{INTERNAL_ERROR, ERROR, WARNING,
+      INFO, VERBOSE}`` in ``get_trt_logger`` (backend/trt/util.py), ``trt.init_libnvinfer_plugins`` (loader.py),
+      ``getattr(trt.BuilderFlag, name)`` in ``CreateConfig`` (backend/trt/config.py), and the calibrator base classes
+      ``trt.IInt8EntropyCalibrator2`` (the default), ``IInt8LegacyCalibrator`` and ``IInt8Calibrator`` compared against
+      in ``Calibrator`` (backend/trt/calibrator.py); plus what parity.backends.tensorrt probes (``BuilderFlag.FP16``,
+      ``.INT8``, ``.TF32``, ``__version__``).
+    - The difference between the majors is NVIDIA's list "Migrating from TensorRT 10.x to 11.x: Removed Python APIs"
+      (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html):
+      ``BuilderFlag.FP16``, ``.INT8``, ``.FP8``, ``.BF16``, ``.INT4``, ``.FP4``, ``.OBEY_PRECISION_CONSTRAINTS``,
+      ``.PREFER_PRECISION_CONSTRAINTS``, ``.DIRECT_IO`` and ``IBuilderConfig.int8_calibrator`` are gone in 11.x; ``TF32``
+      is not on that list and stays. Only the members named above are faked (TensorRT 10's BuilderFlag has many more).
+    - Leaving the ``IInt8*Calibrator`` classes out of 11 is our reading: the page removes their only use (the config's
+      ``int8_calibrator``) but does not list the classes.
+    - Strong typing is a network creation flag in both (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``, which Polygraphy's
+      ``NetworkFromOnnxPath(strongly_typed=True)`` sets), not a BuilderFlag.
+    """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = f"{major}.0.0"
-    flags = {"TF32": 1, "STRONGLY_TYPED": 2} | ({"FP16": 0, "INT8": 3} if major < 11 else {})
+    flags = {"TF32": 1} | ({"FP16": 0, "INT8": 3} if major < 11 else {})
     trt.BuilderFlag = types.SimpleNamespace(**flags)
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
 
     class Logger:
         WARNING, ERROR, INFO, VERBOSE, INTERNAL_ERROR = range(5)

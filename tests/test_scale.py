@@ -215,6 +215,8 @@ def test_tensor_cache_makes_a_rerun_decode_nothing(demo_run_config, parity_cache
     second = run(dataclasses.replace(demo_run_config, onnx=str(defective_onnx("conv_weight_x1.05")), tensor_cache=str(cache_dir),
                                      report=str(tmp_path / "b")), cache=parity_cache)
     assert second.run["decode"]["decoded"] == 0 and second.run["decode"]["cache_hits"] == n
+    # Bitwise: .npy round-trips float32 exactly, so paddle gets the very tensors the first run decoded, with the same
+    # threads in the same process kind; equal inputs, equal outputs.
     assert (second.logits["paddle"] == first.logits["paddle"]).all() and second.verdict == "fail"
     # other preprocessing is another key
     third = run(dataclasses.replace(demo_run_config, preprocess="cpp", tensor_cache=str(cache_dir), report=str(tmp_path / "c")),
@@ -241,6 +243,8 @@ def test_two_shards_merged_equal_one_unsharded_run(demo_artifacts, defective_onn
     assert set(shards) <= {0, 1}
     one, two = (json.loads((tmp_path / f"s{i}" / "results.json").read_text())["clips"] for i in (1, 2))
     assert one and two and not {c["path"] for c in one} & {c["path"] for c in two}
+    # Bitwise: a clip's logits do not depend on which shard ran it (batch 1, same runners, same threads, one machine),
+    # and merge recomputes the comparisons from those logits; equal logits make equal statistics.
     assert _comparable(tmp_path / "whole") == _comparable(tmp_path / "merged")
     whole_logits, merged_logits = np.load(tmp_path / "whole" / "logits.npz"), np.load(tmp_path / "merged" / "logits.npz")
     assert sorted(whole_logits.files) == sorted(merged_logits.files)
@@ -262,6 +266,9 @@ def test_ray_engine_on_a_local_instance_equals_the_local_engine(demo_run_config,
         ray.shutdown()
     assert result.run["engine"] == "ray" and result.run["decode"]["clips"] == len(clean_run.clips)
     assert result.verdict == clean_run.verdict == "pass"
+    # Bitwise (logits, and so every statistic of the comparisons): each actor builds the same runner with the same
+    # thread count as the local engine and feeds it the same tensors at batch 1; Ray moves the arrays, it does not
+    # compute on them. With other thread counts on the two sides this would have to be within the FP32 noise floor.
     assert [dataclasses.asdict(c) for c in result.comparisons] == [dataclasses.asdict(c) for c in clean_run.comparisons]
     for name in ("paddle", "onnxruntime", "onnxruntime-fp16"):
         assert (result.logits[name] == clean_run.logits[name]).all()
