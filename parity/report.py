@@ -385,10 +385,14 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
     env = Environment(loader=PackageLoader("parity", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = _fmt
     env.filters["prob"] = lambda p: f"{p:.3f}" if p is not None and np.isfinite(p) else "–"
+    env.filters["seconds"] = seconds
     template = env.get_template("report.html.j2")
     shown, hidden = html_rows(table)
+    from .conclusion import lines as conclusion_lines
+
     return template.render(
         r=result,
+        conclusion=conclusion_lines(result),
         data=result.to_dict(),
         rows=[_ints(row) for row in shown.to_dict("records")],
         hidden_flagged=hidden,
@@ -404,6 +408,14 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
         flagged=flagged_clips(result),
         flips=flips_by_class_pair(result),
     )
+
+
+def seconds(stamp: str) -> str:
+    """``2026-11-30T01:50:12.123456789Z`` as ``2026-11-30 01:50:12 UTC``: a time a person reads, to the second."""
+    if not stamp:
+        return ""
+    day, _, clock = str(stamp).partition("T")
+    return f"{day} {clock.split('.')[0].rstrip('Z')} UTC" if clock else str(stamp)
 
 
 def html_rows(table):

@@ -77,3 +77,85 @@ def test_a_release_set_report_stays_small_and_keeps_every_row_in_the_tables(tmp_
     assert f"{flagged - 200} more failing or flipped rows are not shown" in text
     assert len(pd.read_parquet(tmp_path / "report" / "clips.parquet")) == 4 * 4000
     assert len(pd.read_csv(tmp_path / "report" / "clips.csv")) == 4 * 4000
+
+
+def _markdown(text):
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table")
+
+
+def _tables(text) -> list[list[list[str]]]:
+    """Every table of the rendered Markdown, as rows of cell texts (header row first)."""
+    import html as html_lib
+    import re
+
+    rendered = _markdown(text).render(text)
+    tables = []
+    for table in re.findall(r"<table>(.*?)</table>", rendered, re.S):
+        rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+        tables.append([[html_lib.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+                       for row in rows])
+    return tables
+
+
+def _failing_big(tmp_path):
+    result = big_result(tmp_path, clips=30, classes=8)
+    result.artifacts = {"paddle_model": str(tmp_path / "pptsm_k400.json"), "onnx": str(tmp_path / "pptsm_k400.onnx"),
+                        "paddle_params_sha256": "0cd2bf35" + "a" * 56, "onnx_sha256": "efb5f3f9" + "b" * 56}
+    result.label_names = {i: f"class{i}" for i in range(8)}
+    return result
+
+
+def test_the_summary_of_a_failing_run_shows_the_conclusion_the_failed_metric_and_the_worst_clips_with_numbers(tmp_path):
+    import re
+
+    from parity import summary
+    from parity.conclusion import lines
+
+    result = _failing_big(tmp_path)
+    text = summary.render(result, tmp_path / "r" / "index.html", tmp_path)
+    rendered = _markdown(text).render(text)
+    items = [re.sub(r"<[^>]+>", "", li) for li in re.findall(r"<li>(.*?)</li>", rendered, re.S)]
+    import html as html_lib
+
+    assert [html_lib.unescape(i) for i in items[: len(lines(result))]] == lines(result)  # the conclusion, first, in its words
+    assert "0cd2bf35" in items[0] and "efb5f3f9" in items[0] and "pptsm_k400" in items[0]  # the model and its short hashes
+    tables = {t[0][1] if t[0][0] == "backend" else t[0][0]: t for t in _tables(text)}
+    metrics = tables["vs"]
+    failing = next(c for c in result.comparisons if not c.passed)
+    assert metrics[0] == ["backend", "vs", "metric", "value", "tolerance"]
+    assert [failing.backend, "paddle", "atol needed (with rtol 0.02)", f"{failing.min_passing_atol:.3g}",
+            f"atol {failing.tolerance['atol']:g}"] in metrics
+    worst = tables["clip"]
+    assert worst[0] == ["backend", "clip", "max abs", "top-1 reference → backend", "reference margin", "result"]
+    assert len(worst) == 1 + 10
+    expected = sorted(failing.clips, key=lambda c: (c.passed, -c.max_abs))[:10]  # failing clips first, largest error first
+    assert not any(c.passed for c in expected)
+    for row, clip in zip(worst[1:], expected):
+        assert row[1] == clip.path.rsplit("/", 1)[-1] and float(row[2]) == float(f"{clip.max_abs:.3g}")
+        assert row[3] == f"{clip.top1_reference} (class{clip.top1_reference}) → {clip.top1_backend} (class{clip.top1_backend})"
+        assert float(row[4]) == float(f"{clip.margin:.3g}") and row[5] == "FAIL"
+
+
+def test_the_summary_links_the_report_in_the_ci_runs_artifacts(tmp_path, monkeypatch):
+    from parity import summary
+
+    result = _failing_big(tmp_path)
+    for key in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "CI_JOB_URL"):
+        monkeypatch.delenv(key, raising=False)
+
+    def link():
+        text = summary.render(result, tmp_path / "reports" / "run 1" / "index.html", tmp_path)
+        import re
+
+        return re.findall(r'<a href="([^"]*)">([^<]*)</a>', _markdown(text).render(text))[-1]
+
+    assert link() == ("reports/run%201/index.html", "reports/run 1/index.html")  # relative, outside CI
+    monkeypatch.setenv("CI_JOB_URL", "https://gitlab.example.com/team/model/-/jobs/42")
+    assert link()[0] == "https://gitlab.example.com/team/model/-/jobs/42/artifacts/browse"
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "team/model")
+    monkeypatch.setenv("GITHUB_RUN_ID", "123456")
+    href, text = link()
+    assert href == "https://github.com/team/model/actions/runs/123456" and "reports/run 1/index.html" in text

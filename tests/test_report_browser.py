@@ -98,3 +98,49 @@ def test_where_it_broke_renders(demo_artifacts, demo_run_config, parity_cache, t
     dom = _render(write_report(run(cfg, cache=parity_cache), cfg.report), tmp_path, "report-where-it-broke.png")
     assert 'id="where"' in dom and "First divergence" in dom and weight in dom
     assert 'alt="error against depth for onnxruntime"' in dom
+
+
+def _layout(html: Path, tmp_path, width: int, height: int, shot: str) -> dict:
+    """Where the header's conclusion lines are when Chromium shows the report in a ``width`` x ``height`` window:
+    a copy of the page with a script that writes each line's text and box into the DOM, and a screenshot."""
+    import json
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _chrome(html, f"--window-size={width},{height}", f"--screenshot={ARTIFACTS / shot}", tmp_path=tmp_path)
+    probe = tmp_path / "probe.html"
+    script = """<script>document.body.setAttribute("data-layout", JSON.stringify({
+      height: window.innerHeight, width: window.innerWidth,
+      lines: Array.from(document.querySelectorAll("header .conclusion-line")).map(function (e) {
+        var b = e.getBoundingClientRect(); return {text: e.textContent.trim(), top: b.top, bottom: b.bottom, right: b.right}; })}));</script>"""
+    probe.write_text(html.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
+    dom = _chrome(probe, f"--window-size={width},{height}", "--dump-dom", tmp_path=tmp_path).stdout
+    import html as html_lib
+
+    return json.loads(html_lib.unescape(re.search(r'data-layout="([^"]*)"', dom).group(1)))
+
+
+def test_the_model_and_the_conclusion_are_on_the_first_screen(demo_artifacts, demo_run_config, parity_cache, tmp_path):
+    """1400x900: the identity line, the verdict and every why line of a failing, localized run are above the fold,
+    in the words of conclusion.lines (the terminal's)."""
+    from PIL import Image
+
+    from fixtures.defects import scale_conv_weight
+    from parity.conclusion import lines
+
+    bad = tmp_path / "bad.onnx"
+    scale_conv_weight(demo_artifacts.onnx, bad, 1.05, 3)
+    cfg = dataclasses.replace(demo_run_config, onnx=str(bad), backends=["paddle", "onnxruntime"], localize=True, report=str(tmp_path / "r"))
+    result = run(cfg, cache=parity_cache)
+    layout = _layout(write_report(result, cfg.report), tmp_path, 1400, 900, "report-first-screen.png")
+    expected = lines(result)
+    assert [line["text"] for line in layout["lines"]] == expected
+    assert expected[0].startswith("gated: model ") and any(line.startswith("why: onnxruntime") for line in expected)
+    assert layout["height"] <= 900
+    for line in layout["lines"]:
+        assert 0 <= line["top"] and line["bottom"] <= layout["height"], f"below the fold: {line}"
+        assert line["right"] <= layout["width"]
+    # and the screenshot shows the failing verdict's red banner on that first screen
+    shot = Image.open(ARTIFACTS / "report-first-screen.png").convert("RGB")
+    assert shot.size[1] <= 900
+    red = sum(1 for pixel in shot.getdata() if pixel == (0xB3, 0x26, 0x1E))
+    assert red > 20_000
