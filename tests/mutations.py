@@ -94,6 +94,12 @@ MUTATIONS = [
       "each preprocessing variant decodes the video again",
       (("parity/inputs.py", "tensors[v] = clip_tensor(clip.path, frames, c)",
         "tensors[v] = clip_tensor(clip.path, load_clip_frames(clip.path, cfg.num_seg, clip.num_frames), c)"),)),
+    M("lanes-at-batch-one", "tests/test_scale.py::test_batch_check_compares_each_backend_with_itself_at_batch_one",
+      "every lane runs at batch 1 (its record still says its configured batch)",
+      (("parity/engines/local.py", "if len(self.buffers[name]) >= self.lanes[name].batch:", "if len(self.buffers[name]) >= 1:"),)),
+    M("lanes-at-batch-one-batched", "tests/test_scale.py::test_batched_run_matches_batch_one",
+      "every lane runs at batch 1 under --batch-size 5",
+      (("parity/engines/local.py", "if len(self.buffers[name]) >= self.lanes[name].batch:", "if len(self.buffers[name]) >= 1:"),)),
 ]
 BY_NAME = {m.name: m for m in MUTATIONS}
 

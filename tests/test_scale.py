@@ -180,6 +180,11 @@ def test_batch_check_compares_each_backend_with_itself_at_batch_one(demo_run_con
     assert all(c.passed and c.clips_compared == len(result.clips) for c in pairs.values())
     assert {b.name: b.batch for b in result.backends} == {"paddle": 1, "onnxruntime": 1, "paddle@b4": 4, "onnxruntime@b4": 4}
     assert result.verdict == "pass" and result.run["batch_check"] == 4
+    # what each runner was really given (the configured batch above is only what was asked for)
+    n, clip = len(result.clips), [8, 3, 112, 112]  # the demo's input: 8 segments of 3 x 112 x 112
+    fours = [[4, *clip]] + ([[n % 4, *clip]] if n % 4 else [])
+    assert {b.name: b.batch_shapes for b in result.backends} == {"paddle": [[1, *clip]], "onnxruntime": [[1, *clip]], "paddle@b4": fours,
+                                                                 "onnxruntime@b4": fours}
 
 
 @pytest.mark.slow
@@ -200,6 +205,8 @@ def test_batch_size_needs_a_dynamic_batch(demo_artifacts, tmp_path, capsys):
 def test_batched_run_matches_batch_one(demo_run_config, parity_cache, clean_run, tmp_path):
     result = run(dataclasses.replace(demo_run_config, batch_size=5, report=str(tmp_path)), cache=parity_cache)
     assert result.run["batch_size"] == 5 and all(b.batch == 5 for b in result.backends)
+    n, clip = len(result.clips), [8, 3, 112, 112]
+    assert n % 5 and all(b.batch_shapes == [[5, *clip], [n % 5, *clip]] for b in result.backends)  # batches of 5, then the rest
     for name in ("paddle", "onnxruntime"):
         np.testing.assert_allclose(result.logits[name], clean_run.logits[name], atol=1e-5)
 
