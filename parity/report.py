@@ -386,11 +386,22 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
     env.filters["num"] = _fmt
     env.filters["prob"] = lambda p: f"{p:.3f}" if p is not None and np.isfinite(p) else "–"
     env.filters["seconds"] = seconds
+    env.filters["signed"] = lambda v: "–" if v is None or not np.isfinite(v) else ("0" if v == 0 else f"{v:+.3f}")
     template = env.get_template("report.html.j2")
     shown, hidden = html_rows(table)
+    from . import classes
     from .conclusion import lines as conclusion_lines
 
+    per_class = getattr(result, "per_class", None) or classes.per_class(result)
+    if per_class and per_class["num_classes"] <= classes.MAX_MATRIX_CLASSES:
+        per_class_rows = classes.worst_classes(per_class, k=len(per_class["classes"]))
+        per_class_rows.sort(key=lambda row: row["class"])
+    else:
+        per_class_rows = classes.worst_classes(per_class) if per_class else []
     return template.render(
+        per_class=per_class,
+        per_class_rows=per_class_rows,
+        confusion_pngs=classes.confusion_plots(per_class, result.label_names),
         r=result,
         conclusion=conclusion_lines(result),
         data=result.to_dict(),

@@ -159,3 +159,54 @@ def test_the_summary_links_the_report_in_the_ci_runs_artifacts(tmp_path, monkeyp
     monkeypatch.setenv("GITHUB_RUN_ID", "123456")
     href, text = link()
     assert href == "https://github.com/team/model/actions/runs/123456" and "reports/run 1/index.html" in text
+
+
+def _labelled(tmp_path, classes=3, clips=9, flips=((4, 2),)):
+    """clips with labels 0..classes-1 in turn; the reference is always right, the backend flips the given clips."""
+    labels = [i % classes for i in range(clips)]
+    ref = np.full((clips, classes), -1.0, np.float32)
+    ref[np.arange(clips), labels] = 3.0
+    out = ref.copy()
+    for clip, to in flips:
+        out[clip, to] = 5.0
+    paths = [str(tmp_path / f"c{i}.mp4") for i in range(clips)]
+    comp = compare_logits("onnxruntime", "paddle", "fp32", paths, labels, ref, out, default_tolerances()["fp32"])
+    return RunResult(
+        verdict="fail", reference="paddle",
+        backends=[BackendRecord("paddle", "fp32", "Paddle", "ok"), BackendRecord("onnxruntime", "fp32", "ORT", "ok")],
+        comparisons=[comp], clips=[ClipRecord(p, lab, "ok", index=i) for i, (p, lab) in enumerate(zip(paths, labels))],
+        artifacts={}, tolerances={}, preprocess={"num_seg": 8, "short_size": 128, "target_size": 112, "variant": "paddlevideo"},
+        environment={}, label_names={i: f"k{i}" for i in range(classes)}, logits={"clips": np.array(paths), "paddle": ref, "onnxruntime": out},
+    )
+
+
+def test_per_class_accuracy_against_the_reference_and_the_class_pairs_of_flips(tmp_path):
+    from parity.classes import per_class
+
+    data = per_class(_labelled(tmp_path))  # clip 4 (label 1) goes to class 2
+    assert json.loads(json.dumps(data)) == data  # plain JSON, for results.json
+    assert data["classes"] == [0, 1, 2] and data["clips"] == [3, 3, 3] and data["reference_accuracy"] == [1.0, 1.0, 1.0]
+    (ort,) = data["backends"]
+    assert ort["backend"] == "onnxruntime" and ort["accuracy"] == [1.0, 2 / 3, 1.0]
+    assert ort["delta"] == [0.0, 2 / 3 - 1.0, 0.0]
+    assert ort["flips"] == [{"reference_class": 1, "backend_class": 2, "clips": 1}]
+    assert ort["confusion"] == [[3, 0, 0], [0, 2, 1], [0, 0, 3]] and ort["reference_confusion"] == [[3, 0, 0], [0, 3, 0], [0, 0, 3]]
+    unlabelled = _labelled(tmp_path)
+    for c in unlabelled.clips:
+        c.label = None
+    assert per_class(unlabelled) is None
+
+
+def test_the_report_shows_a_confusion_picture_up_to_50_classes_and_the_worst_classes_beyond(tmp_path):
+    import re
+
+    html = write_report(_labelled(tmp_path), tmp_path / "small").read_text()
+    assert 'id="per-class"' in html and html.count('alt="confusion matrix of onnxruntime"') == 1
+    table = html[html.index('id="per-class-table"'):html.index("</table>", html.index('id="per-class-table"'))]
+    assert table.count("<tr") == 1 + 3 and "-0.333" in table  # every class, with its change
+    assert re.search(r"<td>k1</td><td>k2</td><td class=\"num\">1</td>", html)  # the flip's class pair, by name
+    big = big_result(tmp_path, clips=400, classes=101)
+    html = write_report(big, tmp_path / "big").read_text()
+    assert 'alt="confusion matrix' not in html and "classes whose accuracy dropped most" in html
+    table = html[html.index('id="per-class-table"'):html.index("</table>", html.index('id="per-class-table"'))]
+    assert table.count("<tr") == 1 + 15
