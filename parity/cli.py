@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(run)
     run.add_argument("--report", help="report folder (default reports/latest)")
     run.add_argument("--write-config", metavar="PARITY_TOML", help="write the config of exactly this run, for `pytest --parity-config`")
+    run.add_argument("--absolute-paths", action="store_true", help="--write-config with absolute paths (default: relative to the config file)")
     run.add_argument("--cache", help="artifact cache folder")
     run.add_argument("--summary-md", metavar="FILE", help="also write a short Markdown summary (e.g. \"$GITHUB_STEP_SUMMARY\")")
     run.add_argument("--shard", metavar="i/N", help="run the i-th of N deterministic slices of the clips (1-based); join them with `parity merge`")
@@ -123,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("-o", "--output", help="output .npy (with SOURCE)")
     pre.add_argument("--clips", help="a clip list or folder: every clip's tensor into --out, with a manifest, for a device without Python")
     pre.add_argument("--out", help="output folder (with --clips)")
-    pre.add_argument("--num-seg", type=int, default=8)
-    pre.add_argument("--short-size", type=int, default=256)
-    pre.add_argument("--target-size", type=int, default=224)
+    pre.add_argument("--onnx", help="read T and the crop size from this ONNX model (flags that disagree are errors)")
+    pre.add_argument("--paddle-model", help="read T and the crop size from this exported Paddle model")
+    pre.add_argument("--num-seg", type=int, help="segments T (default: the model's, else 8)")
+    pre.add_argument("--short-size", type=int, help="Scale short side (default: crop size x 256/224)")
+    pre.add_argument("--target-size", type=int, help="CenterCrop size (default: the model's, else 224)")
     pre.add_argument("--variant", choices=["paddlevideo", "cpp"], default="paddlevideo",
                      help="paddlevideo: predict.py's path (default); cpp: the C++ deploy path")
 
@@ -277,13 +280,15 @@ def _finish(result, report_dir, summary_md: str | None = None) -> int:
 
 
 def summary(result) -> str:
-    skipped = [b.name for b in result.backends if b.status == "unavailable"]
-    extra = f"; {len(skipped)} backend(s) unavailable, not compared: {', '.join(skipped)}" if skipped else ""
-    lines = [f"verdict: {result.verdict.upper()} (reference {result.reference}{extra})"]
+    from .conclusion import lines as conclusion
+
+    lines = conclusion(result)  # the same lines head the report and the Markdown summary
     lines += [f"  note: {n}" for n in result.notes if n.startswith("reference ")]
     lines += [f"  {n}" for n in result.notes if n.startswith("warning: ")]
-    # the reasons that belong to no backend's line below (lint, changed golden clips, nothing compared)
-    lines += [f"  - {f.text}" for f in result.failures if f.kind == "run" and f.exit_code == 1]
+    shard = (result.run or {}).get("shard")
+    if shard:
+        lines.append(f"  shard {shard['index']}/{shard['count']}: {len(result.clips)} of the {shard['clips_listed']} listed clips "
+                     "(join the shards with `parity merge`)")
     for b in result.backends:
         if b.status != "ok":
             reason = b.reason if b.reason.startswith(b.status) else f"{b.status}: {b.reason}"
@@ -324,7 +329,8 @@ def cmd_run(args) -> int:
         from .config import dump_config
 
         try:
-            Path(args.write_config).write_text(dump_config(cfg))
+            target = Path(args.write_config)
+            target.write_text(dump_config(cfg, None if args.absolute_paths else target.parent))
         except OSError as exc:
             raise HarnessError(f"{args.write_config}: cannot write the config: {exc.strerror or exc}") from None
         _say(f"wrote {args.write_config}: run it as a gate with `pytest --parity-config {args.write_config}`")
@@ -560,7 +566,7 @@ def cmd_preprocess(args) -> int:
 
     from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
 
-    cfg = PreprocessConfig(args.num_seg, args.short_size, args.target_size, args.variant)
+    cfg = _preprocess_settings(args)
     if args.clips:
         return _preprocess_all(args, cfg)
     if not args.source or not args.output:
@@ -572,6 +578,31 @@ def cmd_preprocess(args) -> int:
     np.save(args.output, tensor)
     print(f"wrote {args.output}: float32 {list(tensor.shape)} ({args.variant} preprocessing)")
     return EXIT_PASS
+
+
+def _preprocess_settings(args):
+    """T and sizes from the model when one is given (flags must agree), else the flags, else PP-TSM's defaults, said."""
+    from .artifacts import PaddleModel
+    from .backends import ModelArtifacts
+    from .preprocess import PreprocessConfig
+    from .run import _agree, model_input
+
+    num_seg, size = args.num_seg, args.target_size
+    if args.onnx or args.paddle_model:
+        if args.onnx and not Path(args.onnx).is_file():
+            raise HarnessError(f"{args.onnx}: ONNX model not found")
+        art = ModelArtifacts(paddle_model=PaddleModel.locate(args.paddle_model) if args.paddle_model else None,
+                             onnx=Path(args.onnx) if args.onnx else None)
+        _, model_t, model_size = model_input(art)
+        where = args.onnx or args.paddle_model
+        num_seg, size = _agree("--num-seg", num_seg, model_t, where), _agree("--target-size", size, model_size, where)
+    defaults = [f"{name} {value}" for name, value, given in (("T", 8, num_seg), ("crop", 224, size)) if given is None]
+    if defaults:
+        _say(f"parity preprocess: no model given (--onnx or --paddle-model), so PP-TSM's defaults: {', '.join(defaults)}")
+    try:
+        return PreprocessConfig.for_size(num_seg or 8, size or 224, args.short_size, args.variant)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
 
 
 def _preprocess_all(args, cfg) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -313,8 +314,15 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _portable(value: str, base: Path | None) -> str:
+    """A path relative to ``base`` (with ``..`` where needed), so the config travels with its tree; absolute without a base."""
+    path = Path(value).resolve()
+    return str(path) if base is None else os.path.relpath(path, base.resolve())
+
+
 def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
-    """``cfg`` as parity.toml text (paths absolute, or relative to ``base`` below it), readable by ``load_config_file``."""
+    """``cfg`` as parity.toml text, readable by ``load_config_file``: paths relative to ``base`` (the config's folder),
+    or absolute when ``base`` is None."""
     lines = ["# pptsm-parity run configuration (parity run --write-config); see README 'Config file'."]
     tables = []
     for f in fields(RunConfig):
@@ -323,14 +331,14 @@ def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
         if f.name in ("external", "logits_files", "external_precision"):
             if getattr(cfg, f.name):
                 tables.append(f"\n[{f.name}]")
-                tables += [f'"{k}" = {_toml_value(v)}' for k, v in getattr(cfg, f.name).items()]
+                tables += [f'"{k}" = {_toml_value(_portable(v, base) if f.name == "logits_files" else v)}'
+                           for k, v in getattr(cfg, f.name).items()]
             continue
         value = getattr(cfg, f.name)
         if value is None:
             continue
         if f.name in PATH_SETTINGS:
-            value = Path(value).resolve()
-            value = str(value.relative_to(base.resolve()) if base is not None and value.is_relative_to(base.resolve()) else value)
+            value = _portable(value, base)
         lines.append(f"{f.name} = {_toml_value(value)}")
     lines += tables
     for scope, tol in cfg.tolerances.items():

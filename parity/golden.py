@@ -3,6 +3,7 @@ releases (for example a TensorRT-only deploy box) without running the reference 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from .errors import HarnessError, one_line
 
 GOLDEN_JSON = "golden.json"
 GOLDEN_NPZ = "golden.npz"
-SCHEMA_VERSION = 2  # 2: golden.json pins golden.npz by its sha256
+SCHEMA_VERSION = 2  # 2: golden.json pins golden.npz by its sha256; clip paths relative to clips_root
 
 
 def save(report_dir: str | Path, to: str | Path) -> Path:
@@ -30,8 +31,15 @@ def save(report_dir: str | Path, to: str | Path) -> Path:
         raise HarnessError(f"{report_dir}: the reference {reference} has no logits in logits.npz (did it run?)")
     paths = [str(p) for p in logits["clips"]]
     clips = {c["path"]: c for c in data["clips"]}
+    # Paths are stored relative to the clip list's folder, and that folder relative to the golden folder, so a
+    # checkout elsewhere (the same tree moved) finds them; clips are matched by their sha256 first anyway.
+    listed = Path(str(data["artifacts"].get("clips", "")))
+    root = listed.parent if listed.suffix else listed
+    if not root.is_dir():
+        root = Path(os.path.commonpath(paths)) if paths else to
+    stored = [_relative(p, root) for p in paths]
     to.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(to / GOLDEN_NPZ, logits=logits[reference], clips=np.array(paths))
+    np.savez_compressed(to / GOLDEN_NPZ, logits=logits[reference], clips=np.array(stored))
     meta = {
         "schema_version": SCHEMA_VERSION,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -42,10 +50,18 @@ def save(report_dir: str | Path, to: str | Path) -> Path:
         "environment": data["environment"],
         # golden.npz is proven by its bytes; its rows are these clips, in this order
         "npz_sha256": sha256_file(to / GOLDEN_NPZ),
-        "clips": [{"path": p, "label": clips[p]["label"], "sha256": clips[p]["sha256"]} for p in paths],
+        "clips_root": os.path.relpath(root.resolve(), to.resolve()),
+        "clips": [{"path": s, "label": clips[p]["label"], "sha256": clips[p]["sha256"]} for s, p in zip(stored, paths)],
     }
     (to / GOLDEN_JSON).write_text(json.dumps(meta, indent=2))
     return to
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 @dataclass
@@ -53,7 +69,14 @@ class Golden:
     folder: Path
     meta: dict
     logits: np.ndarray
-    _index: dict | None = field(default=None, repr=False)
+    # The folder the run's clip paths are relative to (the list's); default: where the golden clips were saved.
+    root: Path | None = None
+    _by_sha: dict | None = field(default=None, repr=False)
+    _by_path: dict | None = field(default=None, repr=False)
+
+    @property
+    def clips_root(self) -> Path:
+        return (self.folder / self.meta.get("clips_root", ".")).resolve()
 
     @classmethod
     def load(cls, folder: str | Path) -> "Golden":
@@ -85,25 +108,29 @@ class Golden:
         return cls(folder, meta, logits)
 
     def clips(self) -> list:
-        """The clips the outputs were saved for, as a clip list."""
+        """The clips the outputs were saved for, as a clip list (found below ``clips_root``, or at their absolute path)."""
         from .clips import Clip
 
-        return [Clip(Path(c["path"]), c["label"]) for c in self.meta["clips"]]
+        return [Clip(self.clips_root / c["path"], c["label"]) for c in self.meta["clips"]]
 
     @property
     def name(self) -> str:
         return f"golden:{self.meta['reference']}"
 
     def row_for(self, path: str, sha256: str | None) -> np.ndarray:
-        """The stored logits of a clip; ``ClipChanged`` or ``NotInGolden`` say why there are none."""
-        if self._index is None:
-            self._index = {str(Path(e["path"]).resolve()): i for i, e in enumerate(self.meta["clips"])}
-        i = self._index.get(str(Path(path).resolve()))
-        if i is None:
-            raise NotInGolden(f"{path}: not in the golden outputs of {self.folder}")
-        entry = self.meta["clips"][i]
-        if sha256 != entry["sha256"]:
+        """The stored logits of a clip: at its path (relative to the list's folder) when its content is the
+        stored one, ``ClipChanged`` when it is not; a clip at a path the golden outputs do not know is found by
+        its content (sha256), so the same clips in another checkout are the same clips; else ``NotInGolden``."""
+        if self._by_sha is None:
+            self._by_sha = {e["sha256"]: i for i, e in reversed(list(enumerate(self.meta["clips"])))}
+            self._by_path = {e["path"]: i for i, e in enumerate(self.meta["clips"])}
+        j = self._by_path.get(_relative(path, self.root or self.clips_root))
+        if j is not None and self.meta["clips"][j]["sha256"] != sha256:
+            entry = self.meta["clips"][j]
             raise ClipChanged(f"{path}: changed since the golden outputs were saved (sha256 {str(sha256)[:12]}, golden {entry['sha256'][:12]})")
+        i = j if j is not None else self._by_sha.get(sha256)
+        if i is None:
+            raise NotInGolden(f"{path}: not in the golden outputs of {self.folder} (no clip there has its sha256 {str(sha256)[:12]})")
         return self.logits[i]
 
 
@@ -114,7 +141,7 @@ def _check_meta(path: Path, meta) -> None:
     if meta.get("schema_version") != SCHEMA_VERSION or not isinstance(meta.get("npz_sha256"), str):
         raise HarnessError(f"{path}: golden metadata of schema {meta.get('schema_version')!r}, which does not pin {GOLDEN_NPZ} by content; "
                            f"save it again with `parity golden save` (schema {SCHEMA_VERSION})")
-    for key, kind in (("reference", str), ("saved", str), ("preprocess", dict), ("artifacts", dict), ("clips", list)):
+    for key, kind in (("reference", str), ("saved", str), ("preprocess", dict), ("artifacts", dict), ("clips", list), ("clips_root", str)):
         if not isinstance(meta.get(key), kind):
             raise HarnessError(f"{path}: {key!r} is missing or not a {kind.__name__}")
     for i, clip in enumerate(meta["clips"]):

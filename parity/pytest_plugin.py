@@ -18,6 +18,7 @@ import pytest
 _RESULT = pytest.StashKey[object]()
 _RUN_ERROR = pytest.StashKey[str]()
 _CONFIG = pytest.StashKey[object]()
+_PATH = pytest.StashKey[Path]()
 
 
 def pytest_addoption(parser):
@@ -32,8 +33,9 @@ class ParityFailure(Exception):
     """A comparison outside tolerance: reported as its message, not as a traceback."""
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session, config, items):
+def pytest_configure(config):
+    """With --parity-config, the session is that gate alone: the config file is what pytest collects, so a run from a
+    repository's root neither collects the repository's own tests nor reports "collected 0 items"."""
     path = config.getoption("parity_config", default=None)
     if not path:
         return
@@ -42,13 +44,19 @@ def pytest_collection_modifyitems(session, config, items):
 
     try:
         cfg = load_config_file(path)
-        if config.getoption("parity_report"):
-            cfg.report = config.getoption("parity_report")
-        collector = ParityConfigFile.from_parent(session, path=Path(path).resolve(), cfg=cfg)
-        items.extend(collector.collect())
     except HarnessError as exc:
         raise pytest.UsageError(f"--parity-config: {exc}") from None
+    if config.getoption("parity_report"):
+        cfg.report = config.getoption("parity_report")
     config.stash[_CONFIG] = cfg
+    config.stash[_PATH] = Path(path).resolve()
+    config.args[:] = [str(config.stash[_PATH])]
+
+
+def pytest_collect_file(file_path, parent):
+    if parent.config.stash.get(_PATH, None) == Path(file_path).resolve():
+        return ParityConfigFile.from_parent(parent, path=Path(file_path), cfg=parent.config.stash[_CONFIG])
+    return None
 
 
 class ParityConfigFile(pytest.File):
@@ -57,6 +65,14 @@ class ParityConfigFile(pytest.File):
         self.cfg = cfg
 
     def collect(self):
+        from .errors import HarnessError
+
+        try:
+            yield from self._items()
+        except HarnessError as exc:
+            raise self.CollectError(f"--parity-config: {exc}") from None
+
+    def _items(self):
         from .backends import select
         from .clips import load_clips
         from .golden import Golden

@@ -99,6 +99,13 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         if not art.calibration.exists():
             raise HarnessError(f"{cfg.calibration}: calibration clip list not found")
     selection = select(cfg, golden.name if golden else None)
+    if golden is None:  # said before any clip is decoded, with what to do about it
+        reason = BACKENDS[selection.reference].availability(art)
+        if reason:
+            runnable = [lane.name for lane in selection.lanes if lane.name in BACKENDS and BACKENDS[lane.name].availability(art) is None]
+            hint = f" (e.g. --reference {runnable[0]})" if runnable else ""
+            raise HarnessError(f"reference {selection.reference} cannot run: {reason.removeprefix('unavailable: ')}; "
+                               f"give what it needs, or pick another --reference{hint}")
     if any(lane.backend.needs == "external" for lane in selection.lanes):
         art.classes = model_classes(art) if (art.onnx or art.paddle_model) else int(golden.logits.shape[1])
     art.batch = max(lane.batch for lane in selection.lanes)
@@ -410,6 +417,8 @@ def _open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None) -> t
         if not art.onnx.is_file():
             raise HarnessError(f"{cfg.onnx}: ONNX model not found")
     golden = Golden.load(cfg.golden) if cfg.golden else None
+    if golden is not None and cfg.clips:
+        golden.root = Path(cfg.clips) if Path(cfg.clips).is_dir() else Path(cfg.clips).parent
     if art.paddle_model is None and art.onnx is None and art.trt_engine is None:
         raise HarnessError("no model given: pass --paddle-model and/or --onnx")
     if not cfg.clips and golden is None:
