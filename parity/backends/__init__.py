@@ -148,33 +148,15 @@ def _ort_cpu_int8(art: ModelArtifacts):
 
 
 def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
-    from .gpu import ort_cuda_providers, ort_trt_providers
-    from .onnxrt import ort_runner
+    from .gpu import ort_gpu_runner
 
-    if trt_fp16 is None:
-        providers, options = ort_cuda_providers()
-    else:
-        providers, options = ort_trt_providers(trt_fp16, str(art.cache.root / "ort-trt-cache"), allow_fallback=art.allow_trt_fallback)
-        return ort_runner(art.onnx, name, art.threads, providers, options, require_trt=not art.allow_trt_fallback)
-    return ort_runner(art.onnx, name, art.threads, providers, options)
+    return ort_gpu_runner(art, trt_fp16, name)
 
 
 def _paddle_gpu(art: ModelArtifacts, trt_precision: str | None, name: str):
-    from .gpu import apply_plan, collect_tuned_shapes, paddle_gpu_plan
-    from .paddle_inference import PaddleInferenceRunner
+    from .gpu import paddle_gpu_runner
 
-    # TF32 stays off through NVIDIA_TF32_OVERRIDE=0, set by the isolated worker before paddle is imported
-    # (GPU backends always run in their own process): see gpu.backend_environment.
-    cache_dir = str(art.cache.root / "paddle-trt" / name) if trt_precision else None
-
-    def config():
-        from paddle import inference
-
-        base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
-        tuned = collect_tuned_shapes(art, cache_dir) if trt_precision else None
-        return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir, tuned_shapes=tuned))
-
-    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name, trt_cache_dir=cache_dir)
+    return paddle_gpu_runner(art, trt_precision, name)
 
 
 def _trt(precision: str):

@@ -2,33 +2,112 @@
 
 The settings are built by plain functions (``ort_cuda_providers``, ``paddle_gpu_plan``, …) so
 that they can be checked without a GPU; the runners only apply them.
+
+Engine caches (Paddle-TRT's ``optim_cache_dir``, the TRT EP's ``trt_engine_cache_path``) are a folder
+per content key (``engine_key``): neither library keys its engines by the weights, so a shared folder
+would hand one model's engines to another with the same tensor names. Which engine files a run built or
+found recorded under its key is its evidence (``engine_evidence``); any other file is not.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
+
+# The harness code that builds and checks engines: its hash is part of every engine key.
+ENGINE_CODE = ("parity.backends.gpu", "parity.backends.tensorrt", "parity.backends.paddle_inference", "parity.precision.int8")
+# Serialized engines each library writes into its cache folder.
+PADDLE_TRT_ENGINES = ("trt_serialized*",)  # Paddle-TRT: _opt_cache/trt_serialized_<paddle key>
+ORT_TRT_ENGINES = ("*.engine",)  # ORT's TensorRT EP: TensorrtExecutionProvider_TRTKernel_graph_..._sm<cc>.engine
+INSTALL_HINT = "install the GPU set: `nox -s gpu`, or the pins in the README's GPU section"
 
 
 @functools.lru_cache(maxsize=None)
-def gpu_names() -> tuple[str, ...]:
-    """Names of the NVIDIA GPUs the driver reports (empty without a driver or GPU)."""
+def _smi_rows() -> tuple[tuple[str, ...], ...]:
+    """nvidia-smi's GPUs, as [index, uuid, name, compute_cap] rows (PCI bus order; all of them, whatever CUDA_VISIBLE_DEVICES says)."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return ()
     try:
-        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run([smi, "--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return ()
-    return tuple(line.strip() for line in out.stdout.splitlines() if line.strip()) if out.returncode == 0 else ()
+    if out.returncode != 0:
+        return ()
+    return tuple(tuple(f.strip() for f in line.split(",")) for line in out.stdout.splitlines() if line.strip())
+
+
+def visible_rows(rows, visible: str | None) -> list:
+    """The rows CUDA_VISIBLE_DEVICES leaves, in its order: indices or (prefixes of) UUIDs; as CUDA does,
+    the list stops at the first entry that names no device. Unset: every row."""
+    if visible is None:
+        return list(rows)
+    out = []
+    for token in (t.strip() for t in visible.split(",")):
+        match = [r for r in rows if (token.isdigit() and r[0] == token) or (token and not token.isdigit() and r[1].startswith(token))]
+        if len(match) != 1 or match[0] in out:
+            break
+        out.append(match[0])
+    return out
+
+
+def gpu_names() -> tuple[str, ...]:
+    """Names of the GPUs this process can use: nvidia-smi's list narrowed by CUDA_VISIBLE_DEVICES (empty without a GPU)."""
+    return tuple(r[2] for r in visible_rows(_smi_rows(), os.environ.get("CUDA_VISIBLE_DEVICES")) if len(r) > 2)
+
+
+def _libcuda():
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+def cuda_device(ordinal: int = 0, lib=None) -> dict | None:
+    """The device a CUDA library in this process gets as ``ordinal``: {"name", "compute_capability"}, or None.
+
+    Asked of the driver API (``cuDeviceGet``/``cuDeviceGetName``/``cuDeviceGetAttribute``), so it honours
+    CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER exactly as TensorRT, ORT and Paddle do. Without the driver
+    library, nvidia-smi's list narrowed by CUDA_VISIBLE_DEVICES.
+    """
+    import ctypes
+
+    lib = lib if lib is not None else _libcuda()
+    if lib is None:
+        rows = visible_rows(_smi_rows(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if len(rows) <= ordinal or len(rows[ordinal]) < 4:
+            return None
+        return {"name": rows[ordinal][2], "compute_capability": rows[ordinal][3], "source": "nvidia-smi"}
+    if lib.cuInit(0) != 0:
+        return None
+    device = ctypes.c_int()
+    if lib.cuDeviceGet(ctypes.byref(device), ordinal) != 0:
+        return None
+    name = ctypes.create_string_buffer(256)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    if (lib.cuDeviceGetName(name, 256, device) != 0 or lib.cuDeviceGetAttribute(ctypes.byref(major), 75, device) != 0
+            or lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, device) != 0):  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR
+        return None
+    return {"name": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}", "source": "cuda-driver"}
 
 
 def cuda_device_reason() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return "unavailable: no CUDA device (no NVIDIA driver: nvidia-smi not found)"
-    if not gpu_names():
+    rows = _smi_rows()
+    if not rows:
         return "unavailable: no CUDA device (nvidia-smi lists no GPU)"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not visible_rows(rows, visible):
+        return f"unavailable: no CUDA device (CUDA_VISIBLE_DEVICES={visible!r} hides all {len(rows)} GPU(s) nvidia-smi lists)"
     return None
 
 
@@ -37,6 +116,98 @@ def _module_reason(*modules: str) -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"unavailable: {module} not importable"
     return None
+
+
+# ----------------------------------------------------------------------------- engine caches keyed by content
+
+
+def _dist_version(*names: str) -> str:
+    import importlib.metadata
+
+    for name in names:
+        try:
+            return f"{name}=={importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def library_versions() -> dict:
+    """The installed TensorRT, Polygraphy, ONNX Runtime and Paddle (their distributions: GPU wheels first)."""
+    return {
+        "tensorrt": _dist_version("tensorrt-cu12", "tensorrt-cu13", "tensorrt", "tensorrt-cu11"),
+        "polygraphy": _dist_version("polygraphy"),
+        "onnxruntime": _dist_version("onnxruntime-gpu", "onnxruntime"),
+        "paddle": _dist_version("paddlepaddle-gpu", "paddlepaddle"),
+    }
+
+
+def engine_key(model_files, precision: str, calibration: str = "", tf32: bool | str = False, device: dict | None = None,
+               versions: dict | None = None) -> dict:
+    """What an engine depends on: the model files' content, precision, calibration set, libraries, GPU, TF32 and our code."""
+    from ..artifacts import sha256_file
+    from ..artifacts.cache import code_hash
+
+    device = device if device is not None else cuda_device()
+    return {
+        "model_sha256": [sha256_file(f) for f in model_files],
+        "precision": precision,
+        "calibration_sha256": calibration,
+        "versions": versions if versions is not None else library_versions(),
+        "gpu": {k: device[k] for k in ("name", "compute_capability")} if device else None,
+        "tf32": tf32,
+        "code": code_hash(*ENGINE_CODE),
+    }
+
+
+def keyed_engine_dir(root: str | Path, stage: str, key: dict) -> Path:
+    """The folder of ``stage`` for this key (``ROOT/STAGE/KEY``), with the key beside the engines."""
+    from ..artifacts import sha256_json
+
+    folder = Path(root) / stage / sha256_json(key)[:20]
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "key.json").is_file():
+        (folder / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True))
+    return folder
+
+
+def engine_files(folder: str | Path, patterns: tuple[str, ...]) -> dict[str, str]:
+    """Every engine file under ``folder`` matching ``patterns``: {relative path: sha256}."""
+    import fnmatch
+
+    from ..artifacts import sha256_file
+
+    out = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and any(fnmatch.fnmatch(path.name, p) for p in patterns):
+            out[str(path.relative_to(folder))] = sha256_file(path)
+    return out
+
+
+RECORD = "engines.json"
+
+
+def engine_evidence(folder: str | Path, patterns: tuple[str, ...], before: dict[str, str] | None = None) -> dict:
+    """Which engine files under ``folder`` were built in this run (absent or different in ``before``, the listing
+    taken before the library started) and which were loaded as recorded for this key by the run that built them.
+    Anything else (``stray``) is a file that happens to be there. Built files are added to the key's record."""
+    folder = Path(folder)
+    now = engine_files(folder, patterns)
+    record_path = folder / RECORD
+    recorded = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    before = before or {}
+    built = {f: h for f, h in now.items() if before.get(f) != h}
+    loaded = {f: h for f, h in now.items() if f not in built and recorded.get(f) == h}
+    stray = sorted(f for f in now if f not in built and f not in loaded)
+    if built:
+        record_path.write_text(json.dumps({**recorded, **built}, indent=2, sort_keys=True))
+    return {"cache": str(folder), "key": folder.name, "built": sorted(built), "loaded": sorted(loaded), "stray": stray}
+
+
+def trt_engines_built(cache_dir: str, before: dict[str, str] | None = None, patterns: tuple[str, ...] = PADDLE_TRT_ENGINES) -> bool:
+    """Whether TensorRT engines under ``cache_dir`` were built in this run or recorded for its key (see ``engine_evidence``)."""
+    evidence = engine_evidence(cache_dir, patterns, before)
+    return bool(evidence["built"] or evidence["loaded"])
 
 
 # ----------------------------------------------------------------------------- ONNX Runtime GPU
@@ -49,7 +220,7 @@ def ort_provider_reason(provider: str) -> str | None:
     import onnxruntime as ort
 
     if provider not in ort.get_available_providers():
-        return f"unavailable: onnxruntime {ort.__version__} has no {provider} (install onnxruntime-gpu: pip install 'pptsm-parity[gpu]')"
+        return f"unavailable: onnxruntime {ort.__version__} has no {provider} ({INSTALL_HINT})"
     return cuda_device_reason()
 
 
@@ -81,23 +252,137 @@ def node_providers(profile: list[dict]) -> dict[str, str]:
     return out
 
 
+TRT_EP = "TensorrtExecutionProvider"
+
+
+def trt_share(profile: list[dict]) -> dict:
+    """How much of the model TensorRT ran, from a profiled run's events: each TensorRT subgraph is one fused node
+    (``TensorrtExecutionProvider_TRTKernel_graph_*``), every node it did not take is its own, so ``share`` (TensorRT
+    nodes over all nodes) is a lower bound of the work it did, and 0 means it ran nothing."""
+    nodes = node_providers(profile)
+    trt = sorted(n for n, p in nodes.items() if p == TRT_EP)
+    elsewhere = sorted(n for n, p in nodes.items() if p != TRT_EP)
+    return {"nodes": len(nodes), "tensorrt_nodes": len(trt), "share": (len(trt) / len(nodes)) if nodes else None,
+            "elsewhere": {n: nodes[n] for n in elsewhere}}
+
+
 def trt_share_problem(profile: list[dict]) -> str | None:
     """None when TensorRT ran every node; else which nodes ran elsewhere."""
-    nodes = node_providers(profile)
-    elsewhere = sorted(n for n, p in nodes.items() if p != "TensorrtExecutionProvider")
-    if not nodes or not elsewhere:
+    share = trt_share(profile)
+    elsewhere = sorted(share["elsewhere"])
+    if not share["nodes"] or not elsewhere:
         return None
-    share = 1 - len(elsewhere) / len(nodes)
-    return (f"TensorRT ran {share:.0%} of the nodes; {len(elsewhere)} ran elsewhere ({', '.join(elsewhere[:5])}"
+    return (f"TensorRT ran {share['share']:.0%} of the nodes; {len(elsewhere)} ran elsewhere ({', '.join(elsewhere[:5])}"
             f"{' ...' if len(elsewhere) > 5 else ''}): not a TensorRT result (pass --allow-trt-fallback to accept it)")
+
+
+def trt_share_error(share: dict, allow_fallback: bool) -> str | None:
+    """Why a profiled TRT EP run is not a TensorRT result, or None. With ``allow_fallback`` other providers may run
+    nodes, but TensorRT must run some: a share of 0 is the whole model on CUDA, judged at TensorRT's tolerance."""
+    if not share["nodes"]:
+        return "ONNX Runtime's profile shows no node run: cannot tell whether TensorRT ran anything"
+    if not share["tensorrt_nodes"]:
+        return (f"TensorRT ran none of the model's {share['nodes']} nodes (all on {', '.join(sorted(set(share['elsewhere'].values())))}): "
+                "not a TensorRT result, even with --allow-trt-fallback")
+    if share["elsewhere"] and not allow_fallback:
+        names = sorted(share["elsewhere"])
+        return (f"TensorRT ran {share['share']:.0%} of the nodes; {len(names)} ran elsewhere ({', '.join(names[:5])}"
+                f"{' ...' if len(names) > 5 else ''}): not a TensorRT result (pass --allow-trt-fallback to accept it)")
+    return None
+
+
+def _undecorated(method):
+    """A Polygraphy runner method without its ``check_called_by`` wrapper (which warns when a subclass calls it)."""
+    return getattr(method, "__wrapped__", method)
+
+
+def trt_ep_session_loader(model, providers: list, provider_options: list, require_trt: bool, profile_prefix: str, threads: int | None = None):
+    """``onnxruntime.InferenceSession`` for the TRT EP, profiled (its first run's profile says where each node ran)."""
+
+    def load():
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+        if threads:
+            opts.intra_op_num_threads = threads
+        if require_trt:  # a node TensorRT does not take must not run quietly on the CPU either
+            opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        src = model() if callable(model) else model
+        sess = ort.InferenceSession(str(src), opts, providers=providers, provider_options=provider_options)
+        if sess.get_providers()[0] != providers[0]:
+            raise RuntimeError(f"ONNX Runtime could not start {providers[0]} and fell back to {sess.get_providers()[0]}")
+        return sess
+
+    return load
+
+
+def trt_ep_runner(model, name: str, cache_dir: str, providers: list, options: list, allow_fallback: bool, threads: int | None = None):
+    """Polygraphy's OnnxrtRunner over a profiled TRT EP session: after the first inference the profile is read,
+    the share of nodes TensorRT ran checked (``trt_share_error``) and kept, with the engine files, as ``evidence()``."""
+    import tempfile
+
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    class TrtEpRunner(OnnxrtRunner):
+        def activate_impl(self):
+            self._before = engine_files(cache_dir, ORT_TRT_ENGINES)
+            self._evidence = None
+            _undecorated(OnnxrtRunner.activate_impl)(self)
+
+        def infer_impl(self, feed_dict):
+            outputs = _undecorated(OnnxrtRunner.infer_impl)(self, feed_dict)
+            if self._evidence is None:
+                path = self.sess.end_profiling()
+                try:
+                    events = json.loads(Path(path).read_text())
+                finally:
+                    Path(path).unlink(missing_ok=True)
+                share = trt_share(events)
+                self._evidence = {"kind": "ort-trt-ep", "allow_fallback": allow_fallback, "trt_share": share,
+                                  "engines": engine_evidence(cache_dir, ORT_TRT_ENGINES, self._before)}
+                problem = trt_share_error(share, allow_fallback)
+                if problem:
+                    raise RuntimeError(problem)
+            return outputs
+
+        def evidence(self) -> dict | None:
+            return self._evidence
+
+    prefix = os.path.join(tempfile.gettempdir(), f"parity-{name}-{os.getpid()}")
+    runner = TrtEpRunner(trt_ep_session_loader(model, providers, options, not allow_fallback, prefix, threads), name=name)
+    runner.cache_dir, runner.profile_prefix = cache_dir, prefix
+    return runner
+
+
+def ort_gpu_runner(art, trt_fp16: bool | None, name: str):
+    """``onnxruntime-cuda`` (``trt_fp16`` None) or the TRT EP, its engines in a folder of their own content key."""
+    from .onnxrt import ort_runner
+
+    if trt_fp16 is None:
+        providers, options = ort_cuda_providers()
+        return ort_runner(art.onnx, name, art.threads, providers, options)
+    key = engine_key([art.onnx], "fp16" if trt_fp16 else "fp32", tf32="tensorrt-default")  # the TRT EP has no TF32 option
+    key["backend"] = name
+    cache_dir = str(keyed_engine_dir(art.cache.root, "ort-trt", key))
+    providers, options = ort_trt_providers(trt_fp16, cache_dir, allow_fallback=art.allow_trt_fallback)
+    return trt_ep_runner(art.onnx, name, cache_dir, providers, options, art.allow_trt_fallback, art.threads)
 
 
 # Environment a GPU backend's own process gets before anything is imported (overriding inherited values).
 TF32_OFF = ("paddle-gpu", "paddle-trt-fp32")
 
 
+# Paddle 3.3's Config has no TF32 switch, and its TensorRT engine (tensorrt/engine.cc, FreezeNetwork) never clears
+# BuilderFlag.TF32, which TensorRT turns on by default: paddle-trt-fp32 is FP32 only through NVIDIA_TF32_OVERRIDE=0,
+# which cuBLAS, cuDNN and the TensorRT builder honour. Its evidence says so (PADDLE_TF32).
+PADDLE_TF32 = "off through NVIDIA_TF32_OVERRIDE=0 in the backend's process (Paddle 3 has no TF32 switch of its own)"
+
+
 def backend_environment(name: str) -> dict[str, str]:
-    """Paddle Inference has no TF32 switch: NVIDIA's override keeps cuBLAS/cuDNN in FP32 for its FP32 GPU backends."""
+    """Paddle Inference has no TF32 switch: NVIDIA's override keeps cuBLAS/cuDNN and TensorRT's builder in FP32 for its FP32 GPU backends."""
     return {"NVIDIA_TF32_OVERRIDE": "0"} if name in TF32_OFF else {}
 
 
@@ -119,7 +404,7 @@ def paddle_gpu_reason(with_trt: bool) -> str | None:
     import paddle
 
     if not paddle.is_compiled_with_cuda():
-        return f"unavailable: paddlepaddle {paddle.__version__} is a CPU build (install paddlepaddle-gpu: pip install 'pptsm-parity[gpu]')"
+        return f"unavailable: paddlepaddle {paddle.__version__} is a CPU build ({INSTALL_HINT})"
     if with_trt:
         from paddle import inference
 
@@ -165,7 +450,8 @@ def collect_tuned_shapes(art, cache_dir: str) -> str:
     if os.path.isfile(shape_file):
         return shape_file
     os.makedirs(cache_dir, exist_ok=True)
-    config = apply_plan(inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file)), shape_collection_plan(shape_file))
+    partial = shape_file + f".{os.getpid()}.partial"
+    config = apply_plan(inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file)), shape_collection_plan(partial))
     predictor = inference.create_predictor(config)
     shapes = art.input_shapes()
     for shape in (shapes["min"], shapes["max"]):
@@ -173,17 +459,38 @@ def collect_tuned_shapes(art, cache_dir: str) -> str:
         handle.reshape(list(shape))
         handle.copy_from_cpu(np.zeros(shape, np.float32))
         predictor.run()
+    del handle, predictor  # Paddle writes the shape file when the predictor goes
+    import gc
+
+    gc.collect()
+    if not os.path.isfile(partial):
+        raise RuntimeError(f"Paddle wrote no shape-range file ({partial}) after collect_shape_range_info")
+    os.replace(partial, shape_file)
     return shape_file
 
 
-def trt_engines_built(cache_dir: str) -> bool:
-    """Whether Paddle-TRT serialized any TensorRT engine (``_opt_cache/trt_serialized_*``) under ``cache_dir``."""
-    import os
+def paddle_gpu_runner(art, trt_precision: str | None, name: str):
+    """``paddle-gpu``, or Paddle-TRT with its engines and shape-range file in a folder of their own content key."""
+    from .paddle_inference import PaddleInferenceRunner
 
-    for _, _, files in os.walk(cache_dir):
-        if any(f.startswith("trt_serialized") for f in files):
-            return True
-    return False
+    # TF32 stays off through NVIDIA_TF32_OVERRIDE=0, set by the isolated worker before paddle is imported
+    # (GPU backends always run in their own process): see backend_environment.
+    cache_dir = None
+    if trt_precision:
+        model = art.paddle_model
+        key = engine_key([model.model_file, model.params_file], trt_precision, tf32=False if trt_precision == "fp32" else "tensorrt-default")
+        key.update(backend=name, shapes=art.input_shapes())
+        cache_dir = str(keyed_engine_dir(art.cache.root, "paddle-trt", key))
+
+    def config():
+        from paddle import inference
+
+        base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
+        tuned = collect_tuned_shapes(art, cache_dir) if trt_precision else None
+        return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir, tuned_shapes=tuned))
+
+    notes = {"tf32": PADDLE_TF32} if name in TF32_OFF else {}
+    return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name, trt_cache_dir=cache_dir, notes=notes)
 
 
 def apply_plan(config, plan: list[tuple[str, tuple]]):

@@ -93,20 +93,31 @@ class PaddleInferenceRunner(BaseRunner):
     """Runs an exported Paddle inference model through ``paddle.inference`` predictors."""
 
     def __init__(self, model: PaddleModel, threads: int | None = None, config_factory=None, name=None, mode: str = "native",
-                 trt_cache_dir: str | None = None):
+                 trt_cache_dir: str | None = None, notes: dict | None = None):
         super().__init__(name=name, prefix="paddle-runner")
         self.model = model
         self.threads = threads
-        self.trt_cache_dir = trt_cache_dir  # Paddle-TRT: where its engines must appear
+        self.trt_cache_dir = trt_cache_dir  # Paddle-TRT: its key's folder, where its engines must appear
+        self.notes = notes or {}
         self._config_factory = config_factory or (lambda: make_config(model, threads, mode))
+        self._evidence = None
 
     def activate_impl(self):
         from paddle import inference
 
+        self._before = None
+        if self.trt_cache_dir is not None:  # what is there before Paddle starts: none of it was built by this run
+            from .gpu import PADDLE_TRT_ENGINES, engine_files
+
+            self._before = engine_files(self.trt_cache_dir, PADDLE_TRT_ENGINES)
         with captured_output():  # Paddle's analysis passes print to stdout
             self.predictor = inference.create_predictor(self._config_factory())
         self._warmed_up = False
         self._engines_checked = self.trt_cache_dir is None
+
+    def evidence(self) -> dict | None:
+        """What proves this backend ran as it says (Paddle-TRT: the engine files its key built or recorded), for results.json."""
+        return self._evidence
 
     def get_input_metadata_impl(self):
         import numpy as np
@@ -125,11 +136,14 @@ class PaddleInferenceRunner(BaseRunner):
             with captured_output():
                 self.predictor.run()
             self._warmed_up = True
-        if not self._engines_checked:  # Paddle-TRT builds its engines on the first run: none means no TensorRT ran
-            from .gpu import trt_engines_built
+        if not self._engines_checked:  # Paddle-TRT builds its engines by the first run: none means no TensorRT ran
+            from .gpu import PADDLE_TRT_ENGINES, engine_evidence
 
-            if not trt_engines_built(self.trt_cache_dir):
-                raise RuntimeError(f"Paddle-TRT built no TensorRT engine (none under {self.trt_cache_dir}): it ran as plain Paddle GPU")
+            engines = engine_evidence(self.trt_cache_dir, PADDLE_TRT_ENGINES, self._before)
+            self._evidence = {"kind": "paddle-trt", "engines": engines, **self.notes}
+            if not engines["built"] and not engines["loaded"]:
+                stray = f"; {len(engines['stray'])} engine file(s) there were not built under this key" if engines["stray"] else ""
+                raise RuntimeError(f"Paddle-TRT built no TensorRT engine under its key ({self.trt_cache_dir}{stray}): it ran as plain Paddle GPU")
             self._engines_checked = True
         start = time.perf_counter()
         self.predictor.run()

@@ -4,6 +4,11 @@ Per-channel weights need opset >= 13 (at 11, ONNX Runtime refuses ``DequantizeLi
 ``axis``; paddle2onnx converts at 11): the model is converted to 13 with ``onnx.version_converter``,
 and when that fails quantization falls back to per-tensor at its own opset. Which one ran is
 recorded. The quantized model is cached by the model's hash, the calibration set's and the method.
+
+Two targets: ``onnxruntime`` (``quantize_static``'s defaults: asymmetric activations, what
+``onnxruntime-int8`` runs) and ``tensorrt`` (what TensorRT's ONNX parser takes for ``tensorrt-int8`` on
+TensorRT 11: symmetric activations and weights, so every zero-point is 0, per-channel weights, the
+bias left in float), each under its own cache key.
 """
 from __future__ import annotations
 
@@ -69,8 +74,35 @@ def _input_name(path: Path) -> str:
     return next(i.name for i in model.graph.input if i.name not in inits)
 
 
-def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exclude: list[str] | None = None) -> dict:
-    """QDQ INT8 of ``onnx_path`` into ``out``; returns how (per-channel at 13, or per-tensor at the model's opset)."""
+# quantize_static's extra_options per target. TensorRT refuses a non-zero zero-point ("TensorRT only supports symmetric
+# quantization") and wants a float bias, not an INT32 DequantizeLinear.
+TARGETS = {
+    "onnxruntime": {},
+    "tensorrt": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+}
+
+
+def constants_to_initializers(model) -> int:
+    """Move ``Constant`` tensors (how paddle2onnx 2.x writes weights) into initializers, in place; returns how many.
+
+    ``quantize_static`` takes only initializers for weights: a Conv weight from a Constant node is quantized as
+    an activation (per-tensor, calibrated), not per channel. TensorRT wants its weights per channel."""
+    from onnx import numpy_helper
+
+    moved = []
+    for node in model.graph.node:
+        value = next((a for a in node.attribute if a.name == "value" and a.t is not None), None) if node.op_type == "Constant" else None
+        if value is not None and len(node.attribute) == 1:
+            tensor = numpy_helper.from_array(numpy_helper.to_array(value.t), node.output[0])
+            model.graph.initializer.append(tensor)
+            moved.append(node)
+    for node in moved:
+        model.graph.node.remove(node)
+    return len(moved)
+
+
+def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exclude: list[str] | None = None, target: str = "onnxruntime") -> dict:
+    """QDQ INT8 of ``onnx_path`` into ``out`` for ``target`` (``TARGETS``); returns how (per-channel at 13, or per-tensor at the model's opset)."""
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -78,35 +110,42 @@ def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exc
     model = onnx.load(str(onnx_path))
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=11)
     name = _input_name(onnx_path)
-    record = {"format": "QDQ", "calibration_method": "MinMax", "source_opset": opset}
+    extra = TARGETS[target]
+    record = {"format": "QDQ", "calibration_method": "MinMax", "source_opset": opset, "target": target, "extra_options": extra}
+    if target == "tensorrt":
+        record["constants_as_initializers"] = constants_to_initializers(model)
     try:
         converted = version_converter.convert_version(model, 13) if opset < 13 else model
         quantize_static(converted, str(out), _Reader(name, tensors), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=nodes_to_exclude or [])
+                        nodes_to_exclude=nodes_to_exclude or [], extra_options=dict(extra))
         record.update(weights="per-channel", opset=13)
     except Exception as exc:  # the version converter or per-channel quantization refused this graph
         quantize_static(model, str(out), _Reader(name, tensors), quant_format=QuantFormat.QDQ, per_channel=False,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=nodes_to_exclude or [])
+                        nodes_to_exclude=nodes_to_exclude or [], extra_options=dict(extra))
         record.update(weights="per-tensor", opset=opset, why_not_per_channel=" ".join(str(exc).split())[:300])
     return record
 
 
-def cached_int8(onnx_path: Path, listing: str | Path, pre, cache: ArtifactCache) -> tuple[Path, dict]:
-    """The INT8 model of ``onnx_path`` calibrated on ``listing``, built once per (model, calibration set, method).
+def cached_int8(onnx_path: Path, listing: str | Path, pre, cache: ArtifactCache, target: str = "onnxruntime") -> tuple[Path, dict]:
+    """The INT8 model of ``onnx_path`` calibrated on ``listing`` for ``target``, built once per (model, calibration set, method).
 
     The calibration clips are decoded only when the model is built, not when it is found in the cache.
     """
+    if target not in TARGETS:
+        raise ValueError(f"unknown INT8 target {target!r}; known: {', '.join(TARGETS)}")
 
     def build(folder: Path) -> None:
         tensors, hashes = calibration_tensors(listing, pre)
-        record = quantize(Path(onnx_path), tensors, folder / "model.int8.onnx")
+        record = quantize(Path(onnx_path), tensors, folder / "model.int8.onnx", target=target)
         record.update(calibration=str(Path(listing).resolve()), calibration_clips=len(hashes), calibration_sha256=hashes)
         record["sqnr"] = sqnr(Path(onnx_path), folder / "model.int8.onnx", tensors[:SQNR_CLIPS])
         (folder / "int8.json").write_text(json.dumps(record, indent=2))
 
     key = {"onnx": sha256_file(onnx_path), "calibration": calibration_key(listing, pre), "method": "qdq-minmax-int8"}
+    if target != "onnxruntime":  # the onnxruntime model keeps the key it always had
+        key.update(target=target, extra_options=TARGETS[target])
     folder = cache.get_or_build("int8-onnx", key, build, code=("parity.precision.int8",))
     return folder / "model.int8.onnx", json.loads((folder / "int8.json").read_text())
 
