@@ -42,18 +42,23 @@ def _diagnosis(result, backend: str) -> str | None:
 
 
 def _preprocessing(result, comparison) -> str | None:
-    """A backend that fails against the reference but agrees with the reference on other preprocessing."""
-    matrix = result.hop_matrix or {}
-    names = matrix.get("backends") or []
-    if comparison.backend not in names:
+    """A backend that fails against the reference but passes, by the comparison's own per-clip rule and tolerance,
+    against the reference on another preprocessing path over the same frames: the drift is preprocessing."""
+    from .compare import _per_clip
+    from .config import Tolerance
+
+    logits = result.logits or {}
+    if comparison.backend not in logits:
         return None
-    row = matrix["max_abs"][names.index(comparison.backend)]
-    atol = comparison.tolerance["atol"]
+    tol = Tolerance(**comparison.tolerance)
     for a in result.preprocessing_attribution or []:
         lane = f"{a['reference']}[{a['variant']}]"
-        if lane in names and row[names.index(lane)] == row[names.index(lane)] and row[names.index(lane)] <= atol:
-            return (f"explained by preprocessing: {comparison.backend} agrees with {lane} to {row[names.index(lane)]:.2g} "
-                    f"(atol {atol:g}); the {a['variant']} path moves the reference by {a['max_abs']:.3g}")
+        if lane not in logits or len(logits[lane]) != len(logits[comparison.backend]):
+            continue
+        max_abs, _, _, within = _per_clip(logits[lane], logits[comparison.backend], tol)
+        if within.all():
+            return (f"explained by preprocessing: {comparison.backend} agrees with {lane} to {float(max_abs.max()):.2g} "
+                    f"(within atol {tol.atol:g}/rtol {tol.rtol:g}); the {a['variant']} path alone moves {a['reference']} by {a['max_abs']:.3g}")
     return None
 
 

@@ -38,6 +38,9 @@ def test_a_separate_cpp_like_program_runs_on_every_clip_and_preprocessing_explai
     assert deploy.max_abs == pytest.approx(attribution["max_abs"], rel=0.05) and against_cpp < deploy.max_abs / 100
     html = write_report(result, cfg.report).read_text()
     assert "your program:" in html and "cpp_like_deploy.py" in html
+    from parity.conclusion import lines
+
+    assert any(line.startswith("why: deploy: explained by preprocessing: deploy agrees with paddle[cpp]") for line in lines(result))
 
 
 def test_a_tensor_program_passes_at_fp32_against_onnxruntime(demo_artifacts, demo_run_config, parity_cache, tmp_path):

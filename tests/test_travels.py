@@ -124,3 +124,17 @@ def test_the_conclusion_comes_first(demo_artifacts, defective_onnx, tree, tmp_pa
     assert first[0].startswith("gated: model pptsm_v2 (paddle ") and "onnx " in first[0] and "4 clips" in first[0]
     assert first[1].startswith("verdict: FAIL")
     assert first[2].startswith("why: onnxruntime: diverges first at ONNX node ") and "= Paddle conv2d" in first[2]
+
+
+def test_a_lint_finding_is_the_conclusion(demo_artifacts, tree, tmp_path):
+    import onnx
+
+    model = onnx.load(str(demo_artifacts.onnx))
+    node = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+    next(a for a in node.attribute if a.name == "epsilon").f = 1.1e-5  # numerically harmless, still not what was exported
+    onnx.save(model, str(tmp_path / "lint.onnx"))
+    proc = _cli("run", "--paddle-model", demo_artifacts.paddle_model.model_file, "--onnx", tmp_path / "lint.onnx",
+                "--clips", tree / "clips" / "list.txt", "--backends", "paddle,onnxruntime", "--report", tmp_path / "r")
+    assert proc.returncode == 1
+    first = proc.stdout.splitlines()[:3]
+    assert first[1].startswith("verdict: FAIL") and first[2].startswith("why: lint finding normalization-epsilon at ") and "(Paddle " in first[2]
