@@ -255,34 +255,64 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
     return plots
 
 
-def hop_heatmap(result: RunResult) -> str | None:
-    """The pairwise max abs difference of every backend that ran, log-scaled, with the values written in."""
+HOP_CMAP = "viridis"  # perceptually uniform; each cell's text is black or white, whichever contrasts more with it
+
+
+def _luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (components 0..1)."""
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two sRGB colours (1 to 21; 4.5 is the floor for body text)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _css(rgb) -> str:
+    return "rgb({}, {}, {})".format(*(int(round(255 * c)) for c in rgb[:3]))
+
+
+def hop_heatmap(result: RunResult) -> dict | None:
+    """The pairwise max abs difference of every backend that ran, as an HTML heat map: each cell's colour on a
+    log scale (``HOP_CMAP``), its value written in black or white (whichever contrasts more with the cell), and
+    the colour scale with its decades. ``{names, rows: [[{text, background, color, title}]], scale: [{css, label}],
+    gradient}`` or None with fewer than two backends."""
     m = result.hop_matrix
     if not m or len(m.get("backends", [])) < 2:
         return None
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    cmap = colormaps[HOP_CMAP]
     names, values = m["backends"], np.asarray(m["max_abs"], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 0.8 + 0.7 * len(names)))
     positive = np.isfinite(values) & (values > 0)
-    shown = np.full(values.shape, np.nan)
-    shown[positive] = np.log10(values[positive])
-    if positive.any():  # an all-NaN image has no colour range
-        ax.imshow(shown, cmap="magma_r")
+    if positive.any():
+        lo, hi = np.floor(np.log10(values[positive].min())), np.ceil(np.log10(values[positive].max()))
+        hi = max(hi, lo + 1)
     else:
-        ax.set_xlim(-0.5, len(names) - 0.5)
-        ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, _cell(values[i, j]), ha="center", va="center", fontsize=7, color="#1e7f3c")
-    ax.set_title("max |a - b| between backends (log colour)")
-    fig.tight_layout()
-    return _png(fig)
+        lo, hi = -7.0, 0.0
+
+    def colour(value):
+        return cmap(float((np.log10(value) - lo) / (hi - lo)))
+
+    rows = []
+    for i, a in enumerate(names):
+        row = []
+        for j, b in enumerate(names):
+            v = values[i, j]
+            if positive[i, j]:
+                bg = colour(v)
+                black, white = contrast(bg, (0, 0, 0)), contrast(bg, (1, 1, 1))
+                fg = (0, 0, 0) if black >= white else (1, 1, 1)
+            else:  # zero (the diagonal, identical outputs) or not measured
+                bg, fg = (0.96, 0.96, 0.96), (0.11, 0.11, 0.12)
+            row.append({"text": _cell(v), "background": _css(bg), "color": _css(fg), "title": f"{a} vs {b}: max abs {_cell(v)}"})
+        rows.append(row)
+    decades = np.arange(lo, hi + 1)
+    scale = [{"css": _css(cmap(float((d - lo) / (hi - lo)))), "label": f"1e{int(d)}"} for d in decades]
+    gradient = ", ".join(_css(cmap(x)) for x in np.linspace(0, 1, 11))
+    return {"names": names, "rows": rows, "scale": scale, "gradient": gradient}
 
 
 def depth_plots(result: RunResult) -> dict[str, str]:
@@ -411,7 +441,8 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
         finished=finished,
         repro=repro,
         depth_plots=depth_plots(result),
-        hop_png=hop_heatmap(result),
+        hop_map=hop_heatmap(result),
+        rtols=sorted({c.tolerance.get('rtol') for c in result.comparisons}, key=str),
         total_rows=len(table),
         latency_png=latency_plot(result),
         names=result.label_names,

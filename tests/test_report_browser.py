@@ -100,23 +100,30 @@ def test_where_it_broke_renders(demo_artifacts, demo_run_config, parity_cache, t
     assert 'alt="error against depth for onnxruntime"' in dom
 
 
-def _layout(html: Path, tmp_path, width: int, height: int, shot: str) -> dict:
-    """Where the header's conclusion lines are when Chromium shows the report in a ``width`` x ``height`` window:
-    a copy of the page with a script that writes each line's text and box into the DOM, and a screenshot."""
+def _probe(html: Path, tmp_path, expression: str, width: int = 1400, height: int = 900):
+    """The JSON value of a JavaScript ``expression`` evaluated in the report as Chromium lays it out in a
+    ``width`` x ``height`` window (a copy of the page with a script that writes the value into the DOM)."""
+    import html as html_lib
     import json
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    _chrome(html, f"--window-size={width},{height}", f"--screenshot={ARTIFACTS / shot}", tmp_path=tmp_path)
     probe = tmp_path / "probe.html"
-    script = """<script>document.body.setAttribute("data-layout", JSON.stringify({
-      height: window.innerHeight, width: window.innerWidth,
-      lines: Array.from(document.querySelectorAll("header .conclusion-line")).map(function (e) {
-        var b = e.getBoundingClientRect(); return {text: e.textContent.trim(), top: b.top, bottom: b.bottom, right: b.right}; })}));</script>"""
+    script = (f'<script>var probed; try {{ probed = {expression}; }} catch (e) {{ probed = {{probe_error: String(e)}}; }}'
+              'document.body.setAttribute("data-probe", JSON.stringify(probed));</script>')
     probe.write_text(html.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
     dom = _chrome(probe, f"--window-size={width},{height}", "--dump-dom", tmp_path=tmp_path).stdout
-    import html as html_lib
+    value = json.loads(html_lib.unescape(re.search(r'data-probe="([^"]*)"', dom).group(1)))
+    assert "probe_error" not in value, value
+    return value
 
-    return json.loads(html_lib.unescape(re.search(r'data-layout="([^"]*)"', dom).group(1)))
+
+def _layout(html: Path, tmp_path, width: int, height: int, shot: str) -> dict:
+    """Where the header's conclusion lines are in a ``width`` x ``height`` window, and a screenshot of it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _chrome(html, f"--window-size={width},{height}", f"--screenshot={ARTIFACTS / shot}", tmp_path=tmp_path)
+    return _probe(html, tmp_path, """{height: window.innerHeight, width: window.innerWidth,
+      lines: Array.from(document.querySelectorAll("header .conclusion-line")).map(function (e) {
+        var b = e.getBoundingClientRect(); return {text: e.textContent.trim(), top: b.top, bottom: b.bottom, right: b.right}; })}""",
+                  width, height)
 
 
 def test_the_model_and_the_conclusion_are_on_the_first_screen(demo_artifacts, demo_run_config, parity_cache, tmp_path):
@@ -144,3 +151,60 @@ def test_the_model_and_the_conclusion_are_on_the_first_screen(demo_artifacts, de
     assert shot.size[1] <= 900
     red = sum(1 for pixel in shot.getdata() if pixel == (0xB3, 0x26, 0x1E))
     assert red > 20_000
+
+
+def _rgb(css: str) -> tuple:
+    return tuple(int(v) / 255 for v in re.findall(r"\d+", css)[:3])
+
+
+def _chain_result(tmp_path):
+    """A release-set-like result (fixtures.reports) with the pairwise hop matrix of its backends, the environment
+    and a conversion record, as ``parity demo`` stores them."""
+    import numpy as np
+
+    from fixtures.reports import big_result
+    from parity.env import environment
+
+    result = big_result(tmp_path, clips=40, classes=8)
+    names = [n for n in result.logits if n != "clips"]
+    result.hop_matrix = {"backends": names, "max_abs": [[float(np.abs(result.logits[a] - result.logits[b]).max()) for b in names] for a in names]}
+    result.environment = environment()
+    result.artifacts = {"onnx": str(tmp_path / "pptsm_v2.onnx"), "onnx_sha256": "efb5f3f9" + "0" * 56, "conversion": {
+        "source": "/m/pptsm.json", "opset": 11, "paddle2onnx_version": "2.1.0", "repairs": ["replaced Squeeze.0 with Identity"],
+        "lint": [], "checker": "passed"}}
+    return result
+
+
+def test_the_report_reads_like_a_release_note(tmp_path):
+    """The hop heat map's numbers contrast with their cells (WCAG 4.5:1, as Chromium computes the styles) beside a
+    colour scale; conversion records and the environment are tables; the time is to the second; the smallest
+    passing atol says it is the atol needed with the rtol."""
+    from parity.report import contrast
+
+    result = _chain_result(tmp_path)
+    html = write_report(result, tmp_path / "report")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _chrome(html, "--window-size=1400,3000", f"--screenshot={ARTIFACTS / 'report-release-note.png'}", tmp_path=tmp_path)
+    seen = _probe(html, tmp_path, """{
+      cells: Array.from(document.querySelectorAll("#hop-heatmap td")).map(function (td) {
+        var s = getComputedStyle(td); return {text: td.textContent.trim(), bg: s.backgroundColor, fg: s.color, size: parseFloat(s.fontSize)}; }),
+      scale: Array.from(document.querySelectorAll("#hop-scale .ticks span")).map(function (e) { return e.textContent; }),
+      bar: document.querySelector("#hop-scale .bar").getBoundingClientRect().width,
+      conversion: Array.from(document.querySelectorAll("#artifact-conversion table.nested th")).map(function (e) { return e.textContent; }),
+      environment: document.querySelectorAll("#environment-table tr").length,
+      finished: document.querySelector("#finished").textContent,
+      atol: document.querySelector("#atol-needed").textContent}""")
+    names = result.hop_matrix["backends"]
+    assert len(seen["cells"]) == len(names) ** 2 >= 4
+    for cell in seen["cells"]:
+        assert contrast(_rgb(cell["bg"]), _rgb(cell["fg"])) >= 4.5, cell
+        assert cell["size"] >= 14
+    assert any(c["text"] not in ("0", "–") for c in seen["cells"])  # the numbers are written in
+    assert len(seen["scale"]) >= 2 and seen["scale"][0].startswith("1e") and seen["bar"] > 100
+    assert seen["conversion"] == ["source", "opset", "paddle2onnx_version", "repairs", "lint", "checker"]
+    assert "{" not in html.read_text().split('id="artifact-conversion"')[1].split("</tr>")[0]  # not a raw dict
+    assert seen["environment"] == len(result.environment)
+    assert re.search(r"Run finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", seen["finished"].strip())
+    assert {c.tolerance["rtol"] for c in result.comparisons} != {result.comparisons[0].tolerance["rtol"]}  # fp32 and fp16
+    assert seen["atol"] == "atol needed (with rtol r)"
+    assert re.search(r"\(rtol 0\.\d+\)</span>", html.read_text())  # then each row says its rtol
