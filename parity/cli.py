@@ -57,6 +57,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
     p.add_argument("--backend-timeout", type=float, metavar="SECONDS",
                    help="kill a backend that takes longer than this on one call (start-up included); runs every backend in its own process")
+    p.add_argument("--decode-timeout", type=float, metavar="SECONDS",
+                   help="a clip whose decode takes longer is that clip's error and its decode process is replaced (default 300)")
     p.add_argument("--lint", choices=["error", "warn", "off"],
                    help="lint the ONNX model against the Paddle program first: error (default; findings fail the verdict), warn, off")
     p.add_argument("--localize", action=argparse.BooleanOptionalAction, default=None,
@@ -225,7 +227,7 @@ def _run_config(args):
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
                  "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
-                 "tensor_cache", "engine", "ray_address", "backend_timeout", "allow_low_precision_reference", "lint", "localize",
+                 "tensor_cache", "engine", "ray_address", "backend_timeout", "decode_timeout", "allow_low_precision_reference", "lint", "localize",
                  "weights", "arch", "temporal_attention", "scale", "class_expand", "calibration", "advise", "allow_trt_fallback"):
         value = getattr(args, name, None)
         if value is not None:

@@ -80,6 +80,9 @@ class RunConfig:
     engine: str = "local"  # "local" or "ray"
     ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
     backend_timeout: float | None = None  # seconds a backend may take per call; then it is killed (runs every backend in its own process)
+    # seconds one clip's decode may take (in a decode process), then it is that clip's error and its process is replaced;
+    # the same as stream.DECODE_TIMEOUT, where the choice is explained (a test keeps the two equal)
+    decode_timeout: float = 300.0
     allow_low_precision_reference: bool = False  # let an fp16/int8 reference judge fp32 backends
     # The training checkpoint (paddle-dygraph): its model settings default to a model_spec.json beside
     # it, then to PP-TSMv2's; classes, T and size always come from the exported model.
@@ -121,9 +124,10 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low):
                 raise HarnessError(f"{name.replace('_', '-')} must be a finite number of at least {low}, not {value!r}")
-        timeout = self.external_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
-            raise HarnessError(f"external-timeout must be a finite number of seconds above 0, not {timeout!r}")
+        for name in ("external_timeout", "decode_timeout"):
+            timeout = getattr(self, name)
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+                raise HarnessError(f"{name.replace('_', '-')} must be a finite number of seconds above 0, not {timeout!r}")
         both = sorted(set(self.external) & set(self.logits_files))
         if both:
             raise HarnessError(f"{both[0]!r} names both a program (--external) and a logits file (--logits); give each its own name")

@@ -339,7 +339,7 @@ def _stream(cfg, selection, art, pre, golden, clips, budget):
     if cache is not None:
         cache.check()
     variants = tuple(lane.variant for lane in selection.attributions)
-    items = engine.decode(clips, pre, budget.workers, cache, stats, variants)
+    items = engine.decode(clips, pre, budget.workers, cache, stats, variants, cfg.decode_timeout)
     admitted = (i for i in progress(items, desc="clips", unit="clip", total=len(clips)) if collector.admit(i))
     records = engine.infer(selection.lanes, art, admitted, collector.on_clip)
     return collector, records, stats

@@ -78,6 +78,7 @@ def test_merge_refuses_an_incomplete_shard_and_its_own_input_as_output(shards, t
     capsys.readouterr()
     assert main(["merge", str(shards["1of2"]), str(broken), "--report", str(tmp_path / "m")]) == 2
     assert "is not complete" in _error(capsys)
+    shutil.rmtree(broken)  # the session checks every results.json it leaves against the schema
     before = (shards["1of2"] / "results.json").read_bytes()
     assert main(["merge", str(shards["1of2"]), str(shards["2of2"]), "--report", str(shards["1of2"])]) == 2
     assert "write the merged report elsewhere" in _error(capsys)
@@ -258,3 +259,12 @@ def test_a_checkpoint_alone_runs_as_the_model_it_holds(demo_artifacts, four_clip
     capsys.readouterr()
     assert main(["run", *args, "--no-temporal-attention", "--report", str(tmp_path / "r2")]) == 1  # a flag still wins, and is wrong here
     assert "global_attention" in capsys.readouterr().out
+
+
+def test_the_decode_time_limit_is_a_setting_with_the_streams_default(demo_artifacts, four_clips, tmp_path, capsys):
+    from parity.config import RunConfig
+    from parity.stream import DECODE_TIMEOUT
+
+    assert RunConfig().decode_timeout == DECODE_TIMEOUT
+    assert main(["run", *_model(demo_artifacts), "--clips", str(four_clips), "--decode-timeout", "0", "--report", str(tmp_path / "r")]) == 2
+    assert "decode-timeout must be a finite number of seconds above 0" in _error(capsys)
