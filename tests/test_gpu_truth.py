@@ -561,3 +561,59 @@ def test_the_tensorrt_qdq_model_is_symmetric_on_the_real_quantize_static_output(
     per_channel = [n for n in dequantize if n.output[0] in conv_weights and inits.get(n.input[0]) is not None and inits[n.input[1]].size > 1]
     assert len(per_channel) == len(conv_weights), "Conv weights are not all INT8 per channel"
     assert record["target"] == "tensorrt" and record["extra_options"]["ActivationSymmetric"] is True
+
+
+# ----------------------------------------------------------------------------- 5. one GPU set; 6. the gate's inputs
+
+
+def test_the_gpu_set_is_one_cuda12_stack_and_no_hint_says_install_an_extra(monkeypatch):
+    """Fails before: onnxruntime-gpu>=1.20 (resolves to 1.31, CUDA 13) with tensorrt-cu12<12 (resolves to 11.4, no
+    libnvinfer.so.10 for ORT's TensorRT EP); the hints said pip install 'pptsm-parity[gpu]'."""
+    import runpy
+    import tomllib
+
+    from paddle import inference
+
+    from parity.backends import gpu
+
+    root = Path(__file__).resolve().parents[1]
+    gpu_set = runpy.run_path(str(root / "noxfile.py"))["GPU_SET"]
+    loose = [p for p in gpu_set if p.startswith(("onnxruntime", "tensorrt", "paddlepaddle", "polygraphy")) and "==" not in p]
+    assert not loose, f"open ranges resolve to whatever is newest: {loose}"
+    pins = dict(p.split("==", 1) for p in gpu_set if "==" in p)
+    ort = tuple(int(x) for x in pins["onnxruntime-gpu[cuda,cudnn]"].split(".")[:2])
+    assert (1, 19) <= ort <= (1, 26), "onnxruntime-gpu: 1.27+ wheels require CUDA 13 (nvidia-*-cu13)"
+    assert pins["tensorrt-cu12"].startswith("10."), "ORT 1.2x's TensorRT EP links libnvinfer.so.10"
+    assert pins["paddlepaddle-gpu"].startswith("3.") and pins["polygraphy"]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not [d for d in extras["gpu"] + extras["trt"] if d.startswith(("onnxruntime", "paddlepaddle"))]
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])  # the CPU wheel's
+    reason = gpu.ort_provider_reason("TensorrtExecutionProvider")
+    assert "[gpu]" not in reason and "nox -s gpu" in reason
+    import paddle
+
+    monkeypatch.setattr(paddle, "is_compiled_with_cuda", lambda: False)
+    assert "nox -s gpu" in gpu.paddle_gpu_reason(True) and "[gpu]" not in gpu.paddle_gpu_reason(True)
+    # a Paddle built with TensorRT 10 that finds no libnvinfer of that major
+    monkeypatch.setattr(paddle, "is_compiled_with_cuda", lambda: True)
+    monkeypatch.setattr(inference, "get_trt_compile_version", lambda: (10, 5, 0))
+    monkeypatch.setattr(inference, "get_trt_runtime_version", lambda: (8, 6, 1))
+    assert "built with TensorRT 10.5.0, the TensorRT it loads is 8.6.1" in gpu.paddle_gpu_reason(True)
+
+
+def test_the_gpu_gate_runs_paddle_trt_on_a_legacy_program_and_calibrates_on_clips_it_does_not_judge():
+    """Fails before: nox -s gpu gated the PIR demo model (paddle-trt-* always unavailable) and calibrated on val.txt,
+    the clips it judged."""
+    from parity.backends.gpu import gate_commands
+    from parity.cli import build_parser
+
+    inputs = {"paddle_model": "g/model/pptsm_v2.json", "onnx": "g/model/pptsm_v2.onnx", "clips": "g/clips/val.txt", "calibration": "c/train.txt"}
+    runs = [build_parser().parse_args(argv) for argv in gate_commands(inputs, "g/legacy/pptsm_v2.pdmodel")]
+    required = [n for r in runs for n in r.require.split(",")]
+    assert sorted(required) == sorted(n for n, b in BACKENDS.items() if b.device == "gpu")
+    for r in runs:
+        assert r.calibration != r.clips
+        trt = [n for n in r.require.split(",") if n.startswith("paddle-trt")]
+        assert not trt or r.paddle_model.endswith(".pdmodel")
+    assert not [r for r in gate_commands(inputs, "x.pdmodel", ["paddle-trt-fp32", "paddle-trt-fp16"]) if "paddle-trt-fp16" in r]

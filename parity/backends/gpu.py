@@ -386,6 +386,49 @@ def backend_environment(name: str) -> dict[str, str]:
     return {"NVIDIA_TF32_OVERRIDE": "0"} if name in TF32_OFF else {}
 
 
+# ----------------------------------------------------------------------------- the GPU gate (`nox -s gpu`)
+
+# Paddle 3.3 cannot write a legacy program of the demo (with FLAGS_enable_pir_api=0 its dy2static hands a Variable to
+# the PIR-only sigmoid of the LTA block), and Paddle-TRT takes only legacy programs: the GPU session exports one under
+# Paddle 2.6.2 in a side environment, from the same trained weights. Arguments: the trained folder, the output prefix.
+LEGACY_EXPORT = """
+import sys
+from pathlib import Path
+from parity.demo import load_trained
+from parity.artifacts.paddle_model import export_inference_model
+model, spec = load_trained(Path(sys.argv[1]))
+print(export_inference_model(model, spec.num_seg, spec.size, sys.argv[2]).model_file)
+"""
+LEGACY_PADDLE = ("paddlepaddle==2.6.2", "numpy<2", "polygraphy", "pillow", "tqdm", "pyyaml")
+
+
+def gate_inputs(out: str | Path) -> dict[str, str]:
+    """The demo's artifacts for the GPU gate, published under ``out``: its models, the clips judged (val) and the
+    calibration clips (train: never judged), and the trained weights' folder (for the legacy export)."""
+    from .. import demo
+    from ..artifacts import ArtifactCache
+
+    art = demo.build_all(ArtifactCache())
+    published = demo.publish(art, Path(out))
+    return {"paddle_model": str(published["paddle_model"]), "onnx": str(published["onnx"]), "clips": str(published["clips"]),
+            "calibration": str(art.train_list), "trained": str(art.trained), "legacy_prefix": str(Path(out) / "legacy" / "pptsm_v2")}
+
+
+def gate_commands(inputs: dict[str, str], legacy_model: str, exclude: list[str] | None = None, report: str = "reports/gpu") -> list[list[str]]:
+    """The ``parity run`` argument lists of the GPU gate: every GPU backend required. Paddle-TRT runs on the legacy
+    ``.pdmodel`` export (its reference: ``paddle`` on that program); the rest on the PIR export and its ONNX model.
+    INT8 is calibrated on the train clips, judged on the val clips."""
+    exclude = list(exclude or [])
+    trt_paddle = [n for n in ("paddle-trt-fp32", "paddle-trt-fp16") if n not in exclude]
+    main = gate_arguments(exclude=exclude + ["paddle-trt-fp32", "paddle-trt-fp16"])
+    common = ["--onnx", inputs["onnx"], "--clips", inputs["clips"], "--calibration", inputs["calibration"]]
+    runs = [["run", "--paddle-model", inputs["paddle_model"], *common, *main, "--report", f"{report}/main"]]
+    if trt_paddle:
+        runs.append(["run", "--paddle-model", legacy_model, *common, "--backends", ",".join(["paddle", *trt_paddle]),
+                     "--require", ",".join(trt_paddle), "--report", f"{report}/paddle-trt"])
+    return runs
+
+
 def gate_arguments(exclude: list[str] | None = None) -> list[str]:
     """``parity run`` arguments that make a GPU gate fail (exit 2), not skip, when any GPU backend did not run."""
     from . import BACKENDS
@@ -408,8 +451,17 @@ def paddle_gpu_reason(with_trt: bool) -> str | None:
     if with_trt:
         from paddle import inference
 
-        if tuple(inference.get_trt_compile_version()) == (0, 0, 0):
+        compiled = tuple(inference.get_trt_compile_version())
+        if compiled == (0, 0, 0):
             return "unavailable: paddlepaddle-gpu was built without TensorRT"
+        try:
+            runtime = tuple(inference.get_trt_runtime_version())
+        except Exception:  # no libnvinfer to load
+            runtime = (0, 0, 0)
+        if runtime[0] != compiled[0]:
+            found = ".".join(map(str, runtime)) if runtime != (0, 0, 0) else "none"
+            return (f"unavailable: paddlepaddle-gpu was built with TensorRT {'.'.join(map(str, compiled))}, the TensorRT it loads is {found} "
+                    f"({INSTALL_HINT})")
     return cuda_device_reason()
 
 
