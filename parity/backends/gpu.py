@@ -32,13 +32,15 @@ def _smi_rows() -> tuple[tuple[str, ...], ...]:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return ()
-    try:
-        out = subprocess.run([smi, "--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    if out.returncode != 0:
-        return ()
-    return tuple(tuple(f.strip() for f in line.split(",")) for line in out.stdout.splitlines() if line.strip())
+    for fields in ("index,uuid,name,compute_cap", "index,uuid,name"):  # drivers before 510 have no compute_cap field
+        try:
+            out = subprocess.run([smi, f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return ()
+        if out.returncode == 0:
+            rows = [[f.strip() for f in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+            return tuple(tuple(r + [""] * (4 - len(r))) for r in rows)
+    return ()
 
 
 def visible_rows(rows, visible: str | None) -> list:
@@ -336,6 +338,8 @@ def trt_ep_runner(model, name: str, cache_dir: str, providers: list, options: li
             outputs = _undecorated(OnnxrtRunner.infer_impl)(self, feed_dict)
             if self._evidence is None:
                 path = self.sess.end_profiling()
+                if not path or not Path(path).is_file():
+                    raise RuntimeError("ONNX Runtime wrote no profile for the first run: cannot tell whether TensorRT ran anything")
                 try:
                     events = json.loads(Path(path).read_text())
                 finally:

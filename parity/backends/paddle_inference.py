@@ -116,8 +116,9 @@ class PaddleInferenceRunner(BaseRunner):
         self._engines_checked = self.trt_cache_dir is None
 
     def evidence(self) -> dict | None:
-        """What proves this backend ran as it says (Paddle-TRT: the engine files its key built or recorded), for results.json."""
-        return self._evidence
+        """What proves this backend ran as it says (Paddle-TRT: the engine files its key built or recorded; the TF32
+        note of the FP32 GPU backends), for results.json. None for the CPU backends."""
+        return self._evidence or (dict(self.notes) if self.notes else None)
 
     def get_input_metadata_impl(self):
         import numpy as np
