@@ -35,6 +35,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16), or 'all' (every backend available here)")
     p.add_argument("--require", help="comma-separated backends that must run: unavailable ones make the run exit 2")
     p.add_argument("--trt-engine", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
+    p.add_argument("--trust-engine", action=argparse.BooleanOptionalAction, default=None,
+                   help="use a --trt-engine that has no .json sidecar (its model and build cannot be verified; the report says so)")
     p.add_argument("--golden", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -226,7 +228,7 @@ def _run_config(args):
 
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
-                 "preprocess", "report", "trt_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
+                 "preprocess", "report", "trt_engine", "trust_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
                  "tensor_cache", "engine", "ray_address", "backend_timeout", "decode_timeout", "allow_low_precision_reference", "lint", "localize",
                  "weights", "arch", "temporal_attention", "scale", "class_expand", "calibration", "advise", "allow_trt_fallback"):
         value = getattr(args, name, None)

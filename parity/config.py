@@ -64,6 +64,7 @@ class RunConfig:
     reference: str = "paddle"
     require: list[str] = field(default_factory=list)  # backends that must run (else exit 2)
     trt_engine: str | None = None  # a prebuilt TensorRT engine for the tensorrt-* backend
+    trust_engine: bool = False  # accept a --trt-engine without its sidecar (unverified, and said so)
     golden: str | None = None  # compare with stored outputs (`parity golden save`) instead of a live reference
     isolate: bool = False  # run every backend in its own process (GPU backends always are)
     num_seg: int | None = None  # None: read from the model

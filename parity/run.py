@@ -408,6 +408,7 @@ def _open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None) -> t
     art = ModelArtifacts(cache=cache, threads=threads)
     if cfg.trt_engine:
         art.trt_engine = Path(cfg.trt_engine)
+        art.trust_engine = cfg.trust_engine
         if not art.trt_engine.is_file():
             raise HarnessError(f"{cfg.trt_engine}: TensorRT engine not found")
     if cfg.paddle_model:

@@ -226,7 +226,7 @@ def test_boolean_flags_have_no_forms():
     from parity.cli import build_parser
 
     parser = build_parser()
-    for flag in ("isolate", "temporal-attention", "localize", "advise", "allow-trt-fallback", "allow-low-precision-reference"):
+    for flag in ("isolate", "temporal-attention", "localize", "advise", "allow-trt-fallback", "allow-low-precision-reference", "trust-engine"):
         assert getattr(parser.parse_args(["run", f"--no-{flag}"]), flag.replace("-", "_")) is False
         assert getattr(parser.parse_args(["run", f"--{flag}"]), flag.replace("-", "_")) is True
 
@@ -268,3 +268,26 @@ def test_the_decode_time_limit_is_a_setting_with_the_streams_default(demo_artifa
     assert RunConfig().decode_timeout == DECODE_TIMEOUT
     assert main(["run", *_model(demo_artifacts), "--clips", str(four_clips), "--decode-timeout", "0", "--report", str(tmp_path / "r")]) == 2
     assert "decode-timeout must be a finite number of seconds above 0" in _error(capsys)
+
+
+def test_trust_engine_reaches_the_tensorrt_backend(demo_artifacts, tmp_path, monkeypatch):
+    """--trust-engine is a setting of the run that the TensorRT runner reads from the artifacts (it refuses an engine
+    without its sidecar otherwise: tests/test_gpu_truth.py)."""
+    from parity import run as run_module
+    from parity.cli import _run_config, build_parser
+
+    engine = tmp_path / "x.engine"
+    engine.write_bytes(b"not an engine")
+    seen = {}
+
+    def stop(cfg, art, *rest):
+        seen["trust"] = art.trust_engine
+        raise run_module.HarnessError("stop here")
+
+    monkeypatch.setattr(run_module, "_preprocess_config", stop)
+    for flags, trusted in ((["--trust-engine"], True), ([], False)):
+        cfg = _run_config(build_parser().parse_args(["run", "--onnx", str(demo_artifacts.onnx), "--trt-engine", str(engine),
+                                                     "--clips", str(demo_artifacts.val_list), *flags]))
+        with pytest.raises(run_module.HarnessError):
+            run_module.run(cfg)
+        assert seen["trust"] is trusted

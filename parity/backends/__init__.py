@@ -21,6 +21,7 @@ class ModelArtifacts:
     paddle_model: PaddleModel | None = None
     onnx: Path | None = None
     trt_engine: Path | None = None  # a prebuilt engine (--trt-engine) instead of building one
+    trust_engine: bool = False  # use a --trt-engine without its sidecar (the report says it was not verified)
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     threads: int | None = None
     allow_trt_fallback: bool = False  # let ORT's TensorRT EP hand nodes to CUDA
