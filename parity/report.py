@@ -416,6 +416,7 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
     env.filters["num"] = _fmt
     env.filters["prob"] = lambda p: f"{p:.3f}" if p is not None and np.isfinite(p) else "–"
     env.filters["seconds"] = seconds
+    env.filters["signed_num"] = lambda v: "–" if v is None or not np.isfinite(v) else ("0" if v == 0 else ("+" if v > 0 else "") + _fmt(v))
     env.filters["signed"] = lambda v: "–" if v is None or not np.isfinite(v) else ("0" if v == 0 else f"{v:+.3f}")
     template = env.get_template("report.html.j2")
     shown, hidden = html_rows(table)
@@ -430,6 +431,7 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
         per_class_rows = classes.worst_classes(per_class) if per_class else []
     return template.render(
         per_class=per_class,
+        trend=getattr(result, "baseline", None),
         per_class_rows=per_class_rows,
         confusion_pngs=classes.confusion_plots(per_class, result.label_names),
         r=result,
