@@ -160,7 +160,10 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is dead, waiting to be reaped
+    except FileNotFoundError:
+        return False
 
 
 def test_a_decode_past_the_time_limit_is_its_clips_error_and_its_worker_is_killed(videos, hang_hook, tmp_path):
@@ -188,3 +191,49 @@ def test_a_decode_past_the_time_limit_is_its_clips_error_and_its_worker_is_kille
 def test_decode_stream_keeps_its_call_without_a_time_limit_argument(videos):
     items = list(decode_stream(enumerate(Clip(p, 0) for p in videos), CFG, 1, None, DecodeStats(), ()))
     assert all(i.ok and not i.timed_out for i in items)
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_ends_a_run_in_seconds_while_a_decode_worker_hangs(demo_artifacts, hang_hook, tmp_path):
+    """SIGINT while a worker is stuck in a decode: exit 130 within seconds, nothing reported, the worker gone."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = demo_artifacts.val_list
+    lines = [f"{(src.parent / ln.split()[0]).resolve()} {ln.split()[1]}" for ln in src.read_text().splitlines() if ln.strip()]
+    hung = tmp_path / "hang.mp4"
+    shutil.copy(lines[0].rsplit(" ", 1)[0], hung)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([lines[0], f"{hung} 0", *lines[1:6]]) + "\n")
+    report = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "parity", "run", "--paddle-model", str(demo_artifacts.paddle_model.model_file),
+                             "--onnx", str(demo_artifacts.onnx), "--clips", str(listing), "--backends", "paddle,onnxruntime",
+                             "--workers", "2", "--report", str(report)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **hang_hook},
+                            start_new_session=True)  # its own process group: the cleanup below reaches its workers too
+    try:
+        pid_file = Path(f"{hung}.pid")
+        deadline = time.monotonic() + 300
+        while not pid_file.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.is_file(), proc.communicate(timeout=60)
+        time.sleep(1.0)  # the run is now waiting on the hung clip
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        assert time.monotonic() - start < 15, "Ctrl-C took too long"
+    finally:  # a run that did not end (the old code waited on the hung worker forever): kill it and its workers
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=60)
+    assert proc.returncode == 130 and "parity: interrupted" in err and "Traceback" not in err, err[-2000:]
+    assert not report.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    worker = int(pid_file.read_text())
+    assert not _alive(worker)
