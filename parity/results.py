@@ -36,6 +36,18 @@ class BackendRecord:
     # e.g. [[4, 8, 3, 224, 224], [2, 8, 3, 224, 224]] for batches of 4 and a remainder of 2). Empty for
     # a lane that takes clips rather than tensors (a user's program, saved logits).
     batch_shapes: list[list[int]] = field(default_factory=list)
+    # What a GPU backend proves about what ran (its engine's key and layer precisions, TensorRT's share of the
+    # nodes, the engine files of this key), from its runner's ``evidence()``; None for backends without any.
+    evidence: dict | None = None
+
+    def keep_evidence(self, runner) -> None:
+        """Take the runner's evidence, if it has any (never the backend's failure)."""
+        try:
+            found = runner.evidence() if hasattr(runner, "evidence") else None
+        except Exception as exc:
+            found = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        if found is not None:
+            self.evidence = found
 
     def fed(self, shape) -> None:
         """Record one input shape given to the runner (kept once, in first-seen order)."""

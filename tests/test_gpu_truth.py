@@ -617,3 +617,29 @@ def test_the_gpu_gate_runs_paddle_trt_on_a_legacy_program_and_calibrates_on_clip
         trt = [n for n in r.require.split(",") if n.startswith("paddle-trt")]
         assert not trt or r.paddle_model.endswith(".pdmodel")
     assert not [r for r in gate_commands(inputs, "x.pdmodel", ["paddle-trt-fp32", "paddle-trt-fp16"]) if "paddle-trt-fp16" in r]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolated", [False, True])
+def test_a_backends_evidence_reaches_results_json_from_its_own_process(isolated, demo_run_config, parity_cache, monkeypatch, tmp_path):
+    """What a GPU runner proves about what ran (`evidence()`) is recorded per backend, also when the runner lives in
+    its own process, as GPU backends always do. Fails before: no `evidence` on the record, and nothing crossed the pipe."""
+    import dataclasses
+    import json
+    import os
+
+    from fixtures.defects import evidence_runner
+    from parity.backends import BACKENDS
+    from parity.backends.isolated import IsolatedRunner
+    from parity.report import write_report
+    from parity.run import run
+
+    make = (lambda art: IsolatedRunner("fixtures.defects:evidence_runner", art, name="x")) if isolated else evidence_runner
+    monkeypatch.setitem(BACKENDS, "onnxruntime-fp16", dataclasses.replace(BACKENDS["onnxruntime-fp16"], make_runner=make))
+    result = run(dataclasses.replace(demo_run_config, backends=["paddle", "onnxruntime-fp16"], report=str(tmp_path)), cache=parity_cache)
+    write_report(result, tmp_path)
+    (record,) = [b for b in json.loads((tmp_path / "results.json").read_text())["backends"] if b["name"] == "onnxruntime-fp16"]
+    evidence = record["evidence"]
+    assert evidence["engine"] == "simulated" and evidence["calls"] == len(result.clips)  # as of the last clip
+    assert (evidence["pid"] != os.getpid()) is isolated
+    assert next(b for b in json.loads((tmp_path / "results.json").read_text())["backends"] if b["name"] == "paddle")["evidence"] is None

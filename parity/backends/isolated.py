@@ -41,7 +41,7 @@ def _worker(conn, factory: str, art, log_path: str, env: dict | None = None) -> 
     except Exception as exc:  # reported to the parent as this backend's error
         conn.send(("error", one_line(exc)))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", _evidence(runner)))
     while True:
         try:
             message, feed = conn.recv()
@@ -54,10 +54,18 @@ def _worker(conn, factory: str, art, log_path: str, env: dict | None = None) -> 
             break
         try:
             outputs = runner.infer(feed, check_inputs=False)
-            conn.send(("ok", (OrderedDict((k, v) for k, v in outputs.items()), runner.inference_time)))
+            conn.send(("ok", (OrderedDict((k, v) for k, v in outputs.items()), runner.inference_time, _evidence(runner))))
         except Exception as exc:
             conn.send(("error", one_line(exc)))
     runner.deactivate()
+
+
+def _evidence(runner) -> dict | None:
+    """What the runner can prove about what ran (a GPU backend's engine, its precisions, TensorRT's share)."""
+    try:
+        return runner.evidence() if hasattr(runner, "evidence") else None
+    except Exception as exc:  # evidence is a record, never the backend's failure
+        return {"error": one_line(exc)}
 
 
 class IsolatedRunner(BaseRunner):
@@ -110,10 +118,14 @@ class IsolatedRunner(BaseRunner):
         self._process.start()
         child.close()
         try:
-            self._receive()
+            self._evidence = self._receive()
         except BaseException:
             self.deactivate_impl()  # Polygraphy does not deactivate a runner whose activation failed
             raise
+
+    def evidence(self) -> dict | None:
+        """The child runner's evidence, as of its last answer."""
+        return getattr(self, "_evidence", None)
 
     @property
     def pid(self) -> int | None:
@@ -129,7 +141,7 @@ class IsolatedRunner(BaseRunner):
             if self._conn.poll(0):
                 self._receive()
             raise self._died() from None
-        outputs, self.inference_time = self._receive()
+        outputs, self.inference_time, self._evidence = self._receive()
         return outputs
 
     def deactivate_impl(self):

@@ -139,6 +139,7 @@ class LocalEngine:
             flow.deliver()
         finally:
             for name, runner in runners.items():
+                records[name].keep_evidence(runner)
                 extra = runner.extra() if hasattr(runner, "extra") else []
                 if extra:
                     records[name].notes.append(f"{name}: {len(extra)} entries of its logits file are not clips of this run: "
@@ -163,6 +164,7 @@ class LocalEngine:
             outputs = runner.infer({input_name: feed}, check_inputs=False)
             flow.done(name, batch, logit_rows(outputs, len(batch)), runner.inference_time)
         except Exception as exc:  # any backend failure is that backend's error; the others go on
+            flow.records[name].keep_evidence(runner)  # what it proved before it failed (an engine refused, say)
             flow.fail(name, exc)
             try:
                 runner.deactivate()

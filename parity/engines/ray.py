@@ -43,6 +43,9 @@ class _BackendActor:
     def ready(self) -> tuple[str, str | None, int]:
         return self.status, self.reason, os.getpid()
 
+    def evidence(self) -> dict | None:
+        return self.runner.evidence() if self.runner is not None and hasattr(self.runner, "evidence") else None
+
     def infer(self, input_name: str, *tensors):
         import numpy as np
 
@@ -169,7 +172,11 @@ class RayEngine:
             self._run_batches(ray, flow, actors, flow.remainders(), refs, art.input_name, turn)
             flow.deliver()
         finally:
-            for group in actors.values():
+            for name, group in actors.items():
+                try:  # what the lane's first actor can prove about what ran
+                    records[name].evidence = ray.get(group[0].evidence.remote(), timeout=30) or records[name].evidence
+                except Exception:  # a dead actor proves nothing more; its error is already the lane's
+                    pass
                 for actor in group:
                     ray.kill(actor)
             if self._started_here:
