@@ -64,12 +64,19 @@ class ClipInput:
 class TensorCache:
     """Decoded tensors on disk, keyed by the clip's sha256, the preprocessing and the decoder's name and version.
 
-    A rerun against a new ONNX model decodes nothing. Writes are atomic (temp file, then rename),
-    so concurrent workers and interrupted runs never leave a half-written tensor.
+    A rerun against a new ONNX model decodes nothing. Each entry (``KEY.npz``) holds the tensor and
+    what proves it: the key it was made for (clip sha256, preprocessing, decoder) and the sha256 of
+    the tensor's dtype, shape and bytes. An entry is used only when both check out on read; one that
+    does not (moved or swapped with another, zeroed, truncated, altered) is a miss, decoded again and
+    rewritten, and a one-line problem waits in ``problems`` for the clip's note. Writes are atomic (temp
+    file, then rename), so concurrent workers and interrupted runs never leave a half-written tensor.
     """
+
+    SUFFIX = ".npz"
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self.problems: list[str] = []  # entries rejected on read since the last take_problems()
 
     def check(self) -> None:
         """The folder exists (made if need be) and can be written; else a one-line HarnessError."""
@@ -81,35 +88,68 @@ class TensorCache:
         except OSError as exc:
             raise HarnessError(f"{self.folder}: cannot use it as the tensor cache: {exc.strerror or exc}") from None
 
+    @staticmethod
+    def key(sha256: str, cfg: PreprocessConfig, decoder: str) -> list:
+        """What an entry is made from, as recorded in it."""
+        return [sha256, cfg.to_dict(), decoder]
+
     def path(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> Path:
         from .artifacts import sha256_json
 
-        return self.folder / f"{sha256_json([sha256, cfg.to_dict(), decoder])[:32]}.npy"
+        return self.folder / f"{sha256_json(self.key(sha256, cfg, decoder))[:32]}{self.SUFFIX}"
 
     def get(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> np.ndarray | None:
+        """The entry's tensor when its recorded key and content hash prove it; else None (a problem is kept)."""
+        import json
+
         path = self.path(sha256, cfg, decoder)
         if not path.is_file():
             return None
         try:
-            return np.load(path)
-        except (OSError, ValueError):  # a damaged entry is a miss; it is rewritten below
+            with np.load(path, allow_pickle=False) as npz:
+                tensor, meta = npz["tensor"], json.loads(str(npz["meta"][()]))
+        except Exception as exc:  # not a zip, truncated, CRC error, fields missing, bad JSON: never this clip's error
+            self.problems.append(f"{path}: tensor cache entry unreadable ({one_line(exc)})")
             return None
+        if meta.get("key") != json.loads(json.dumps(self.key(sha256, cfg, decoder))):
+            self.problems.append(f"{path}: tensor cache entry was made for another clip or preprocessing (moved or swapped)")
+            return None
+        if meta.get("tensor_sha256") != tensor_sha256(tensor):
+            self.problems.append(f"{path}: tensor cache entry's tensor does not match its recorded sha256 (damaged or altered)")
+            return None
+        return tensor
+
+    def take_problems(self) -> list[str]:
+        problems, self.problems = self.problems, []
+        return problems
 
     def put(self, sha256: str, cfg: PreprocessConfig, decoder: str, tensor: np.ndarray) -> None:
+        import json
+
         path = self.path(sha256, cfg, decoder)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npy", dir=path.parent)
+        meta = json.dumps({"key": self.key(sha256, cfg, decoder), "tensor_sha256": tensor_sha256(tensor)}, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=self.SUFFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, tensor)
+                np.savez(f, tensor=tensor, meta=np.array(meta))
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
     def size(self) -> dict:
-        files = list(self.folder.glob("*.npy")) if self.folder.is_dir() else []
+        files = [f for f in self.folder.glob(f"*{self.SUFFIX}") if not f.name.startswith(".")] if self.folder.is_dir() else []
         return {"folder": str(self.folder.resolve()), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+
+def tensor_sha256(tensor: np.ndarray) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (C order): what a cache entry must still hold."""
+    import hashlib
+
+    h = hashlib.sha256(f"{np.dtype(tensor.dtype).str} {list(tensor.shape)} ".encode())
+    h.update(np.ascontiguousarray(tensor).tobytes())
+    return h.hexdigest()
 
 
 def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: TensorCache | None = None,
@@ -153,6 +193,8 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
         item.error = f"{clip.path}: cannot read: {exc.strerror or exc}"
     except Exception as exc:  # a decoder's own exception types: still this clip's error, never the run's
         item.error = f"{clip.path}: cannot decode: {one_line(exc)}"
+    if cache is not None:  # entries that did not prove out were not used: the clip was decoded again. Say so, naming it.
+        item.cache_notes = [f"{problem}; {clip.path} was decoded again" for problem in cache.take_problems()]
     item.seconds = time.perf_counter() - start
     return item
 

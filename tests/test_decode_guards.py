@@ -14,7 +14,7 @@ import pytest
 from fixtures.faults import _frames, _write
 from parity.clips import Clip, ClipListError, load_clips
 from parity.inputs import clip_sha256, decode_clip
-from parity.preprocess import FRAME_PATTERN, PreprocessConfig
+from parity.preprocess import FRAME_PATTERN, PreprocessConfig, decoder_name
 from parity.stream import DecodeStats, decode_stream
 
 CFG = PreprocessConfig.for_size(4, 64)
@@ -237,3 +237,52 @@ def test_ctrl_c_ends_a_run_in_seconds_while_a_decode_worker_hangs(demo_artifacts
     assert not report.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     worker = int(pid_file.read_text())
     assert not _alive(worker)
+
+
+# ----------------------------------------------------------------------------- tensor cache proven by content
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_swapped_zeroed_or_damaged_cache_entries_are_decoded_again_and_said(videos, tmp_path, workers):
+    from parity.inputs import TensorCache
+
+    cache = TensorCache(tmp_path / "tensors")
+    clips = [(i, Clip(p, i)) for i, p in enumerate(videos)]
+
+    def decode():
+        stats = DecodeStats()
+        return [i.tensor for i in decode_stream(clips, CFG, workers, cache, stats)], stats
+
+    fresh, stats = decode()
+    assert stats.decoded == 3 and stats.cache_rejected == 0 and len(_entries(cache.folder)) == 3
+    assert not all(np.array_equal(fresh[0], t) for t in fresh[1:])
+    by_clip = {i: cache.path(clip_sha256(p), CFG, decoder_name(p)) for i, p in enumerate(videos)}
+
+    # two entries swapped: each holds another clip's tensor (before: fed to every backend as this clip's)
+    a, b = by_clip[0], by_clip[1]
+    tmp = a.with_name("swap")
+    a.rename(tmp), b.rename(a), tmp.rename(b)
+    again, stats = decode()
+    assert all(np.array_equal(x, y) for x, y in zip(again, fresh))
+    assert stats.cache_rejected == 2 and stats.decoded == 2 and stats.cache_hits == 1
+    assert stats.cache_notes == [f"{by_clip[i]}: tensor cache entry was made for another clip or preprocessing (moved or swapped); "
+                                 f"{videos[i]} was decoded again" for i in (0, 1)]
+    _, stats = decode()  # rewritten: every entry proves out again
+    assert stats.decoded == 0 and stats.cache_hits == 3 and stats.cache_notes == []
+
+    # the tensor zeroed under its own record; a file zeroed whole; a file cut short
+    with np.load(by_clip[0]) as npz:
+        meta = npz["meta"]
+    np.savez(by_clip[0], tensor=np.zeros_like(fresh[0]), meta=meta)
+    by_clip[1].write_bytes(bytes(by_clip[1].stat().st_size))
+    by_clip[2].write_bytes(by_clip[2].read_bytes()[:1000])
+    again, stats = decode()
+    assert all(np.array_equal(x, y) for x, y in zip(again, fresh)) and stats.cache_rejected == 3 and stats.decoded == 3
+    assert "tensor does not match its recorded sha256 (damaged or altered)" in stats.cache_notes[0]
+    assert all(f"{by_clip[i]}: tensor cache entry unreadable (" in stats.cache_notes[i] for i in (1, 2))
+    assert all(n.endswith(f"; {v} was decoded again") and "\n" not in n for n, v in zip(stats.cache_notes, videos))
+    assert stats.to_dict()["cache_notes"] == stats.cache_notes
