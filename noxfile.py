@@ -64,6 +64,7 @@ def gpu(session: nox.Session) -> None:
     `nox -s gpu -- --exclude tensorrt-fp32,...` leaves out what this machine does not have.
     """
     import json
+
     import tomllib
 
     deps = tomllib.loads(open("pyproject.toml").read())["project"]["dependencies"]

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--weights", required=True, help="checkpoint .pdparams (any PaddleVideo prefix form)")
     exp.add_argument("--num-classes", type=int, required=True)
     exp.add_argument("--num-seg", type=int, default=8)
-    exp.add_argument("--temporal-attention", action=argparse.BooleanOptionalAction, default=False, help="PP-TSMv2 with LTA (GlobalAttention; default off, as PaddleVideo)")
+    exp.add_argument("--temporal-attention", action=argparse.BooleanOptionalAction, default=False,
+                     help="PP-TSMv2 with LTA (GlobalAttention; default off, as PaddleVideo)")
     exp.add_argument("--size", type=int, default=224)
     exp.add_argument("--scale", type=float, default=1.0, help="PP-TSMv2 width multiplier (default 1.0)")
     exp.add_argument("--depths", default="2,2,6,2", help="PP-TSMv2 blocks per stage (default 2,2,6,2)")
@@ -568,7 +569,7 @@ def cmd_build(args) -> int:
 def cmd_preprocess(args) -> int:
     import numpy as np
 
-    from .preprocess import ClipError, PreprocessConfig, load_clip_tensor
+    from .preprocess import ClipError, load_clip_tensor
 
     cfg = _preprocess_settings(args)
     if args.clips:

@@ -156,7 +156,6 @@ def _activate_engine_only(monkeypatch):
 
 def _tiny_onnx(path: Path, weight: float):
     """A Conv + Relu + Neg model: same tensor names whatever the weight (a re-export of a retrained model)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.full((2, 2, 1, 1), weight, np.float32), "w")
@@ -349,7 +348,8 @@ def test_the_gpu_is_the_device_cuda_visible_devices_gives(tmp_path, monkeypatch)
     from parity.backends import gpu
 
     smi = tmp_path / "nvidia-smi"  # nvidia-smi 570's CSV for --query-gpu (PCI bus order, every GPU)
-    smi.write_text("#!/bin/sh\ncase \"$1\" in\n  *index,uuid,name,compute_cap*) printf '0, GPU-1111aaaa, NVIDIA L4, 8.9\\n1, GPU-2222bbbb, NVIDIA A100-SXM4-80GB, 8.0\\n';;\n"
+    smi.write_text("#!/bin/sh\ncase \"$1\" in\n"
+                   "  *index,uuid,name,compute_cap*) printf '0, GPU-1111aaaa, NVIDIA L4, 8.9\\n1, GPU-2222bbbb, NVIDIA A100-SXM4-80GB, 8.0\\n';;\n"
                    "  *) printf 'NVIDIA L4\\nNVIDIA A100-SXM4-80GB\\n';;\nesac\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
@@ -570,8 +570,8 @@ def test_the_gpu_set_is_one_cuda12_stack_and_no_hint_says_install_an_extra(monke
     """Fails before: onnxruntime-gpu>=1.20 (resolves to 1.31, CUDA 13) with tensorrt-cu12<12 (resolves to 11.4, no
     libnvinfer.so.10 for ORT's TensorRT EP); the hints said pip install 'pptsm-parity[gpu]'."""
     import runpy
-    import tomllib
 
+    import tomllib
     from paddle import inference
 
     from parity.backends import gpu
@@ -624,7 +624,6 @@ def test_the_gpu_gate_runs_paddle_trt_on_a_legacy_program_and_calibrates_on_clip
 def test_a_backends_evidence_reaches_results_json_from_its_own_process(isolated, demo_run_config, parity_cache, monkeypatch, tmp_path):
     """What a GPU runner proves about what ran (`evidence()`) is recorded per backend, also when the runner lives in
     its own process, as GPU backends always do. Fails before: no `evidence` on the record, and nothing crossed the pipe."""
-    import dataclasses
     import json
     import os
 

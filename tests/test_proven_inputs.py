@@ -2,7 +2,6 @@
 checked by content and type, and every setting a user can get wrong is one line (issue 18's defect classes)."""
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
