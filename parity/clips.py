@@ -47,13 +47,26 @@ def special_kind(path: str | Path) -> str | None:
     return next((kind for test, kind in SPECIAL_FILES if test(mode)), None)
 
 
-def load_clips(source: str | Path) -> list[Clip]:
+class ClipList(list):
+    """The clips of a list, each file once; ``notes`` says what was dropped (duplicate lines), one line each."""
+
+    def __init__(self, clips=(), notes: list[str] | None = None):
+        super().__init__(clips)
+        self.notes: list[str] = notes or []
+        self.duplicates = 0  # list lines dropped because their clip was listed before
+
+
+def load_clips(source: str | Path) -> ClipList:
     """Read clips from a list file or a folder of videos.
 
     Both of PaddleVideo's list formats are read: ``path label`` (videos; a path without a
     suffix finds the video beside it, as PaddleVideo's ``suffix`` setting does) and
     ``frames_dir num_frames label`` (frame folders). Relative paths resolve against the list
     file's folder. A folder yields its video files (recursively) without labels.
+
+    A clip listed more than once (the same file after resolving the path: symlinks, ``..``, another
+    spelling) is kept at its first line only: counted once in agreement and accuracy, decoded once.
+    The dropped lines are said in ``notes`` of the returned ``ClipList``.
     """
     source = Path(source)
     try:
@@ -61,9 +74,9 @@ def load_clips(source: str | Path) -> list[Clip]:
             clips = [Clip(p) for p in sorted(source.rglob("*")) if p.suffix.lower() in (*VIDEO_SUFFIXES, ".npy")]
             if not clips:
                 raise ClipListError(f"{source}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})")
-            return clips
+            return ClipList(clips)
         if source.suffix.lower() in VIDEO_SUFFIXES:
-            return [Clip(source)]  # one video given as --clips: that clip
+            return ClipList([Clip(source)])  # one video given as --clips: that clip
         kind = special_kind(source)
         if kind:
             raise ClipListError(f"{source}: not a regular file ({kind}); give a clip list, a folder or a video")
@@ -72,15 +85,34 @@ def load_clips(source: str | Path) -> list[Clip]:
         text = source.read_bytes().decode("utf-8-sig", errors="replace")  # with or without a BOM
     except OSError as exc:
         raise ClipListError(f"{source}: cannot read the clip list: {exc.strerror or exc}") from None
-    clips = []
+    clips, first_line, dropped = ClipList(), {}, []
     for number, raw in enumerate(text.splitlines(), 1):  # \n and \r\n endings
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        clips.append(_parse_line(source, number, line))
+        clip = _parse_line(source, number, line)
+        key = _identity(clip.path)
+        if key in first_line:
+            dropped.append((clip.path, number, first_line[key]))
+            continue
+        first_line[key] = number
+        clips.append(clip)
     if not clips:
         raise ClipListError(f"{source}: clip list has no entries")
+    if dropped:
+        path, number, first = dropped[0]
+        clips.duplicates = len(dropped)
+        clips.notes.append(f"{source}: {len(dropped)} duplicate line(s) dropped, each clip is counted once "
+                           f"(first: {path} on line {number}, listed on line {first})")
     return clips
+
+
+def _identity(path: Path) -> str:
+    """The file a list line names, whatever its spelling: the resolved absolute path."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a name too long, a symlink loop: its own error comes when it is read
+        return os.path.abspath(path)
 
 
 def _parse_line(source: Path, number: int, line: str) -> Clip:

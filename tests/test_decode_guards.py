@@ -286,3 +286,35 @@ def test_swapped_zeroed_or_damaged_cache_entries_are_decoded_again_and_said(vide
     assert all(f"{by_clip[i]}: tensor cache entry unreadable (" in stats.cache_notes[i] for i in (1, 2))
     assert all(n.endswith(f"; {v} was decoded again") and "\n" not in n for n, v in zip(stats.cache_notes, videos))
     assert stats.to_dict()["cache_notes"] == stats.cache_notes
+
+
+# ----------------------------------------------------------------------------- duplicate list lines
+
+
+def test_a_clip_listed_many_times_is_kept_once_with_a_note(videos, tmp_path):
+    (tmp_path / "sub").mkdir()
+    link = tmp_path / "link.mp4"
+    link.symlink_to(videos[0])
+    spellings = [str(videos[0]), f"{videos[0].parent}/../{videos[0].parent.name}/{videos[0].name}", str(link)]
+    lines = [f"{videos[1]} 1"] + [f"{spellings[i % 3]} 0" for i in range(60)] + [f"{videos[2]} 2", f"{videos[1]} 1"]
+    listing = tmp_path / "sub" / "list.txt"
+    listing.write_text("# header\n" + "\n".join(lines) + "\n")
+    clips = load_clips(listing)
+    assert [(c.path, c.label) for c in clips] == [(videos[1], 1), (videos[0], 0), (videos[2], 2)]
+    assert clips.duplicates == 60  # 59 more of videos[0] (three spellings, one a symlink), 1 more of videos[1]
+    assert clips.notes == [f"{listing}: 60 duplicate line(s) dropped, each clip is counted once "
+                           f"(first: {spellings[1]} on line 4, listed on line 3)"]
+    assert load_clips(videos[0].parent).notes == [] and len(load_clips(videos[0].parent)) == 3
+
+
+def test_a_run_counts_a_repeated_clip_once(demo_run_config, parity_cache, tmp_path):
+    from parity.run import run
+
+    src = Path(demo_run_config.clips)
+    lines = [f"{(src.parent / ln.split()[0]).resolve()} {ln.split()[1]}" for ln in src.read_text().splitlines() if ln.strip()][:3]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(lines * 20) + "\n")
+    cfg = dataclasses.replace(demo_run_config, clips=str(listing), backends=["paddle", "onnxruntime"], workers=0, report=str(tmp_path / "r"))
+    result = run(cfg, cache=parity_cache)
+    assert [c.path for c in result.clips] == [ln.rsplit(" ", 1)[0] for ln in lines]
+    assert result.comparisons[0].clips_compared == 3 and result.run["decode"]["decoded"] == 3
