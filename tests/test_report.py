@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 
@@ -210,3 +211,111 @@ def test_the_report_shows_a_confusion_picture_up_to_50_classes_and_the_worst_cla
     assert 'alt="confusion matrix' not in html and "classes whose accuracy dropped most" in html
     table = html[html.index('id="per-class-table"'):html.index("</table>", html.index('id="per-class-table"'))]
     assert table.count("<tr") == 1 + 15
+
+
+# Smaller traps of issue 22: what `parity advise`, `parity tolerances` and `localize` tell the user.
+
+
+def _undefined_names(source: str) -> set[str]:
+    """Names a Python file loads that it never imports or defines (nor are builtins, nor a function's arguments)."""
+    import ast
+    import builtins
+
+    tree = ast.parse(source)
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+            if isinstance(node, ast.FunctionDef):
+                defined |= {a.arg for a in node.args.args}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - defined
+
+
+def test_advise_on_a_clean_model_prints_plain_builds_and_a_paddle_snippet_that_imports_what_it_uses(demo_artifacts, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from parity.cli import main
+
+    out = tmp_path / "advice"
+    code = main(["advise", "--precision", "fp16", "--onnx", str(demo_artifacts.onnx), "--clips", str(demo_artifacts.val_list),
+                 "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--out", str(out), "--json"])
+    advice = json.loads(capsys.readouterr().out)
+    assert code == 0 and advice["keep_fp32"] == [] and advice["before"]["passed"]  # the clean model passes at FP16 as it is
+    commands = (out / "tensorrt_layer_precisions.txt").read_text()
+    for text in (commands, advice["settings"]["tensorrt"]["polygraphy"], advice["settings"]["tensorrt"]["trtexec"]):
+        assert "--layer-precisions" not in text and "--layerPrecisions" not in text and "--precision-constraints" not in text
+    assert "nothing to keep in FP32" in commands and "trtexec --onnx=model.onnx --fp16" in commands
+    snippet = (out / "paddle_inference.py").read_text()
+    assert "PlaceType.GPU" in snippet and _undefined_names(snippet) == set()
+    # and it imports: the names are Paddle Inference's own
+    run = subprocess.run([sys.executable, "-c", snippet + "\nprint(PlaceType.GPU, PrecisionType.Half, BLACK_LIST)"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_advise_snippet_names_every_name_it_uses_with_a_black_list():
+    from parity.precision.advise import Advice, _finish, paddle_inference_snippet
+
+    advice = _finish(Advice("fp16", ["Conv.3"], {"passed": False}, {"passed": True}, 3), None, None)
+    advice.settings["paddle_inference"]["convert_to_mixed_precision_black_list"] = ["depthwise_conv2d"]
+    snippet = paddle_inference_snippet(advice)
+    assert "BLACK_LIST = {'depthwise_conv2d'}" in snippet and _undefined_names(snippet) == set()
+    assert advice.settings["tensorrt"]["trtexec"].endswith("--layerPrecisions=Conv.3:fp32 --saveEngine=model.engine")
+    int8 = _finish(Advice("int8", [], {"passed": True}, {"passed": True}, 1), None, None)
+    assert "--int8" in int8.settings["tensorrt"]["trtexec"] and "--layer" not in int8.settings["tensorrt"]["trtexec"]
+    assert "def convert(" not in paddle_inference_snippet(int8) and _undefined_names(paddle_inference_snippet(int8)) == set()
+
+
+def test_tolerances_say_when_a_measured_one_is_looser_than_the_default_and_that_int8_is_class_only(tmp_path, monkeypatch, capsys):
+    """`parity tolerances` on a conversion whose FP16 noise floor x10 is above the shipped FP16 tolerance."""
+    import tomllib
+    from types import SimpleNamespace
+
+    import parity.run
+    from parity.precision import tolerances
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 3, (24, 8))
+    outputs = {"paddle": ref, "onnxruntime": ref + 1e-7, "openvino": ref - 1e-7, "onnxruntime-fp16": ref + rng.normal(0, 0.01, ref.shape),
+               "onnxruntime-int8": ref + rng.normal(0, 0.3, ref.shape)}
+
+    def fake_run(cfg, cache=None):  # the two runs measure() makes: every backend, then the reference again
+        return SimpleNamespace(reference="paddle", comparisons=[], logits={k: outputs[k] for k in cfg.backends})
+
+    monkeypatch.setattr(parity.run, "run", fake_run)
+    model = SimpleNamespace(model_file=tmp_path / "m.json")
+    proposal = tolerances.measure(model, tmp_path / "m.onnx", str(tmp_path / "list.txt"), cache=None, calibration=str(tmp_path / "list.txt"))
+    fp16 = next(line for line in proposal.lines if line.startswith("fp16: the measured tolerance is LOOSER than the default"))
+    assert f"atol {proposal.tolerances['fp16']['atol']:.3g} (default 0.05)" in fp16
+    assert not any(line.startswith("fp32: the measured tolerance is LOOSER") for line in proposal.lines)
+    int8 = next(line for line in proposal.lines if line.startswith("int8:"))
+    assert "judged on classes only" in int8 and "switch the per-logit check off on purpose" in int8
+    text = proposal.config_text
+    assert "# fp16: the measured tolerance is LOOSER" in text.split("[tolerance.fp16]")[0].splitlines()[-1]
+    assert "judged on classes only" in text.split("[tolerance.int8]")[0].splitlines()[-1]  # beside atol = 1000000.0, not silent
+    tomllib.loads(text)  # still a config file
+    # without calibration INT8 is not measured, and the defaults written are still said to be class-only
+    proposal = tolerances.measure(model, tmp_path / "m.onnx", str(tmp_path / "list.txt"), cache=None)
+    assert any(line.startswith("int8 not measured") and "classes only" in line for line in proposal.lines)
+    assert "judged on classes only" in proposal.config_text.split("[tolerance.int8]")[0].splitlines()[-1]
+
+
+def test_localize_names_the_tensors_it_could_not_match(demo_artifacts):
+    """The demo conversion has one tensor named after a Paddle op that is not compared (the repaired Squeeze):
+    "N tensors matched of N+1" names it, and why."""
+    from parity.diagnose.localize import localize
+    from parity.preprocess import PreprocessConfig, load_clip_tensor
+
+    clip = demo_artifacts.val_list.parent / demo_artifacts.val_list.read_text().split()[0]
+    d = localize(demo_artifacts.paddle_model, demo_artifacts.onnx, load_clip_tensor(clip, PreprocessConfig.for_size(8, 112)))
+    matched, of = (int(n) for n in re.match(r"(\d+) tensors matched of (\d+)", d.note).groups())
+    assert of - matched == len(d.unmatched) >= 1
+    compared = {p["tensor"] for p in d.curve}
+    for u in d.unmatched:
+        assert u["tensor"] not in compared and u["why"]
+        assert f"{u['onnx_node']} ({u['onnx_op']}" in d.note
+    assert "not compared: " in d.note

@@ -48,6 +48,8 @@ class Diagnosis:
     first_divergence: Divergence | None
     curve: list[dict] = field(default_factory=list)  # [{depth, tensor, onnx_op, paddle_op, error}] in topological order
     note: str = ""
+    # Tensors named after a Paddle op that could not be compared: [{tensor, onnx_node, onnx_op, paddle_op, why}]
+    unmatched: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +148,8 @@ def localize(paddle_model: PaddleModel, onnx_model, x: np.ndarray, backend: str 
     nodes = list(onnx_model.graph.node)
     candidates = [o for n in nodes if n.op_type != "Constant" for o in n.output if o in theirs or _paddle_key(o) in theirs]
     ours = onnx_intermediates(onnx_model, x, candidates)
-    errors, producer_of = {}, {}
+    errors, producer_of, unmatched = {}, {}, []
+    wanted = set(candidates)
     for i, node in enumerate(nodes):
         for name in node.output:
             producer_of[name] = (i, node)
@@ -155,6 +158,11 @@ def localize(paddle_model: PaddleModel, onnx_model, x: np.ndarray, backend: str 
                 ref = theirs.get(_paddle_key(name) or "")
             got = ours.get(name)
             if ref is None or got is None or ref.shape != got.shape:
+                if name in wanted:
+                    why = ("ONNX Runtime did not output it" if got is None else
+                           f"shapes differ: ONNX {list(got.shape)}, Paddle {list(ref.shape)}" if ref is not None else "Paddle did not output it")
+                    unmatched.append({"tensor": name, "onnx_node": node.name or name, "onnx_op": node.op_type,
+                                      "paddle_op": labels.get(name, ""), "why": why})
                 continue
             scale = float(np.max(np.abs(ref))) if ref.size else 0.0
             with np.errstate(invalid="ignore"):
@@ -197,6 +205,19 @@ def localize(paddle_model: PaddleModel, onnx_model, x: np.ndarray, backend: str 
         _, node = producer_of[chosen["tensor"]]
         divergence = Divergence(node.name or chosen["tensor"], node.op_type, chosen["paddle_op"], chosen["tensor"], chosen["error"],
                                 inputs_error(chosen["tensor"]))
-    note = (f"{len(curve)} tensors matched of {len(candidates)} named after Paddle ops"
+    note = (f"{len(curve)} tensors matched of {len(candidates)} named after Paddle ops" + _unmatched_note(unmatched)
             + ("" if mode == "first-divergence" else "; at lower precision every layer drifts: the largest error jump is reported"))
-    return Diagnosis(backend, against, clip, mode, tol, divergence, curve, note)
+    return Diagnosis(backend, against, clip, mode, tol, divergence, curve, note, unmatched)
+
+
+MAX_UNMATCHED_NAMED = 5
+
+
+def _unmatched_note(unmatched: list[dict]) -> str:
+    """``; not compared: Squeeze.0 (Identity, Paddle squeeze #1: shapes differ: ...)``, the first few by name."""
+    if not unmatched:
+        return ""
+    named = [f"{u['onnx_node']} ({u['onnx_op']}{', Paddle ' + u['paddle_op'] if u['paddle_op'] else ''}: {u['why']})"
+             for u in unmatched[:MAX_UNMATCHED_NAMED]]
+    more = f" and {len(unmatched) - MAX_UNMATCHED_NAMED} more" if len(unmatched) > MAX_UNMATCHED_NAMED else ""
+    return f"; not compared: {', '.join(named)}{more}"

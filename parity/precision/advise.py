@@ -175,13 +175,9 @@ def _finish(advice: Advice, model, paddle_model) -> Advice:
     ops = [owners[n] for n in advice.keep_fp32 if n in owners]
     advice.paddle_ops = sorted({op.label for op in ops})
     paddle_types = sorted({op.type for op in ops})
-    layer_precisions = ",".join(f"{n}:fp32" for n in advice.keep_fp32)
     advice.settings = {
         "onnxconverter_common": {"node_block_list": advice.keep_fp32, "keep_io_types": True},
-        "tensorrt": {
-            "polygraphy": f"polygraphy convert model.onnx --fp16 --precision-constraints obey --layer-precisions {layer_precisions}",
-            "trtexec": f"trtexec --onnx=model.onnx --fp16 --precisionConstraints=obey --layerPrecisions={layer_precisions}",
-        },
+        "tensorrt": tensorrt_commands(advice.keep_fp32, advice.precision),
         "paddle_inference": {
             "convert_to_mixed_precision_black_list": paddle_types,
             "exp_disable_tensorrt_ops": paddle_types,
@@ -190,6 +186,39 @@ def _finish(advice: Advice, model, paddle_model) -> Advice:
     if advice.precision == "int8":
         advice.settings["onnxruntime_quantization"] = {"nodes_to_exclude": advice.keep_fp32}
     return advice
+
+
+def tensorrt_commands(keep_fp32: list[str], precision: str = "fp16") -> dict:
+    """Polygraphy's and trtexec's build commands at ``precision`` with ``keep_fp32`` held in FP32. With nothing to
+    keep (a model that passes as it is) the plain build, never a dangling ``--layer-precisions``."""
+    flag = "--int8" if precision == "int8" else "--fp16"
+    if not keep_fp32:
+        return {"polygraphy": f"polygraphy convert model.onnx {flag} -o model.engine",
+                "trtexec": f"trtexec --onnx=model.onnx {flag} --saveEngine=model.engine",
+                "note": f"nothing to keep in FP32: the model passes at {precision} as it is"}
+    layer_precisions = ",".join(f"{n}:fp32" for n in keep_fp32)
+    return {
+        "polygraphy": f"polygraphy convert model.onnx {flag} --precision-constraints obey --layer-precisions {layer_precisions} -o model.engine",
+        "trtexec": f"trtexec --onnx=model.onnx {flag} --precisionConstraints=obey --layerPrecisions={layer_precisions} --saveEngine=model.engine",
+    }
+
+
+def paddle_inference_snippet(advice: Advice) -> str:
+    """A Python file for Paddle Inference that runs as it is: every name it uses is imported or defined."""
+    black_list = sorted(set(advice.settings["paddle_inference"]["convert_to_mixed_precision_black_list"]))
+    lines = ["# Paddle Inference: keep these op types out of lower precision (written by `parity advise`).",
+             "from paddle.inference import PlaceType, PrecisionType, convert_to_mixed_precision", "",
+             f"BLACK_LIST = {set(black_list) if black_list else 'set()'}", ""]
+    if advice.precision == "fp16":
+        lines += ["", "def convert(model_file, params_file, mixed_model_file, mixed_params_file):",
+                  '    """Write the FP16 model with BLACK_LIST kept in FP32."""',
+                  "    convert_to_mixed_precision(model_file, params_file, mixed_model_file, mixed_params_file,",
+                  "                               PrecisionType.Half, PlaceType.GPU, True, black_list=BLACK_LIST)", ""]
+    lines += ["", "def disable_in_tensorrt(config):",
+              '    """Paddle-TRT: run BLACK_LIST outside TensorRT (config: a paddle.inference.Config)."""',
+              "    if BLACK_LIST:",
+              "        config.exp_disable_tensorrt_ops(sorted(BLACK_LIST))", ""]
+    return "\n".join(lines)
 
 
 def write_settings(advice: Advice, model_path: Path, out: Path) -> list[Path]:
@@ -202,17 +231,12 @@ def write_settings(advice: Advice, model_path: Path, out: Path) -> list[Path]:
         mixed = out / "model.mixed.onnx"
         onnx.save(_fp16(onnx.load(str(model_path)), advice.keep_fp32), str(mixed))
         written.append(mixed)
+    trt = advice.settings["tensorrt"]
     files = {
         "onnxconverter_common.json": json.dumps(advice.settings["onnxconverter_common"], indent=2),
-        "tensorrt_layer_precisions.txt": advice.settings["tensorrt"]["polygraphy"] + "\n" + advice.settings["tensorrt"]["trtexec"] + "\n",
-        "paddle_inference.py": (
-            "# Paddle Inference: keep these op types out of lower precision.\n"
-            "from paddle.inference import PrecisionType, convert_to_mixed_precision\n\n"
-            f"BLACK_LIST = {set(advice.settings['paddle_inference']['convert_to_mixed_precision_black_list'])!r}\n"
-            "# convert_to_mixed_precision(model_file, params_file, mixed_model_file, mixed_params_file,\n"
-            "#                            PrecisionType.Half, PlaceType.GPU, True, black_list=BLACK_LIST)\n"
-            "# Paddle-TRT: config.exp_disable_tensorrt_ops(sorted(BLACK_LIST))\n"
-        ),
+        "tensorrt_layer_precisions.txt": "".join(f"{line}\n" for line in (
+            *([f"# {trt['note']}"] if "note" in trt else []), trt["polygraphy"], trt["trtexec"])),
+        "paddle_inference.py": paddle_inference_snippet(advice),
     }
     for name, text in files.items():
         (out / name).write_text(text)

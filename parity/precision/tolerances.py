@@ -70,13 +70,63 @@ def measure(paddle_model: PaddleModel, onnx: Path, clips: str, cache: ArtifactCa
         ) if precision != "int8" else base  # INT8 is judged on classes: its logit floor only informs
         lines.append(f"{precision}: floor max abs {floor['max_abs']:.3g}, max rel {floor['max_rel']:.3g}, cosine min "
                      f"{floor['cosine_min']:.7f}, top-1 agreement {floor['top1_agreement']:.3f} ({', '.join(floor['backends'])})"
-                     f" -> atol {tolerances[precision].atol:.3g}, rtol {tolerances[precision].rtol:.3g}")
+                     + (f" -> atol {tolerances[precision].atol:.3g}, rtol {tolerances[precision].rtol:.3g}" if precision != "int8"
+                        else f" -> {class_only(tolerances[precision])}"))
+    warnings = looser_than_default(tolerances, defaults, factor)
+    lines += warnings.values()
+    if "int8" not in tolerances and "int8" in defaults:
+        lines.append(f"int8 not measured (no --calibration); the default written is {class_only(defaults['int8'])}")
     rr = floors["run-to-run"]
     lines.insert(0, f"run to run ({first.reference} twice): max abs {rr['max_abs']:.3g}")
     for comp in first.comparisons:
-        lines.append(f"  {comp.backend}: the strictest atol it passes at rtol {comp.tolerance['rtol']:g} is {comp.min_passing_atol:.3g}")
+        lines.append(f"  {comp.backend}: atol needed (with rtol {comp.tolerance['rtol']:g}) {comp.min_passing_atol:.3g}")
     proposed = dataclasses.replace(cfg, tolerances={**defaults, **tolerances}, report="reports/latest", tensor_cache=None,
                                    backends=[n for n in wanted if n in first.logits])
     header = (f"# Tolerances measured by `parity tolerances` ({factor:g} x the noise floor of a clean conversion):\n"
               + "".join(f"#   {line}\n" for line in lines))
-    return Proposal(floors, {k: v.to_dict() for k, v in tolerances.items()}, header + dump_config(proposed), lines)
+    notes = dict(warnings)
+    if "int8" in proposed.tolerances:  # never a bare `atol = 1000000.0`
+        notes["int8"] = f"int8: {class_only(proposed.tolerances['int8'])}"
+    text = annotate(dump_config(proposed), notes)
+    return Proposal(floors, {k: v.to_dict() for k, v in tolerances.items()}, header + text, lines)
+
+
+# What makes a tolerance looser: a larger atol or rtol, a smaller minimum cosine or top-1 agreement, a larger accuracy drop.
+_LOOSER = {"atol": 1, "rtol": 1, "min_cosine": -1, "min_top1_agreement": -1, "max_accuracy_drop": 1}
+CLASS_ONLY_ATOL = 1e5  # an atol this large never fails a logit: the precision is judged on its classes
+
+
+def looser_than_default(measured: dict, defaults: dict, factor: float) -> dict[str, str]:
+    """Per measured precision (INT8 aside: it keeps its class-only defaults) whose tolerance is looser than the
+    shipped default in any field, the line that says so, with each such field's value and default."""
+    out = {}
+    for precision, tol in measured.items():
+        base = defaults.get(precision)
+        if base is None or precision == "int8":
+            continue
+        looser = [f"{k} {getattr(tol, k):.3g} (default {getattr(base, k):.3g})" for k, sign in _LOOSER.items()
+                  if sign * (getattr(tol, k) - getattr(base, k)) > 0]
+        if looser:
+            out[precision] = (f"{precision}: the measured tolerance is LOOSER than the default: {', '.join(looser)}; "
+                              f"{factor:g} x this conversion's noise floor is above what the gate ships with: check the "
+                              "conversion before adopting it, or keep the default")
+    return out
+
+
+def class_only(tol) -> str:
+    """What an INT8 tolerance judges: said, not left as ``atol = 1000000.0``."""
+    if tol.atol < CLASS_ONLY_ATOL:
+        return f"logits within atol {tol.atol:g}, rtol {tol.rtol:g}"
+    return (f"judged on classes only (top-1 agreement >= {tol.min_top1_agreement:g}, accuracy drop <= {tol.max_accuracy_drop:g}, "
+            f"no confident flip); atol and rtol {tol.atol:g} switch the per-logit check off on purpose")
+
+
+def annotate(config_text: str, notes: dict[str, str]) -> str:
+    """``config_text`` with each note as a comment above its ``[tolerance.<precision>]`` table."""
+    out = []
+    for line in config_text.splitlines():
+        precision = line[len("[tolerance."):-1] if line.startswith("[tolerance.") and line.endswith("]") else None
+        if precision in notes:
+            out.append(f"# {notes[precision]}")
+        out.append(line)
+    return "\n".join(out) + "\n"
