@@ -26,7 +26,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 
 def inert(text) -> str:
     """User text, safe inside Markdown (and the HTML it becomes): entities, then escaped punctuation, one line."""
-    text = html.escape(" ".join(str(text).split()), quote=True)
+    # Entities without "#" (a numeric one like &#x27; would be broken by escaping its "#" and show as text);
+    # an apostrophe is inert in Markdown text and in the HTML it becomes.
+    text = html.escape(" ".join(str(text).split()), quote=False).replace('"', "&quot;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 

@@ -2,6 +2,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from fixtures.reports import big_result
 from parity.compare import compare_logits
@@ -319,3 +320,67 @@ def test_localize_names_the_tensors_it_could_not_match(demo_artifacts):
         assert u["tensor"] not in compared and u["why"]
         assert f"{u['onnx_node']} ({u['onnx_op']}" in d.note
     assert "not compared: " in d.note
+
+
+def _header_lines(html: str) -> list[str]:
+    """The report header's conclusion lines, as text."""
+    import html as html_lib
+
+    header = html[html.index('<header id="conclusion">'):html.index("</header>")]
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", m)).strip()
+            for m in re.findall(r'class="[^"]*conclusion-line[^"]*"[^>]*>(.*?)</(?:p|div)>', header, re.S)]
+
+
+def _summary_lines(text: str, count: int) -> list[str]:
+    """The first ``count`` list items of the Markdown summary, rendered, as text."""
+    import html as html_lib
+
+    rendered = _markdown(text).render(text)
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", li)).strip() for li in re.findall(r"<li>(.*?)</li>", rendered, re.S)][:count]
+
+
+def _lint_onnx(demo_artifacts, tmp_path):
+    import onnx
+
+    model = onnx.load(str(demo_artifacts.onnx))
+    node = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+    next(a for a in node.attribute if a.name == "epsilon").f = 1.1e-5  # numerically harmless, still not what was exported
+    onnx.save(model, str(tmp_path / "lint.onnx"))
+    return {"onnx": str(tmp_path / "lint.onnx"), "backends": ["paddle", "onnxruntime"], "lint": "error"}
+
+
+def _conv_onnx(demo_artifacts, tmp_path):
+    from fixtures.defects import scale_conv_weight
+
+    scale_conv_weight(demo_artifacts.onnx, tmp_path / "conv.onnx", 1.05, 3)
+    return {"onnx": str(tmp_path / "conv.onnx"), "backends": ["paddle", "onnxruntime"], "localize": True}
+
+
+def _cpp_deploy(demo_artifacts, tmp_path):
+    import sys
+    from pathlib import Path
+
+    program = Path(__file__).resolve().parent.parent / "fixtures" / "programs" / "cpp_like_deploy.py"
+    deploy = f"{sys.executable} {program} {demo_artifacts.onnx} {{video}} {{out}} --num-seg 8 --short 128 --size 112"
+    return {"backends": ["paddle", "onnxruntime"], "external": {"deploy": deploy}, "preprocess": "paddlevideo,cpp"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, why", [
+    (_conv_onnx, "why: onnxruntime: diverges first at ONNX node "),
+    (_cpp_deploy, "why: deploy: explained by preprocessing: deploy agrees with paddle[cpp]"),
+    (_lint_onnx, "why: lint finding normalization-epsilon at "),
+], ids=["localized-conv", "preprocessing-explained-external", "lint-finding"])
+def test_the_header_and_the_summary_carry_the_terminals_conclusion(demo_artifacts, demo_run_config, parity_cache, tmp_path, case, why):
+    import dataclasses
+
+    from parity import summary
+    from parity.conclusion import lines
+    from parity.run import run
+
+    cfg = dataclasses.replace(demo_run_config, report=str(tmp_path / "r"), **case(demo_artifacts, tmp_path))
+    result = run(cfg, cache=parity_cache)
+    expected = lines(result)  # what the terminal prints first
+    assert result.verdict == "fail" and any(line.startswith(why) for line in expected), expected
+    assert _header_lines(write_report(result, cfg.report).read_text()) == expected
+    assert _summary_lines(summary.render(result), len(expected)) == expected
