@@ -109,3 +109,20 @@ def test_baseline_on_two_demo_releases_shows_the_margin_change(clean_run, demo_a
     row = next(li for li in table.splitlines() if li.startswith("onnxruntime ") and "tolerance margin" in li)
     assert f"{ort['previous']:.3g}" in row and f"{ort['current']:.3g}" in row and f"+{ort['change']:.3g}" in row
     assert "warning (not a failure): onnxruntime: tolerance margin" in table
+
+
+def test_compare_releases_over_saved_reports(tmp_path):
+    from parity.errors import HarnessError
+
+    for i, noise in enumerate((0.004, 0.005, 0.02)):
+        write_report(_release(tmp_path / str(i), noise, f"{i + 1}" * 8), tmp_path / f"release-{i + 1}")
+    table = baseline.compare_releases([tmp_path / f"release-{i}" for i in (1, 2, 3)])
+    assert "1: pptsm (onnx 11111111)  [pass]" in table and "3: pptsm (onnx 33333333)  [pass]" in table
+    row = next(line.split() for line in table.splitlines() if line.startswith("onnxruntime-fp16") and "margin" in line)
+    assert len(row) == 1 + 2 + 3 + 1 and row[-1].startswith("+")  # backend, "tolerance margin", three releases, the change
+    warnings = [line for line in table.splitlines() if line.startswith("warning (not a failure)")]
+    assert len(warnings) == 1 and "from release 2 to 3" in warnings[0]  # 0.1 -> 0.4, not 0.08 -> 0.1
+    with pytest.raises(HarnessError, match="two or more"):
+        baseline.compare_releases([tmp_path / "release-1"])
+    with pytest.raises(HarnessError, match="not a report folder"):
+        baseline.compare_releases([tmp_path / "release-1", tmp_path / "nothing"])

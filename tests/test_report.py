@@ -271,10 +271,11 @@ def test_advise_snippet_names_every_name_it_uses_with_a_black_list():
     assert "def convert(" not in paddle_inference_snippet(int8) and _undefined_names(paddle_inference_snippet(int8)) == set()
 
 
-def test_tolerances_say_when_a_measured_one_is_looser_than_the_default_and_that_int8_is_class_only(tmp_path, monkeypatch, capsys):
+def test_tolerances_say_when_a_measured_one_is_looser_than_the_default_and_that_int8_is_class_only(tmp_path, monkeypatch):
     """`parity tolerances` on a conversion whose FP16 noise floor x10 is above the shipped FP16 tolerance."""
-    import tomllib
     from types import SimpleNamespace
+
+    import tomllib
 
     import parity.run
     from parity.precision import tolerances
