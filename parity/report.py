@@ -436,6 +436,7 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
         confusion_pngs=classes.confusion_plots(per_class, result.label_names),
         r=result,
         conclusion=conclusion_lines(result),
+        model_files=model_rows(result),
         data=result.to_dict(),
         rows=[_ints(row) for row in shown.to_dict("records")],
         hidden_flagged=hidden,
@@ -452,6 +453,22 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
         flagged=flagged_clips(result),
         flips=flips_by_class_pair(result),
     )
+
+
+# The files that are the model, each with the content hash that identifies it (artifacts keys).
+_MODEL_FILES = (("Paddle model", "paddle_model", ("paddle_model_sha256", "paddle_params_sha256")), ("ONNX", "onnx", ("onnx_sha256",)),
+                ("TensorRT engine", "trt_engine", ("trt_engine_sha256",)), ("golden outputs", "golden", ("golden_npz_sha256",)))
+
+
+def model_rows(result: RunResult) -> list[dict]:
+    """The model's files for the report's header: ``{role, path, hashes: [(label, sha256)]}``."""
+    art = result.artifacts or {}
+    rows = []
+    for role, key, hashes in _MODEL_FILES:
+        if isinstance(art.get(key), str):
+            found = [(h.replace("_sha256", "").replace("_", " "), art[h]) for h in hashes if isinstance(art.get(h), str)]
+            rows.append({"role": role, "path": art[key], "hashes": found})
+    return rows
 
 
 def seconds(stamp: str) -> str:

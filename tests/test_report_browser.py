@@ -120,7 +120,9 @@ def _layout(html: Path, tmp_path, width: int, height: int, shot: str) -> dict:
     """Where the header's conclusion lines are in a ``width`` x ``height`` window, and a screenshot of it."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     _chrome(html, f"--window-size={width},{height}", f"--screenshot={ARTIFACTS / shot}", tmp_path=tmp_path)
-    return _probe(html, tmp_path, """{height: window.innerHeight, width: window.innerWidth,
+    return _probe(html, tmp_path, """{height: window.innerHeight, width: window.innerWidth, scroll_width: document.documentElement.scrollWidth,
+      model: Array.from(document.querySelectorAll("header #model tr")).map(function (e) {
+        var b = e.getBoundingClientRect(); return {text: e.innerText.replace(/\\s+/g, " ").trim(), bottom: b.bottom}; }),
       lines: Array.from(document.querySelectorAll("header .conclusion-line")).map(function (e) {
         var b = e.getBoundingClientRect(); return {text: e.textContent.trim(), top: b.top, bottom: b.bottom, right: b.right}; })}""",
                   width, height)
@@ -146,6 +148,11 @@ def test_the_model_and_the_conclusion_are_on_the_first_screen(demo_artifacts, de
     for line in layout["lines"]:
         assert 0 <= line["top"] and line["bottom"] <= layout["height"], f"below the fold: {line}"
         assert line["right"] <= layout["width"]
+    # the model's files and hashes too, and nothing wider than the window
+    (paddle, onnx) = layout["model"]
+    assert paddle["text"].startswith("Paddle model ") and result.artifacts["paddle_params_sha256"][:16] in paddle["text"]
+    assert onnx["text"].startswith(f"ONNX {bad} ") and result.artifacts["onnx_sha256"][:16] in onnx["text"]
+    assert max(paddle["bottom"], onnx["bottom"]) <= layout["height"] and layout["scroll_width"] <= layout["width"]
     # and the screenshot shows the failing verdict's red banner on that first screen
     shot = Image.open(ARTIFACTS / "report-first-screen.png").convert("RGB")
     assert shot.size[1] <= 900
