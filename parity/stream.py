@@ -159,9 +159,9 @@ class _Worker:
         _LIVE.add(self)
 
     def give(self, slot: "_Slot", args: tuple) -> None:
-        self.conn.send(args)
-        self.slot, self.started = slot, time.monotonic()
         slot.attempts += 1
+        self.slot, self.started = slot, time.monotonic()
+        self.conn.send(args)
 
     def kill(self) -> None:
         """SIGKILL and reap: a worker stuck in a read or a loop ignores nothing of this."""
@@ -216,7 +216,8 @@ class _DecodePool:
                 return
             self._dispatch(window, args_of)
             if window[0].item is None:
-                self._wait()
+                if window[0].worker is not None:  # else its worker died before taking it: dispatch it again
+                    self._wait()
                 continue
             slot = window.popleft()
             self.stats.count(slot.item)
@@ -234,13 +235,18 @@ class _DecodePool:
             if worker is None:
                 return
             slot.worker = worker
-            worker.give(slot, args_of(slot.index, slot.clip))
+            try:
+                worker.give(slot, args_of(slot.index, slot.clip))
+            except OSError:  # it died before it took the clip: as a death while decoding it
+                self._died(worker, slot, time.monotonic())
 
     def _wait(self) -> None:
         """Block until a busy worker answers, dies or passes its time limit; settle each."""
         from multiprocessing.connection import wait
 
         busy = [w for w in self.workers if w.slot is not None]
+        if not busy:
+            return
         timeout = None
         if self.timeout is not None:
             timeout = max(0.0, min(w.started + self.timeout for w in busy) - time.monotonic())
@@ -256,18 +262,22 @@ class _DecodePool:
                 if item is not None:
                     worker.slot, slot.worker, slot.item = None, None, item
                     continue
-                self._replace(worker)  # it died
-                slot.worker = None
-                if slot.attempts >= 2:
-                    slot.item = ClipInput(slot.clip, slot.index, error=f"{slot.clip.path}: cannot decode: the decoder process died",
-                                          seconds=now - worker.started)
-                # else: tried once more in a fresh worker at the next dispatch
+                self._died(worker, slot, now)
             elif self.timeout is not None and now - worker.started >= self.timeout:
                 self._replace(worker)
                 slot.worker = None
                 slot.item = ClipInput(slot.clip, slot.index, seconds=now - worker.started, timed_out=True,
                                       error=f"{slot.clip.path}: cannot decode: took longer than {self.timeout:g} s "
                                             "(the decode time limit); its decoder process was killed")
+
+    def _died(self, worker: _Worker, slot: _Slot, now: float) -> None:
+        """A worker died on a clip: the clip is tried once more in a fresh worker, then it is the clip's error."""
+        self._replace(worker)
+        slot.worker = None
+        if slot.attempts >= 2:
+            slot.item = ClipInput(slot.clip, slot.index, error=f"{slot.clip.path}: cannot decode: the decoder process died",
+                                  seconds=now - worker.started)
+        # else: the next dispatch gives it to a fresh worker
 
     def _replace(self, worker: _Worker) -> None:
         """Kill a worker (dead or hung) and drop it; the next dispatch starts a fresh one."""

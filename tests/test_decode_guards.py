@@ -139,7 +139,7 @@ def _arm():
             time.sleep(3600)
         return real(path, *a, **k)
     inputs.load_clip_frames = hanging
-if any('spawn_main' in a for a in sys.orig_argv):  # only in the spawned decode workers
+if any('spawn_main' in a or 'default_worker' in a for a in sys.orig_argv):  # only in decode workers (spawned, or Ray's)
     _arm()
 """
 
@@ -186,6 +186,32 @@ def test_a_decode_past_the_time_limit_is_its_clips_error_and_its_worker_is_kille
     assert items[1].timed_out and stats.timeouts == 1 and stats.worker_restarts == 1 and stats.errors == 1
     assert not _alive(int((tmp_path / "hang.mp4.pid").read_text()))
     np.testing.assert_array_equal(items[0].tensor, items[4].tensor)  # the replacement worker decodes the same
+
+
+def test_the_ray_engine_ends_a_decode_past_the_time_limit(videos, hang_hook, tmp_path):
+    import shutil
+    import time
+
+    ray = pytest.importorskip("ray", reason="the [ray] extra is part of [test]; this only skips outside it")
+    from parity.engines.ray import RayEngine
+
+    hung = tmp_path / "hang.mp4"
+    shutil.copy(videos[0], hung)
+    engine, stats = RayEngine(), DecodeStats()
+    try:
+        items = _within(300, lambda: list(engine.decode(list(enumerate(Clip(p, 0) for p in [videos[1], hung, videos[2]])), CFG, 0,
+                                                        stats=stats, decode_timeout=5)))
+        assert [i.ok for i in items] == [True, False, True] and [i.index for i in items] == [0, 1, 2]
+        assert items[1].error == f"{hung}: cannot decode: took longer than 5 s (the decode time limit); its decode task was killed"
+        assert stats.timeouts == 1 and items[1].timed_out
+        worker = int((tmp_path / "hang.mp4.pid").read_text())
+        deadline = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _alive(worker)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def test_decode_stream_keeps_its_call_without_a_time_limit_argument(videos):
