@@ -37,6 +37,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trt-engine", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
     p.add_argument("--trust-engine", action=argparse.BooleanOptionalAction, default=None,
                    help="use a --trt-engine that has no .json sidecar (its model and build cannot be verified; the report says so)")
+    p.add_argument("--baseline", metavar="PREVIOUS", help="the previous release's report (or golden) folder: its numbers beside "
+                   "this run's, in the report and the summary; a margin that more than doubled is a warning, never a failure")
     p.add_argument("--golden", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
     p.add_argument("--reference", help="backend the others are compared with (default paddle)")
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--summary-md", metavar="FILE", help="also write a short Markdown summary")
 
     sub.add_parser("schema", help="print the JSON Schema of results.json")
+
+    rel = sub.add_parser("compare-releases", help="the saved reports of several releases side by side, oldest first")
+    rel.add_argument("folders", nargs="+", help="report folders of `parity run`, oldest first")
 
     exp = sub.add_parser("export", help="export a PaddleVideo checkpoint as a Paddle inference model, as PaddleVideo's export does")
     exp.add_argument("--arch", choices=["pptsm_v2", "pptsm_r50"], default="pptsm_v2")
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
             "preprocess": cmd_preprocess, "backends": cmd_backends, "build": cmd_build, "golden": cmd_golden, "merge": cmd_merge,
             "lint": cmd_lint, "localize": cmd_localize, "advise": cmd_advise, "tolerances": cmd_tolerances,
-            "schema": cmd_schema,
+            "schema": cmd_schema, "compare-releases": cmd_compare_releases,
         }
         return commands[args.command](args)
     except HarnessError as exc:
@@ -229,7 +234,7 @@ def _run_config(args):
 
     cfg = load_config_file(args.config) if args.config else RunConfig()
     for name in ("paddle_model", "onnx", "clips", "labels", "reference", "num_seg", "short_size", "target_size",
-                 "preprocess", "report", "trt_engine", "trust_engine", "golden", "isolate", "workers", "batch_size", "batch_check",
+                 "preprocess", "report", "trt_engine", "trust_engine", "golden", "baseline", "isolate", "workers", "batch_size", "batch_check",
                  "tensor_cache", "engine", "ray_address", "backend_timeout", "decode_timeout", "allow_low_precision_reference", "lint", "localize",
                  "weights", "arch", "temporal_attention", "scale", "class_expand", "calibration", "advise", "allow_trt_fallback"):
         value = getattr(args, name, None)
@@ -488,6 +493,13 @@ def cmd_schema(args) -> int:
     from .schema import results_schema
 
     print(json.dumps(results_schema(), indent=2))
+    return EXIT_PASS
+
+
+def cmd_compare_releases(args) -> int:
+    from .baseline import compare_releases
+
+    print(compare_releases(args.folders), end="")
     return EXIT_PASS
 
 

@@ -66,6 +66,7 @@ class RunConfig:
     trt_engine: str | None = None  # a prebuilt TensorRT engine for the tensorrt-* backend
     trust_engine: bool = False  # accept a --trt-engine without its sidecar (unverified, and said so)
     golden: str | None = None  # compare with stored outputs (`parity golden save`) instead of a live reference
+    baseline: str | None = None  # the previous release's report (or golden) folder: its numbers beside this run's
     isolate: bool = False  # run every backend in its own process (GPU backends always are)
     num_seg: int | None = None  # None: read from the model
     short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
@@ -155,7 +156,7 @@ class RunConfig:
 
 
 _TOL_FIELDS = {f.name for f in fields(Tolerance)}
-PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "tensor_cache", "weights", "calibration")
+PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "baseline", "tensor_cache", "weights", "calibration")
 
 
 def tolerance_scopes() -> list[str]:
@@ -291,7 +292,7 @@ def config_to_dict(cfg: RunConfig) -> dict:
 
 # Settings that cannot change a verdict: where things are written, how the work is spread, diagnostics
 # that run after the verdict. Every other setting is part of the judging configuration.
-NOT_JUDGING = ("report", "labels", "workers", "tensor_cache", "engine", "ray_address", "localize", "advise")
+NOT_JUDGING = ("report", "labels", "workers", "tensor_cache", "engine", "ray_address", "localize", "advise", "baseline")
 
 
 def judging_settings(cfg: RunConfig) -> dict:

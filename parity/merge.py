@@ -17,7 +17,7 @@ from .compare import judge
 from .config import config_from_dict
 from .errors import HarnessError
 from .results import BackendRecord, ClipRecord, RunResult
-from .run import MAX_THUMBNAIL_CLIPS
+from .run import MAX_THUMBNAIL_CLIPS, derive
 
 # Content hashes every shard must share with the others (see run._artifact_record).
 _SAME_CONTENT = ("paddle_model_sha256", "paddle_params_sha256", "onnx_sha256", "trt_engine_sha256", "golden_npz_sha256",
@@ -136,7 +136,7 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
     run = {**first["run"], "shard": None, "merged_from": [str(Path(f).resolve()) for f in folders],
            "decode": {k: _joined([s["run"]["decode"][k] for s in shards]) for k in first["run"]["decode"]},
            "seconds": sum(s["run"]["seconds"] for s in shards), "changed_clips": changed}
-    return RunResult(
+    return derive(RunResult(
         verdict=verdict.verdict,
         reference=first["reference"],
         backends=records,
@@ -163,7 +163,7 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
         training=first.get("training"),
         int8=first.get("int8"),
         advice=[a for s in shards for a in s.get("advice") or []],
-    )
+    ), cfg)
 
 
 def _joined(values: list):
@@ -182,4 +182,5 @@ def _merged_record(parts: list[dict]) -> BackendRecord:
         clip_errors={k: v for p in parts for k, v in (p.get("clip_errors") or {}).items()},
         notes=list(dict.fromkeys(n for p in parts for n in p.get("notes") or [])),
         batch_shapes=[list(t) for t in dict.fromkeys(tuple(s) for p in parts for s in p.get("batch_shapes") or [])],
+        evidence=next((p["evidence"] for p in parts if p.get("evidence")), None),
     )

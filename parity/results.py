@@ -101,6 +101,8 @@ class RunResult:
     preprocessing_attribution: list[dict] = field(default_factory=list)  # `--preprocess paddlevideo,cpp`
     int8: dict | None = None  # how the INT8 model was made, and its per-layer SQNR (worst first)
     advice: list[dict] = field(default_factory=list)  # `--advise`: nodes to keep in FP32, with the numbers before and after
+    per_class: dict | None = None  # with labels: each backend's per-class accuracy against the reference's, and flip pairs
+    baseline: dict | None = None  # `--baseline`: this release's numbers beside the previous release's
     # The worst failing clips' input tensors (path, label, [1, T, 3, S, S]): the report's repro bundle.
     repro_inputs: list[tuple] = field(default_factory=list, repr=False)
 
@@ -108,7 +110,7 @@ class RunResult:
         data = {"schema_version": SCHEMA_VERSION}
         for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training",
                      "label_names", "run", "config", "lint", "diagnosis", "hops", "first_failing_hop", "hop_matrix",
-                     "preprocessing_attribution", "int8", "advice"):
+                     "preprocessing_attribution", "int8", "advice", "per_class", "baseline"):
             data[name] = getattr(self, name)
         # The pid says where a runner ran (tests check isolation with it); it is not a result.
         data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]

@@ -133,7 +133,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     label_file = _label_file(cfg)
     artifacts = _artifact_record(cfg, art, golden, label_file)
     judging = {"settings": judging_settings(cfg), "content": {k: v for k, v in artifacts.items() if k.endswith("sha256")}}
-    return RunResult(
+    return derive(RunResult(
         verdict=verdict.verdict,
         reference=selection.reference,
         backends=records,
@@ -174,7 +174,21 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         int8=int8,
         advice=advice,
         repro_inputs=[(path, label, tensor) for _, _, path, label, tensor in sorted(collector.worst, key=lambda e: -e[0])],
-    )
+    ), cfg)
+
+
+def derive(result: RunResult, cfg: RunConfig) -> RunResult:
+    """What is derived from a judged result, for a run and a merge alike: the per-class numbers and, with
+    ``baseline``, the previous release's numbers beside these (its warnings never change the verdict)."""
+    from .classes import per_class
+
+    result.per_class = per_class(result)
+    if cfg.baseline:
+        from .baseline import compare
+
+        result.baseline = compare(result, cfg.baseline)
+        result.notes += [f"warning: {w}" for w in result.baseline.get("warnings", [])]
+    return result
 
 
 def _lint(cfg: RunConfig, art: ModelArtifacts) -> list[dict] | None:

@@ -138,3 +138,21 @@ def test_a_lint_finding_is_the_conclusion(demo_artifacts, tree, tmp_path):
     assert proc.returncode == 1
     first = proc.stdout.splitlines()[:3]
     assert first[1].startswith("verdict: FAIL") and first[2].startswith("why: lint finding normalization-epsilon at ") and "(Paddle " in first[2]
+
+
+def test_baseline_and_compare_releases_from_the_command_line(demo_artifacts, tree, tmp_path, capsys):
+    """`run --baseline PREVIOUS` puts the previous release beside this one (results.json, report, terminal) without
+    touching the verdict; `compare-releases` lists saved reports side by side."""
+    from fixtures.defects import scale_conv_weight
+
+    scale_conv_weight(tree / "model" / "pptsm.onnx", tmp_path / "next.onnx", factor=1.001)
+    args = ["--paddle-model", str(demo_artifacts.paddle_model.model_file), "--clips", str(tree / "clips" / "list.txt"),
+            "--backends", "paddle,onnxruntime", "--tol", "fp32.atol=10", "--tol", "fp32.rtol=10"]
+    assert main(["run", *args, "--onnx", str(tree / "model" / "pptsm.onnx"), "--report", str(tmp_path / "r1")]) == 0
+    capsys.readouterr()
+    assert main(["run", *args, "--onnx", str(tmp_path / "next.onnx"), "--baseline", str(tmp_path / "r1"), "--report", str(tmp_path / "r2")]) == 0
+    data = json.loads((tmp_path / "r2" / "results.json").read_text())
+    assert data["baseline"]["backends"] and data["per_class"] is not None
+    assert main(["compare-releases", str(tmp_path / "r1"), str(tmp_path / "r2")]) == 0
+    assert "onnxruntime" in capsys.readouterr().out
+    assert main(["compare-releases", str(tmp_path / "r1")]) == 2
