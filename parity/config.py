@@ -320,15 +320,19 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _portable(value: str, base: Path | None) -> str:
-    """A path relative to ``base`` (with ``..`` where needed), so the config travels with its tree; absolute without a base."""
+def _portable(value: str, base: Path | None, only_below: bool = False) -> str:
+    """A path relative to ``base`` (with ``..`` where needed), so the config travels with its tree; absolute without a
+    base, or (``only_below``) when it is not below the base."""
     path = Path(value).resolve()
-    return str(path) if base is None else os.path.relpath(path, base.resolve())
+    if base is None or only_below and not path.is_relative_to(base.resolve()):
+        return str(path)
+    return os.path.relpath(path, base.resolve())
 
 
-def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
+def dump_config(cfg: RunConfig, base: Path | None = None, only_below: bool = False) -> str:
     """``cfg`` as parity.toml text, readable by ``load_config_file``: paths relative to ``base`` (the config's folder),
-    or absolute when ``base`` is None."""
+    or absolute when ``base`` is None; with ``only_below``, paths outside ``base`` stay absolute (a bundle that moves
+    alone, like the repro bundle, still finds the models it was made from)."""
     lines = ["# pptsm-parity run configuration (parity run --write-config); see README 'Config file'."]
     tables = []
     for f in fields(RunConfig):
@@ -337,14 +341,14 @@ def dump_config(cfg: RunConfig, base: Path | None = None) -> str:
         if f.name in ("external", "logits_files", "external_precision"):
             if getattr(cfg, f.name):
                 tables.append(f"\n[{f.name}]")
-                tables += [f'"{k}" = {_toml_value(_portable(v, base) if f.name == "logits_files" else v)}'
+                tables += [f'"{k}" = {_toml_value(_portable(v, base, only_below) if f.name == "logits_files" else v)}'
                            for k, v in getattr(cfg, f.name).items()]
             continue
         value = getattr(cfg, f.name)
         if value is None:
             continue
         if f.name in PATH_SETTINGS:
-            value = _portable(value, base)
+            value = _portable(value, base, only_below)
         lines.append(f"{f.name} = {_toml_value(value)}")
     lines += tables
     for scope, tol in cfg.tolerances.items():

@@ -144,9 +144,9 @@ def test_run_lint_error_fails_the_verdict_and_warn_reports(demo_artifacts, demo_
     cfg = dataclasses.replace(demo_run_config, onnx=str(tmp_path / "eps.onnx"), backends=["paddle", "onnxruntime"], report=str(tmp_path / "r"))
     failed = run(cfg, cache=parity_cache)
     assert failed.verdict == "fail" and all(c.passed for c in failed.comparisons) and len(failed.lint) == 1
-    assert any(n.startswith("lint: 1 finding") for n in failed.notes)
+    assert [f.text.split(" (")[0] for f in failed.failures] == ["lint: 1 finding(s) in the ONNX model against the Paddle program"]
     warned = run(dataclasses.replace(cfg, lint="warn"), cache=parity_cache)
-    assert warned.verdict == "pass" and len(warned.lint) == 1
+    assert warned.verdict == "pass" and len(warned.lint) == 1 and any(n.startswith("lint: 1 finding") for n in warned.notes)
 
 
 # ----------------------------------------------------------------------------- localize

@@ -56,7 +56,7 @@ def write_repro(result, folder: Path, finished: str) -> Path | None:
     cfg = dataclasses.replace(cfg, clips=str((inputs / "list.txt").resolve()), backends=backends, report=str((repro / "rerun").resolve()),
                               workers=0, localize=False, preprocess=cfg.preprocess_variants()[0], tensor_cache=None,
                               engine="local", labels=None)
-    (repro / "parity.toml").write_text(dump_config(cfg, base=repro))  # inputs and rerun relative: the bundle can move
+    (repro / "parity.toml").write_text(dump_config(cfg, base=repro, only_below=True))  # inputs and rerun relative: the bundle can move
     what = ", ".join(f"{c.backend} vs {c.reference}" for c in failing)
     script = repro / "reproduce.sh"
     script.write_text(SCRIPT.format(what=what, n=len(rows), finished=finished))
