@@ -641,4 +641,5 @@ def test_a_backends_evidence_reaches_results_json_from_its_own_process(isolated,
     evidence = record["evidence"]
     assert evidence["engine"] == "simulated" and evidence["calls"] == len(result.clips)  # as of the last clip
     assert (evidence["pid"] != os.getpid()) is isolated
+    assert "what ran (evidence)" in (tmp_path / "index.html").read_text() and '"engine": "simulated"' in (tmp_path / "index.html").read_text()
     assert next(b for b in json.loads((tmp_path / "results.json").read_text())["backends"] if b["name"] == "paddle")["evidence"] is None
