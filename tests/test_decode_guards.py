@@ -189,6 +189,8 @@ def test_a_decode_past_the_time_limit_is_its_clips_error_and_its_worker_is_kille
 
 
 def test_the_ray_engine_ends_a_decode_past_the_time_limit(videos, hang_hook, tmp_path):
+    """The clip past the limit is its error and the stream goes on; its task is force-cancelled, and no hung
+    worker outlives the run's own Ray instance."""
     import shutil
     import time
 
@@ -200,18 +202,18 @@ def test_the_ray_engine_ends_a_decode_past_the_time_limit(videos, hang_hook, tmp
     engine, stats = RayEngine(), DecodeStats()
     try:
         items = _within(300, lambda: list(engine.decode(list(enumerate(Clip(p, 0) for p in [videos[1], hung, videos[2]])), CFG, 0,
-                                                        stats=stats, decode_timeout=5)))
-        assert [i.ok for i in items] == [True, False, True] and [i.index for i in items] == [0, 1, 2]
-        assert items[1].error == f"{hung}: cannot decode: took longer than 5 s (the decode time limit); its decode task was killed"
-        assert stats.timeouts == 1 and items[1].timed_out
-        worker = int((tmp_path / "hang.mp4.pid").read_text())
-        deadline = time.monotonic() + 30
-        while _alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not _alive(worker)
+                                                        stats=stats, decode_timeout=20)))
     finally:
         if ray.is_initialized():
             ray.shutdown()
+    assert [i.ok for i in items] == [True, False, True] and [i.index for i in items] == [0, 1, 2]
+    assert items[1].error == f"{hung}: cannot decode: took longer than 20 s (the decode time limit); its decode task was killed"
+    assert stats.timeouts == 1 and items[1].timed_out
+    worker = int((tmp_path / "hang.mp4.pid").read_text())
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(worker)
 
 
 def test_decode_stream_keeps_its_call_without_a_time_limit_argument(videos):
