@@ -204,10 +204,23 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def _unraisable(hook):
+    """A Ctrl-C that lands in a callback Python cannot raise from (a weakref's, a finalizer's) would be printed
+    as 'Exception ignored ... Traceback'; the interruption is already flagged and ends the run at the next check."""
+    def quiet(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            INTERRUPTED.set()
+            return
+        hook(unraisable)
+
+    return quiet
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
+        sys.unraisablehook = _unraisable(sys.__unraisablehook__)
     try:
         commands = {
             "demo": cmd_demo, "run": cmd_run, "convert": cmd_convert, "export": cmd_export,
@@ -325,7 +338,9 @@ def summary(result) -> str:
     decode, cache = result.run.get("decode"), result.run.get("tensor_cache")
     if decode:
         cached = f", tensor cache {cache['entries']} entries, {cache['bytes'] / 2**20:.1f} MiB" if cache else ""
-        lines.append(f"  clips: {decode['clips']}, decoded {decode['decoded']}, from cache {decode['cache_hits']}{cached}")
+        extra = "".join(f", {label} {decode[key]}" for key, label in (("saved_inputs", "saved inputs"), ("timeouts", "past the decode time limit"),
+                                                                        ("cache_rejected", "cache entries rejected")) if decode.get(key))
+        lines.append(f"  clips: {decode['clips']}, decoded {decode['decoded']}, from cache {decode['cache_hits']}{extra}{cached}")
     return "\n".join(lines)
 
 

@@ -125,6 +125,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         stored = f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})"
         records.insert(0, BackendRecord(selection.reference, "fp32", stored, "ok"))
     logits = collector.logits(records)
+    selection.notes += [f"warning: {n}" for n in clips.notes] + _cache_notes(stats)
     verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
     diagnosis = _localize(cfg, art, pre, verdict.comparisons, collector) if cfg.localize else []
     int8 = _int8_record(art, records, collector, verdict.notes)
@@ -189,6 +190,15 @@ def derive(result: RunResult, cfg: RunConfig) -> RunResult:
         result.baseline = compare(result, cfg.baseline)
         result.notes += [f"warning: {w}" for w in result.baseline.get("warnings", [])]
     return result
+
+
+def _cache_notes(stats: DecodeStats) -> list[str]:
+    """Tensor-cache entries that failed their proof and were decoded again, said once (each is in run.decode)."""
+    rejected = list(getattr(stats, "cache_notes", []) or [])
+    if not rejected:
+        return []
+    return [f"warning: {len(rejected)} tensor cache entr{'y' if len(rejected) == 1 else 'ies'} failed their content check and "
+            f"{'was' if len(rejected) == 1 else 'were'} decoded again (first: {rejected[0]})"]
 
 
 def _lint(cfg: RunConfig, art: ModelArtifacts) -> list[dict] | None:
@@ -374,6 +384,7 @@ class IndexedClips(list):
 
     listed: int = 0
     list_sha256: str = ""
+    notes: list = []
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -394,6 +405,7 @@ def _indexed_clips(cfg: RunConfig, golden: Golden | None, shard: tuple[int, int]
     listed = load_clips(cfg.clips) if cfg.clips else golden.clips()
     out = IndexedClips((i, c) for i, c in enumerate(listed) if shard is None or i % shard[1] == shard[0] - 1)
     out.listed = len(listed)
+    out.notes = list(getattr(listed, "notes", []))  # duplicate lines dropped, each clip counted once
     root = Path(cfg.clips) if cfg.clips else golden.folder
     root = root.parent if root.is_file() else root
     out.list_sha256 = sha256_json([[_relative(c.path, root), c.label] for c in listed])

@@ -63,6 +63,7 @@ class DecodeStats:
     clips: int = 0
     decoded: int = 0  # real decodes (a tensor-cache hit is not one)
     cache_hits: int = 0
+    saved_inputs: int = 0  # saved input tensors (--inputs): loaded, neither decoded nor from the cache
     errors: int = 0
     decode_seconds: float = 0.0  # summed over workers
     worker_restarts: int = 0  # workers replaced: died, or killed after the time limit
@@ -73,7 +74,9 @@ class DecodeStats:
     def count(self, item: ClipInput) -> None:
         self.clips += 1
         self.decoded += item.decoded
-        self.cache_hits += item.ok and not item.decoded
+        saved = item.ok and item.clip is not None and item.clip.path.suffix == ".npy"
+        self.saved_inputs += saved
+        self.cache_hits += item.ok and not item.decoded and not saved
         self.errors += not item.ok
         self.decode_seconds += item.seconds
         self.timeouts += item.timed_out

@@ -290,3 +290,20 @@ def test_trust_engine_reaches_the_tensorrt_backend(demo_artifacts, tmp_path, mon
         with pytest.raises(run_module.HarnessError):
             run_module.run(cfg)
         assert seen["trust"] is trusted
+
+
+def test_duplicates_and_saved_inputs_are_said(demo_artifacts, four_clips, tmp_path, capsys):
+    """A clip listed twice is counted once, with a warning in the terminal and results.json; saved input tensors are
+    'saved inputs', not 'from cache'. Fails before: no word in the terminal; --inputs said 'from cache 4'."""
+    doubled = tmp_path / "doubled.txt"
+    doubled.write_text(four_clips.read_text() + four_clips.read_text().splitlines(keepends=True)[0])
+    capsys.readouterr()
+    assert main(["run", *_model(demo_artifacts), "--clips", str(doubled), "--report", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: " in out and "1 duplicate line(s) dropped" in out
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["comparisons"][0]["clips_compared"] == 4
+    assert main(["preprocess", "--clips", str(four_clips), "--out", str(tmp_path / "t"), "--onnx", str(demo_artifacts.onnx)]) == 0
+    capsys.readouterr()
+    assert main(["run", *_model(demo_artifacts), "--inputs", str(tmp_path / "t" / "list.txt"), "--report", str(tmp_path / "r2")]) == 0
+    out = capsys.readouterr().out
+    assert "decoded 0, from cache 0, saved inputs 4" in out and " acc " in out  # labelled inputs are scored
