@@ -87,7 +87,7 @@ def test_devices_fifos_and_sockets_are_each_clips_error_and_the_others_decode(vi
     clips = [(i, Clip(p, 0)) for i, p in enumerate([good, *odd, videos[1]])]
     for workers in (0, 1):
         stats = DecodeStats()
-        items = _within(60, lambda: list(decode_stream(clips, CFG, workers, stats=stats)))
+        items = _within(60, lambda workers=workers, stats=stats: list(decode_stream(clips, CFG, workers, stats=stats)))
         assert [i.index for i in items] == list(range(len(clips)))
         assert items[0].ok and items[-1].ok and stats.errors == len(odd)
         kinds = ["character device", "character device", *special_files]
