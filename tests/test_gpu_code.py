@@ -2,82 +2,14 @@
 with exactly the attributes each TensorRT major has, Paddle-TRT's refusals, and the TRT EP's fallback guard."""
 import dataclasses
 import sys
-import types
 
 import numpy as np
 import pytest
 
+from fixtures.fake_tensorrt import fake_trt, forget_fake_tensorrt  # noqa: F401  (an autouse fixture)
 from parity.backends import BACKENDS, ModelArtifacts
 from parity.backends.gpu import backend_environment, gate_arguments, ort_trt_providers, paddle_gpu_plan, trt_share_problem
 from parity.backends.tensorrt import EngineSpec, build_plan, fp16_path, profile_shapes
-
-
-@pytest.fixture(autouse=True)
-def _forget_fake_tensorrt():
-    """Polygraphy's lazy modules keep what they imported: after a test, they forget a faked tensorrt."""
-    yield
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("polygraphy"):
-            continue
-        for value in list(vars(module).values()):
-            if type(value).__name__ == "LazyModule" and getattr(value.module, "__name__", "") == "tensorrt":
-                object.__setattr__(value, "module", None)
-
-
-def _fake_trt(major: int):
-    """A tensorrt module with what its major version has: TensorRT 11 removed BuilderFlag.FP16 (and the weak typing flags).
-
-    Where each part comes from (no TensorRT wheel installs on this CPU machine, so this is not generated from the real
-    bindings; `nox -s gpu` runs the same code on the real module):
-
-    - What is faked at all is what Polygraphy 0.53.6 (the version installed here) reads from ``tensorrt`` on the paths
-      these tests run: ``trt.Runtime(logger).deserialize_cuda_engine(bytes)`` in ``EngineFromBytes``
-      (polygraphy/backend/trt/loader.py), ``trt.ILogger`` subclassed with ``trt.Logger.{INTERNAL_ERROR, ERROR, WARNING,
-      INFO, VERBOSE}`` in ``get_trt_logger`` (backend/trt/util.py), ``trt.init_libnvinfer_plugins`` (loader.py),
-      ``getattr(trt.BuilderFlag, name)`` in ``CreateConfig`` (backend/trt/config.py), and the calibrator base classes
-      ``trt.IInt8EntropyCalibrator2`` (the default), ``IInt8LegacyCalibrator`` and ``IInt8Calibrator`` compared against
-      in ``Calibrator`` (backend/trt/calibrator.py); plus what parity.backends.tensorrt probes (``BuilderFlag.FP16``,
-      ``.INT8``, ``.TF32``, ``__version__``).
-    - The difference between the majors is NVIDIA's list "Migrating from TensorRT 10.x to 11.x: Removed Python APIs"
-      (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html):
-      ``BuilderFlag.FP16``, ``.INT8``, ``.FP8``, ``.BF16``, ``.INT4``, ``.FP4``, ``.OBEY_PRECISION_CONSTRAINTS``,
-      ``.PREFER_PRECISION_CONSTRAINTS``, ``.DIRECT_IO`` and ``IBuilderConfig.int8_calibrator`` are gone in 11.x; ``TF32``
-      is not on that list and stays. Only the members named above are faked (TensorRT 10's BuilderFlag has many more).
-    - Leaving the ``IInt8*Calibrator`` classes out of 11 is our reading: the page removes their only use (the config's
-      ``int8_calibrator``) but does not list the classes.
-    - Strong typing is a network creation flag in both (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``, which Polygraphy's
-      ``NetworkFromOnnxPath(strongly_typed=True)`` sets), not a BuilderFlag.
-    """
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = f"{major}.0.0"
-    flags = {"TF32": 1} | ({"FP16": 0, "INT8": 3} if major < 11 else {})
-    trt.BuilderFlag = types.SimpleNamespace(**flags)
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
-
-    class Logger:
-        WARNING, ERROR, INFO, VERBOSE, INTERNAL_ERROR = range(5)
-
-        def __init__(self, *a, **k):
-            self.min_severity = 0
-
-    class ILogger(Logger):
-        Severity = types.SimpleNamespace(WARNING=0, ERROR=1, INFO=2, VERBOSE=3, INTERNAL_ERROR=4)
-
-    class Runtime:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def deserialize_cuda_engine(self, buffer):
-            if not isinstance(buffer, (bytes, bytearray, memoryview)):
-                raise TypeError(f"deserialize_cuda_engine() takes the engine's bytes, not {type(buffer).__name__}")
-            return types.SimpleNamespace(serialized=bytes(buffer))
-
-    trt.Logger, trt.ILogger, trt.Runtime = Logger, ILogger, Runtime
-    if major < 11:  # the implicit-quantization calibrators went with BuilderFlag.INT8
-        for base in ("IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8LegacyCalibrator", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator"):
-            setattr(trt, base, type(base, (), {"__init__": lambda self: None}))
-    trt.init_libnvinfer_plugins = lambda *a, **k: True
-    return trt
 
 
 def _spec(precision, path=""):
@@ -92,7 +24,7 @@ def test_the_engine_loader_chain_runs_on_polygraphys_real_loaders(major, tmp_pat
 
     from parity.backends.tensorrt import trt_runner
 
-    fake = _fake_trt(major)
+    fake = fake_trt(major)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr("parity.backends.gpu.gpu_names", lambda: ("NVIDIA L4",))
     engine = tmp_path / "model.engine"
@@ -105,7 +37,7 @@ def test_the_engine_loader_chain_runs_on_polygraphys_real_loaders(major, tmp_pat
 
 
 def test_tensorrt_10_and_11_take_different_fp16_paths():
-    trt10, trt11 = _fake_trt(10), _fake_trt(11)
+    trt10, trt11 = fake_trt(10), fake_trt(11)
     assert fp16_path(trt10) == "builder-flag" and fp16_path(trt11) == "strongly-typed"
     assert build_plan(_spec("fp16", "builder-flag"), trt10) == {"onnx": "fp32", "strongly_typed": False, "fp16": True, "tf32": None}
     # TensorRT 11: no BuilderFlag.FP16, so no fp16=True for Polygraphy's CreateConfig; the FP16 ONNX model, strongly typed
@@ -117,7 +49,7 @@ def test_tensorrt_10_and_11_take_different_fp16_paths():
 def test_tensorrt_int8_calibrates_on_10_and_takes_the_qdq_model_on_11(monkeypatch):
     from parity.backends.tensorrt import create_config, int8_path
 
-    trt10, trt11 = _fake_trt(10), _fake_trt(11)
+    trt10, trt11 = fake_trt(10), fake_trt(11)
     assert int8_path(trt10) == "calibrator" and int8_path(trt11) == "qdq"
     plan10 = build_plan(dataclasses.replace(_spec("int8"), int8_path="calibrator"), trt10)
     plan11 = build_plan(dataclasses.replace(_spec("int8"), int8_path="qdq"), trt11)

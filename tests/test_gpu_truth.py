@@ -24,23 +24,12 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from fixtures.fake_tensorrt import fake_trt, forget_fake_tensorrt  # noqa: F401  (an autouse fixture)
 from parity.backends import BACKENDS, ModelArtifacts
 from parity.errors import HarnessError
 
 REAL_SESSION = onnxruntime.InferenceSession
 DEVICE = {"name": "NVIDIA L4", "compute_capability": "8.9", "source": "cuda-driver"}
-
-
-@pytest.fixture(autouse=True)
-def _forget_fake_tensorrt():
-    """Polygraphy's lazy modules keep what they imported: after a test, they forget a faked tensorrt."""
-    yield
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("polygraphy"):
-            continue
-        for value in list(vars(module).values()):
-            if type(value).__name__ == "LazyModule" and getattr(value.module, "__name__", "") == "tensorrt":
-                object.__setattr__(value, "module", None)
 
 
 @pytest.fixture
@@ -54,67 +43,6 @@ def one_gpu(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- fakes
-
-
-class FakeInspector:
-    def __init__(self, layers):
-        self.layers = layers
-        self.execution_context = None
-
-    def get_layer_information(self, index, fmt):
-        assert fmt == "JSON"
-        return json.dumps(self.layers[index])
-
-
-class FakeEngine:
-    """An ICudaEngine whose serialized bytes are its layers' inspector JSON (what the fake Runtime deserializes)."""
-
-    def __init__(self, blob: bytes):
-        self.layers = json.loads(blob)
-        self.num_layers = len(self.layers)
-
-    def create_engine_inspector(self):
-        return FakeInspector(self.layers)
-
-
-def _fake_trt(major: int):
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.16.0.72" if major == 10 else "11.4.0.1"
-    flags = {"TF32": 1, "STRONGLY_TYPED": 2} | ({"FP16": 0, "INT8": 3} if major < 11 else {})
-    trt.BuilderFlag = types.SimpleNamespace(**flags)
-    trt.LayerInformationFormat = types.SimpleNamespace(JSON="JSON", ONELINE="ONELINE")
-    trt.ProfilingVerbosity = types.SimpleNamespace(LAYER_NAMES_ONLY=0, NONE=1, DETAILED=2)
-
-    class Logger:
-        WARNING, ERROR, INFO, VERBOSE, INTERNAL_ERROR = range(5)
-
-        def __init__(self, *a, **k):
-            self.min_severity = 0
-
-    class ILogger(Logger):
-        Severity = types.SimpleNamespace(WARNING=0, ERROR=1, INFO=2, VERBOSE=3, INTERNAL_ERROR=4)
-
-    class ICudaEngine(FakeEngine):
-        pass
-
-    class IExecutionContext:
-        pass
-
-    class Runtime:
-        def __init__(self, logger):
-            self.logger = logger
-
-        def deserialize_cuda_engine(self, buffer):
-            if not isinstance(buffer, (bytes, bytearray, memoryview)):
-                raise TypeError(f"deserialize_cuda_engine() takes the engine's bytes, not {type(buffer).__name__}")
-            return ICudaEngine(bytes(buffer))
-
-    trt.Logger, trt.ILogger, trt.Runtime, trt.ICudaEngine, trt.IExecutionContext = Logger, ILogger, Runtime, ICudaEngine, IExecutionContext
-    if major < 11:
-        for base in ("IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8LegacyCalibrator", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator"):
-            setattr(trt, base, type(base, (), {"__init__": lambda self: None}))
-    trt.init_libnvinfer_plugins = lambda *a, **k: True
-    return trt
 
 
 def _layer(name, dtype, major=10):
@@ -391,7 +319,7 @@ def test_an_engine_without_a_sidecar_is_refused_unless_trusted(tmp_path, monkeyp
     """Fails before: a missing sidecar was accepted unchecked (check_engine_sidecar returned {})."""
     from parity.backends.tensorrt import trt_runner
 
-    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(10))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt(10))
     _activate_engine_only(monkeypatch)
     engine = _engine(tmp_path, ["fp16", "fp16"], sidecar=False)
     with pytest.raises(HarnessError, match="no sidecar model.engine.json"):
@@ -409,7 +337,7 @@ def test_an_fp32_engine_offered_as_tensorrt_fp16_is_refused_by_the_inspector(tmp
     from parity.backends.tensorrt import trt_runner
 
     for major in (10, 11):
-        trt = _fake_trt(major)
+        trt = fake_trt(major)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         _activate_engine_only(monkeypatch)
         engine = _engine(tmp_path, ["fp32", "fp32", "fp32"], precision="fp16", trt_version=trt.__version__)
@@ -436,7 +364,7 @@ def test_an_engine_serves_only_the_backend_of_its_precision(tmp_path, monkeypatc
     """Fails before: an fp16 --trt-engine made tensorrt-fp32 an error (a mismatch) instead of building its own engine."""
     from parity.backends import tensorrt
 
-    monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(10))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt(10))
     _activate_engine_only(monkeypatch)
     onnx = _tiny_onnx(tmp_path / "m.onnx", 1.0)
     from parity.artifacts import sha256_file
@@ -495,7 +423,7 @@ def test_the_trt10_calibrator_gets_batches_of_the_shape_polygraphy_asks_for(monk
 
     from parity.backends.tensorrt import build_plan, create_config
 
-    trt10 = _fake_trt(10)
+    trt10 = fake_trt(10)
     monkeypatch.setitem(sys.modules, "tensorrt", trt10)
     spec = _int8_spec(4)
     clips = [np.full((1, 8, 3, 16, 16), i, np.float32) for i in range(6)]
@@ -519,7 +447,7 @@ def test_calibration_decodes_nothing_on_a_cache_hit(tmp_path, monkeypatch):
     from parity.backends import tensorrt
     from parity.precision import int8
 
-    trt10 = _fake_trt(10)
+    trt10 = fake_trt(10)
     monkeypatch.setitem(sys.modules, "tensorrt", trt10)
     decodes = []
     monkeypatch.setattr(int8, "calibration_tensors", lambda listing, pre: decodes.append(listing) or ([np.zeros((1, 8, 3, 16, 16), np.float32)], ["h"]))
