@@ -36,8 +36,7 @@ def _load(folder: Path) -> dict:
         raise HarnessError(f"{folder}: not a shard (run it with `parity run --shard i/N`)")
     if data.get("complete") is not True:
         raise HarnessError(f"{results}: the shard's report is not complete (its run was interrupted or the file was edited)")
-    shard = data["run"]["shard"]
-    if not all(isinstance(shard.get(k), str) for k in ("list_sha256", "judging_sha256")):
+    if not all(isinstance(data["run"].get(k), str) for k in ("list_sha256", "judging_sha256")):
         raise HarnessError(f"{results}: the shard does not record its clip list and judging configuration; run it again with this version")
     try:
         with np.load(logits, allow_pickle=False) as npz:
@@ -67,9 +66,9 @@ def _check_one_run(shards: list[dict], folders: list) -> None:
         spec = shard["run"]["shard"]
         if spec["count"] != count:
             raise HarnessError(f"{folder}: shard {spec['index']}/{spec['count']}, but {name0} is one of {count}; shards must share their count")
-        if spec["list_sha256"] != first["run"]["shard"]["list_sha256"] or spec["clips_listed"] != listed:
+        if shard["run"]["list_sha256"] != first["run"]["list_sha256"] or spec["clips_listed"] != listed:
             raise HarnessError(f"{folder}: ran another clip list than {name0} (its content or order differs); shards must share one list")
-        if spec["judging_sha256"] != first["run"]["shard"]["judging_sha256"]:
+        if shard["run"]["judging_sha256"] != first["run"]["judging_sha256"]:
             key = _differing_setting(first, shard)
             raise HarnessError(f"{folder}: its {key} differs from {name0}'s; shards must share one judging configuration")
         if [b["name"] for b in shard["backends"]] != [b["name"] for b in first["backends"]]:

@@ -154,9 +154,8 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
             "engine": cfg.engine,
             "batch_size": cfg.batch_size,
             "batch_check": cfg.batch_check,
-            # what proves shards are one run: the same list (content hash, length), count and judging configuration
-            "shard": shard_spec and {"index": shard_spec[0], "count": shard_spec[1], "clips_listed": clips.listed,
-                                     "list_sha256": clips.list_sha256, "judging_sha256": sha256_json(judging)},
+            "shard": shard_spec and {"index": shard_spec[0], "count": shard_spec[1], "clips_listed": clips.listed},
+            # what proves shards are one run (`parity merge`): the same list (content, order) and judging configuration
             "list_sha256": clips.list_sha256,
             "judging_sha256": sha256_json(judging),
             "budget": budget.to_dict(),
@@ -194,7 +193,7 @@ def derive(result: RunResult, cfg: RunConfig) -> RunResult:
 
 def _cache_notes(stats: DecodeStats) -> list[str]:
     """Tensor-cache entries that failed their proof and were decoded again, said once (each is in run.decode)."""
-    rejected = list(getattr(stats, "cache_notes", []) or [])
+    rejected = stats.cache_notes
     if not rejected:
         return []
     return [f"warning: {len(rejected)} tensor cache entr{'y' if len(rejected) == 1 else 'ies'} failed their content check and "
