@@ -57,7 +57,7 @@ def test_unloadable_onnx_is_that_backends_error(demo_run_config, parity_cache, t
 def test_results_json_schema(clean_run, tmp_path):
     write_report(clean_run, tmp_path)
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["verdict"] == "pass" and data["reference"] == "paddle" and data["schema_version"] == 2
+    assert data["verdict"] == "pass" and data["reference"] == "paddle" and data["schema_version"] == 3
     assert {"name", "status", "reason"} <= set(data["backends"][0])
     assert {"backend", "reference", "passed", "max_abs", "top1_agreement"} <= set(data["comparisons"][0])
     assert {"path", "label", "status", "error"} <= set(data["clips"][0])
