@@ -188,7 +188,7 @@ def _config_run(demo_artifacts, four_clips, config, tmp_path, *extra):
 ])
 def test_config_files_are_checked_as_strictly_as_flags(demo_artifacts, four_clips, name, text, problem, tmp_path, capsys):
     """Fails before: the misspelt table was ignored (its require too) and the gate passed; "1_0_0_0" became 1000;
-    a string for workers, nan and 0 timeouts and an undefined external_precision were taken."""
+    nan and 0 timeouts and an undefined external_precision were taken. (A string for workers was refused already.)"""
     config = tmp_path / name
     config.write_text(text)
     assert _config_run(demo_artifacts, four_clips, config, tmp_path) == 2
