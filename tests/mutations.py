@@ -117,6 +117,22 @@ MUTATIONS = [
     M("mcnemar-one-sided", "tests/test_compare.py::test_mcnemar_exact_p_value_by_hand",
       "McNemar's p-value one-sided",
       (("parity/compare.py", "    return min(1.0, 2 * tail)\n", "    return min(1.0, tail)\n"),)),
+    M("plugin-verdict-item-weaker", "tests/test_judge.py::test_run_pytest_and_merge_reach_one_verdict[lint-only-defect]",
+      "the pytest plugin's verdict item fails on comparisons only (a lint finding passes it)",
+      (("parity/pytest_plugin.py", "            _fail(result.failures)\n", "            _fail([f for f in result.failures if f.kind == \"comparison\"])\n"),)),
+    M("merge-ignores-the-list", "tests/test_proven_inputs.py::test_merge_refuses_shards_that_are_not_one_run",
+      "parity merge does not check that the shards ran one clip list",
+      (("parity/merge.py", 'if shard["run"]["list_sha256"] != first["run"]["list_sha256"] or spec["clips_listed"] != listed:',
+        "if False:"),)),
+    M("golden-npz-unpinned", "tests/test_proven_inputs.py::test_replaced_golden_logits_are_refused",
+      "golden.npz is used without checking the sha256 golden.json pinned",
+      (("parity/golden.py", '        if actual != meta["npz_sha256"]:\n', "        if False:\n"),)),
+    M("config-strings-for-numbers", "tests/test_proven_inputs.py::test_config_files_are_checked_as_strictly_as_flags",
+      "a config file's tolerance may be a string",
+      (("parity/config.py", '    number = {"type": "number"}', '    number = {"type": ["number", "string"]}'),)),
+    M("golden-by-path-only", "tests/test_travels.py::test_golden_clips_are_found_by_content_wherever_they_are",
+      "golden outputs find clips by path only, not by content",
+      (("parity/golden.py", "        i = j if j is not None else self._by_sha.get(sha256)\n", "        i = j\n"),)),
 ]
 BY_NAME = {m.name: m for m in MUTATIONS}
 
