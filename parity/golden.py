@@ -12,6 +12,7 @@ import numpy as np
 
 from .artifacts.cache import sha256_file
 from .errors import HarnessError, one_line
+from .results import verify_report_files
 
 GOLDEN_JSON = "golden.json"
 GOLDEN_NPZ = "golden.npz"
@@ -24,8 +25,14 @@ def save(report_dir: str | Path, to: str | Path) -> Path:
     results, logits_file = report_dir / "results.json", report_dir / "logits.npz"
     if not results.is_file() or not logits_file.is_file():
         raise HarnessError(f"{report_dir}: not a report folder (needs results.json and logits.npz)")
-    data = json.loads(results.read_text())
-    logits = np.load(logits_file)
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{results}: not valid JSON: {one_line(exc)}") from None
+    if not isinstance(data, dict) or data.get("complete") is not True:
+        raise HarnessError(f"{results}: not the results of a finished run")
+    verify_report_files(report_dir, data)  # the logits saved are the run's own
+    logits = np.load(logits_file, allow_pickle=False)
     reference = data["reference"]
     if reference not in logits.files:
         raise HarnessError(f"{report_dir}: the reference {reference} has no logits in logits.npz (did it run?)")

@@ -16,7 +16,7 @@ from .backends import select
 from .compare import judge
 from .config import config_from_dict
 from .errors import HarnessError
-from .results import BackendRecord, ClipRecord, RunResult
+from .results import BackendRecord, ClipRecord, RunResult, verify_report_files
 from .run import MAX_THUMBNAIL_CLIPS, derive
 
 # Content hashes every shard must share with the others (see run._artifact_record).
@@ -36,6 +36,7 @@ def _load(folder: Path) -> dict:
         raise HarnessError(f"{folder}: not a shard (run it with `parity run --shard i/N`)")
     if data.get("complete") is not True:
         raise HarnessError(f"{results}: the shard's report is not complete (its run was interrupted or the file was edited)")
+    verify_report_files(folder, data)
     if not all(isinstance(data["run"].get(k), str) for k in ("list_sha256", "judging_sha256")):
         raise HarnessError(f"{results}: the shard does not record its clip list and judging configuration; run it again with this version")
     try:

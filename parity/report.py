@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts.cache import sha256_file
 from .errors import HarnessError
 from .results import RunResult
 
@@ -113,11 +114,13 @@ def _write_files(result: RunResult, out: Path) -> None:
     data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
     # Strict JSON has no NaN or Infinity: such values are null, and listed here.
     data["nonfinite_values"] = replaced
-    (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=False))
     if result.logits:
         np.savez_compressed(out / "logits.npz", **result.logits)
     if result.frames:
         np.savez_compressed(out / "frames.npz", **result.frames)
+    # results.json pins the arrays beside it: `parity merge` and `parity golden save` read them only if they match
+    data["files_sha256"] = {name: sha256_file(out / name) for name in ("logits.npz", "frames.npz") if (out / name).is_file()}
+    (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=False))
     table = clip_table(result)
     table.to_csv(out / "clips.csv", index=False)
     table.to_parquet(out / "clips.parquet", index=False)

@@ -10,6 +10,22 @@ from .compare import Comparison, Failure
 SCHEMA_VERSION = 3
 
 
+def verify_report_files(folder, data: dict) -> None:
+    """The arrays of a report folder are the ones its results.json pinned (``files_sha256``); else a one-line HarnessError."""
+    from pathlib import Path
+
+    from .artifacts.cache import sha256_file
+    from .errors import HarnessError
+
+    pinned = data.get("files_sha256")
+    if not isinstance(pinned, dict) or "logits.npz" not in pinned:
+        raise HarnessError(f"{folder}: its results.json does not pin logits.npz by sha256 (written by an older version); run it again")
+    for name, expected in pinned.items():
+        path = Path(folder) / name
+        if not path.is_file() or sha256_file(path) != expected:
+            raise HarnessError(f"{path}: not the file its results.json pinned (sha256 {str(expected)[:16]}); the report was changed after it was written")
+
+
 @dataclass
 class ClipRecord:
     path: str

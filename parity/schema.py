@@ -18,6 +18,7 @@ WRITTEN_EXTRA = {
     "complete": {"const": True},
     "finished": {"type": "string"},
     "nonfinite_values": {"type": "array", "items": {"type": "string"}},
+    "files_sha256": {"type": "object", "additionalProperties": {"type": "string"}},
 }
 LATENCY = {k: {"type": ["number", "null"]} for k in ("p50_ms", "p95_ms", "mean_ms", "clips_per_s")}
 

@@ -307,3 +307,21 @@ def test_duplicates_and_saved_inputs_are_said(demo_artifacts, four_clips, tmp_pa
     assert main(["run", *_model(demo_artifacts), "--inputs", str(tmp_path / "t" / "list.txt"), "--report", str(tmp_path / "r2")]) == 0
     out = capsys.readouterr().out
     assert "decoded 0, from cache 0, saved inputs 4" in out and " acc " in out  # labelled inputs are scored
+
+
+def test_shard_and_report_arrays_are_proven_by_results_json(shards, tmp_path, capsys):
+    """logits.npz changed after the run (two clips' rows swapped): merge and golden save refuse it. Fails before:
+    the merge judged the swapped rows, and golden save stored them as the reference."""
+    tampered = tmp_path / "tampered"
+    shutil.copytree(shards["2of2"], tampered)
+    with np.load(tampered / "logits.npz") as npz:
+        arrays = {k: npz[k].copy() for k in npz.files}
+    for name, rows in arrays.items():
+        if name != "clips":
+            rows[[0, 1]] = rows[[1, 0]]
+    np.savez_compressed(tampered / "logits.npz", **arrays)
+    capsys.readouterr()
+    assert main(["merge", str(shards["1of2"]), str(tampered), "--report", str(tmp_path / "m")]) == 2
+    assert "logits.npz: not the file its results.json pinned" in _error(capsys)
+    assert main(["golden", "save", str(tampered), "--to", str(tmp_path / "g")]) == 2
+    assert "logits.npz: not the file its results.json pinned" in _error(capsys)
