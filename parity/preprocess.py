@@ -234,7 +234,10 @@ def load_clip_frames(path: str | Path, num_seg: int, num_frames: int | None = No
         return read_frame_folder(path, num_seg, num_frames)
     if path.is_file():
         return decode_frames(path, num_seg)
-    raise ClipError(f"{path}: file not found")
+    from .clips import special_kind
+
+    kind = special_kind(path)
+    raise ClipError(f"{path}: not a regular file ({kind})" if kind else f"{path}: file not found")
 
 
 def clip_tensor(path: str | Path, frames: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:

@@ -346,3 +346,11 @@ def test_a_run_counts_a_repeated_clip_once(demo_run_config, parity_cache, tmp_pa
     result = run(cfg, cache=parity_cache)
     assert [c.path for c in result.clips] == [ln.rsplit(" ", 1)[0] for ln in lines]
     assert result.comparisons[0].clips_compared == 3 and result.run["decode"]["decoded"] == 3
+
+
+def test_parity_preprocess_names_a_device_for_what_it_is(tmp_path, capsys):
+    """`parity preprocess /dev/zero` said 'file not found'; it is a character device."""
+    from parity.cli import main
+
+    assert main(["preprocess", "/dev/zero", "-o", str(tmp_path / "x.npy"), "--num-seg", "8", "--target-size", "224"]) == 2
+    assert "parity: error: /dev/zero: not a regular file (character device)" in capsys.readouterr().err
