@@ -216,6 +216,8 @@ def load_config_file(path: str | Path) -> RunConfig:
         raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if path.name == "pyproject.toml":
         tool = data.get("tool")
+        if isinstance(tool, dict) and "parity" in tool and not isinstance(tool["parity"], dict):
+            raise HarnessError(f"{path}: tool.parity must be a table ([tool.parity]), not {tool['parity']!r}")
         if not isinstance(tool, dict) or not isinstance(tool.get("parity"), dict):
             others = ", ".join(f"[tool.{k}]" for k in (tool or {})) if isinstance(tool, dict) else ""
             raise HarnessError(f"{path}: no [tool.parity] table" + (f" (it has {others})" if others else ""))
