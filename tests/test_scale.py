@@ -159,7 +159,9 @@ def test_peak_memory_does_not_grow_with_the_number_of_clips(demo_artifacts, pari
     """The process tree's peak RSS at 4N clips within 50 MiB of its peak at N (each tensor is 1.2 MB here: holding
     them, in the parent or in the decode workers, would add 115 MB)."""
     peaks = {}
-    for n in (32, 128):
+    # a first run (not measured) fills what a cold cache makes once: the `paddle` reference's crash probe runs in a
+    # child process of the first run, which would inflate the first measured peak and hide a real growth
+    for n in (8, 32, 128):
         clips = _many_clips(demo_artifacts, tmp_path / f"clips{n}", n)
         cfg = {"paddle_model": str(demo_artifacts.paddle_model.model_file), "onnx": str(demo_artifacts.onnx), "clips": str(clips),
                "report": str(tmp_path / f"r{n}"), "workers": 2}
@@ -168,7 +170,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_clips(demo_artifacts, pari
         mib, count = map(int, proc.stdout.split()[-2:])
         assert count == n
         peaks[n] = mib
-    assert peaks[128] - peaks[32] < 50, peaks
+    assert peaks[128] - peaks[32] < 50, peaks  # peaks[8] is the warm-up
 
 
 @pytest.mark.slow
