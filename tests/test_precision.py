@@ -14,8 +14,10 @@ pytestmark = pytest.mark.slow
 def test_int8_calibrated_on_train_clips_judged_on_val(demo_artifacts, demo_run_config, parity_cache, tmp_path):
     from parity.report import write_report
 
+    # On 24 clips one flip is an accuracy drop of 0.042, over the shipped 0.02 (a release-size set's limit): the demo
+    # model is trained anew on each machine, and on some its INT8 flips one clip. Allow that one clip, no more.
     cfg = dataclasses.replace(demo_run_config, backends=["paddle", "onnxruntime-int8"], calibration=str(demo_artifacts.train_list),
-                              report=str(tmp_path / "r"))
+                              backend_tolerances={"onnxruntime-int8": {"max_accuracy_drop": 0.05}}, report=str(tmp_path / "r"))
     result = run(cfg, cache=parity_cache)
     (comparison,) = result.comparisons
     assert comparison.backend == "onnxruntime-int8" and comparison.precision == "int8"
