@@ -59,7 +59,7 @@ MUTATIONS = [
         "        clip.passed = not clip.problems and bool(clip.top1_agrees)\n        if finite[i] and not clip.top1_agrees:\n"),)),
     M("hop-precision-inverted", "tests/test_chain.py::test_a_clean_run_has_no_failing_hop_and_judges_fp16_hops_at_fp16",
       "a hop judged at the higher of its two precisions",
-      (("parity/compare.py", "PRECISION_RANK.get(a.precision, 0) < PRECISION_RANK.get(b.precision, 0) else b.precision",
+      (("parity/diagnose/hops.py", "PRECISION_RANK.get(a.precision, 0) < PRECISION_RANK.get(b.precision, 0) else b.precision",
         "PRECISION_RANK.get(a.precision, 0) > PRECISION_RANK.get(b.precision, 0) else b.precision"),)),
     M("ci-unknown-backend", "tests/test_ci.py::test_every_ci_example_command_parses_with_real_flags_and_backends",
       "tensorrt-fp23 in a CI example",
