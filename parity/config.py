@@ -4,109 +4,150 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
-from importlib import resources
 from pathlib import Path
 
 import tomllib
 
 from .errors import HarnessError
+from .precision.tolerance import Tolerance, check_tolerance_value, default_tolerances
+
+# The argument groups of `parity run`, in --help order.
+GROUPS = ("inputs", "backends", "tolerances", "diagnosis", "scale", "GPU", "external programs", "output")
+LINT_MODES = ("error", "warn", "off")
+ARCHS = ("pptsm_v2", "pptsm_r50")
 
 
 @dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-    min_cosine: float
-    min_top1_agreement: float
-    max_accuracy_drop: float
-    # A top-1 flip where the reference's top-1 logit leads its top-2 by more than this is a defect,
-    # whatever the agreement rate: near-ties may flip at lower precision, confident clips may not.
-    confident_margin: float = 2.0
+class Flag:
+    """How a RunConfig field is given on the command line; parity/cli/args.py makes the argparse argument.
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    How the value parses follows the field's type: a bool is ``--x/--no-x``, ``list[str]`` a comma list, ``list[int]``
+    comma-separated integers, ``dict`` a repeatable ``NAME=VALUE``, ``int``/``float`` a number.
+    """
 
-
-# atol/rtol are non-negative; the others are fractions. Every value must be finite: a NaN
-# tolerance makes every comparison "pass" (NaN compares false), so it is refused everywhere.
-_FRACTIONS = ("min_cosine", "min_top1_agreement", "max_accuracy_drop")
+    group: str
+    help: str
+    name: str | None = None  # default: --field-name
+    metavar: str | None = None
+    choices: tuple[str, ...] | str | None = None  # the values, or "module:NAME" where the list lives (above this module)
+    paths: bool = False  # NAME=FILE values resolve to absolute paths
 
 
-def check_tolerance_value(name: str, value, where: str) -> float:
-    """``value`` as a valid number for tolerance field ``name``, or a HarnessError naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise HarnessError(f"{where}: {name} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise HarnessError(f"{where}: {name} must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise HarnessError(f"{where}: {name} must be a finite number, not {value!r}")
-    if number < 0:
-        raise HarnessError(f"{where}: {name} must not be negative (got {value!r})")
-    if name in _FRACTIONS and number > 1:
-        raise HarnessError(f"{where}: {name} is a fraction and must lie in [0, 1] (got {value!r})")
-    return number
-
-
-def default_tolerances() -> dict[str, Tolerance]:
-    text = resources.files("parity").joinpath("defaults.toml").read_text()
-    return {prec: Tolerance(**vals) for prec, vals in tomllib.loads(text)["tolerance"].items()}
+def _opt(default=None, *, factory=None, **flag):
+    """A RunConfig field with its command-line flag."""
+    meta = {"flag": Flag(**flag)}
+    return field(default_factory=factory, metadata=meta) if factory else field(default=default, metadata=meta)
 
 
 @dataclass
 class RunConfig:
-    paddle_model: str | None = None
-    onnx: str | None = None
-    clips: str | None = None
-    labels: str | None = None
-    backends: list[str] = field(default_factory=lambda: ["paddle", "onnxruntime", "onnxruntime-fp16"])
-    reference: str = "paddle"
-    require: list[str] = field(default_factory=list)  # backends that must run (else exit 2)
-    trt_engine: str | None = None  # a prebuilt TensorRT engine for the tensorrt-* backend
-    trust_engine: bool = False  # accept a --trt-engine without its sidecar (unverified, and said so)
-    golden: str | None = None  # compare with stored outputs (`parity golden save`) instead of a live reference
-    baseline: str | None = None  # the previous release's report (or golden) folder: its numbers beside this run's
-    isolate: bool = False  # run every backend in its own process (GPU backends always are)
-    num_seg: int | None = None  # None: read from the model
-    short_size: int | None = None  # None: target_size * 256/224 (256 for 224)
-    target_size: int | None = None  # None: read from the model
+    paddle_model: str | None = _opt(group="inputs", help="exported Paddle inference model: NAME.json or NAME.pdmodel (with NAME.pdiparams), "
+                                    "or its prefix")
+    onnx: str | None = _opt(group="inputs", help="ONNX model file")
+    clips: str | None = _opt(group="inputs", help="UCF101-format list (path label) or a folder of videos")
+    labels: str | None = _opt(group="inputs", help="label-name file (idx name); default: labels.txt beside the list")
+    backends: list[str] = _opt(factory=lambda: ["paddle", "onnxruntime", "onnxruntime-fp16"], group="backends",
+                               help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16), or 'all' (every backend available here)")
+    reference: str = _opt("paddle", group="backends", help="backend the others are compared with (default paddle)")
+    # backends that must run (else exit 2)
+    require: list[str] = _opt(factory=list, group="backends", help="comma-separated backends that must run: unavailable ones make the run exit 2")
+    # a prebuilt TensorRT engine for the tensorrt-* backend
+    trt_engine: str | None = _opt(group="GPU", help="a prebuilt TensorRT engine (from `parity build`) for the tensorrt-* backend")
+    # accept a --trt-engine without its sidecar (unverified, and said so)
+    trust_engine: bool = _opt(False, group="GPU", help="use a --trt-engine that has no .json sidecar (its model and build cannot be verified; "
+                              "the report says so)")
+    # compare with stored outputs (`parity golden save`) instead of a live reference
+    golden: str | None = _opt(group="backends", help="compare every backend with golden outputs (`parity golden save`) instead of a live reference")
+    # the previous release's report (or golden) folder: its numbers beside this run's
+    baseline: str | None = _opt(group="output", metavar="PREVIOUS", help="the previous release's report (or golden) folder: its numbers beside "
+                                "this run's, in the report and the summary; a margin that more than doubled is a warning, never a failure")
+    # run every backend in its own process (GPU backends always are)
+    isolate: bool = _opt(False, group="scale", help="run every backend in its own process, so a native crash is that backend's error "
+                         "(GPU backends always are)")
+    num_seg: int | None = _opt(group="inputs", help="segments T (default: read from the model)")  # None: read from the model
+    # None: target_size * 256/224 (256 for 224)
+    short_size: int | None = _opt(group="inputs", help="Scale short side (default: crop size x 256/224, so 256 for 224)")
+    target_size: int | None = _opt(group="inputs", help="CenterCrop size (default: read from the model)")  # None: read from the model
     # "paddlevideo" (predict.py) or "cpp" (the C++ deploy); "paddlevideo,cpp" also runs the reference on
     # the second path over the same frames (preprocessing attribution)
-    preprocess: str = "paddlevideo"
-    report: str = "reports/latest"
-    workers: int | None = None  # decode processes; None: one per core, 0: decode in the main process
-    batch_size: int = 1  # clips per inference call (the model's batch dimension must be dynamic)
-    batch_check: int | None = None  # also run every backend at this batch, compared with itself at batch_size
-    tensor_cache: str | None = None  # folder of decoded tensors, keyed by clip hash, preprocessing and decoder
-    engine: str = "local"  # "local" or "ray"
-    ray_address: str | None = None  # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
-    backend_timeout: float | None = None  # seconds a backend may take per call; then it is killed (runs every backend in its own process)
+    preprocess: str = _opt("paddlevideo", group="inputs", help="preprocessing: paddlevideo (predict.py, default) or cpp (the C++ deploy path); "
+                           "paddlevideo,cpp also runs the reference on cpp over the same frames (preprocessing attribution)")
+    report: str = _opt("reports/latest", group="output", help="report folder (default reports/latest)")
+    # decode processes; None: one per core, 0: decode in the main process
+    workers: int | None = _opt(group="scale", help="decode processes (default: one per core; 0 decodes in the main process)")
+    # clips per inference call (the model's batch dimension must be dynamic)
+    batch_size: int = _opt(1, group="scale", help="clips per inference call (default 1; needs the model's batch dimension to be dynamic)")
+    # also run every backend at this batch, compared with itself at batch_size
+    batch_check: int | None = _opt(group="scale", metavar="K", help="also run every backend at batch K (as NAME@bK) and compare it with itself "
+                                   "at the run's batch size")
+    # folder of decoded tensors, keyed by clip hash, preprocessing and decoder
+    tensor_cache: str | None = _opt(group="scale", metavar="DIR", help="keep decoded tensors here, keyed by clip hash, preprocessing and decoder")
+    engine: str = _opt("local", group="scale", choices="parity.engines:ENGINES",  # the engine checks the name; this module cannot import it
+                       help="local (default) or ray: decode tasks and one actor per backend on a Ray cluster")
+    # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
+    ray_address: str | None = _opt(group="scale", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
+    # seconds a backend may take per call; then it is killed (runs every backend in its own process)
+    backend_timeout: float | None = _opt(group="scale", metavar="SECONDS", help="kill a backend that takes longer than this on one call "
+                                         "(start-up included); runs every backend in its own process")
     # seconds one clip's decode may take (in a decode process), then it is that clip's error and its process is replaced;
     # the same as stream.DECODE_TIMEOUT, where the choice is explained (a test keeps the two equal)
-    decode_timeout: float = 300.0
-    allow_low_precision_reference: bool = False  # let an fp16/int8 reference judge fp32 backends
+    decode_timeout: float = _opt(300.0, group="scale", metavar="SECONDS", help="a clip whose decode takes longer is that clip's error and its "
+                                 "decode process is replaced (default 300)")
+    # let an fp16/int8 reference judge fp32 backends
+    allow_low_precision_reference: bool = _opt(False, group="tolerances", help="allow an fp16/int8 reference to judge fp32 backends "
+                                               "(refused by default)")
     # The training checkpoint (paddle-dygraph): its model settings default to a model_spec.json beside
     # it, then to PP-TSMv2's; classes, T and size always come from the exported model.
-    weights: str | None = None
-    arch: str | None = None  # "pptsm_v2" | "pptsm_r50"
-    temporal_attention: bool | None = None
-    scale: float | None = None
-    depths: list[int] | None = None
-    class_expand: int | None = None
-    calibration: str | None = None  # clip list the onnxruntime-int8 backend is calibrated on
+    weights: str | None = _opt(group="backends", help="a training checkpoint (.pdparams, any PaddleVideo form): runs as paddle-dygraph, "
+                               "the chain's first hop")
+    arch: str | None = _opt(group="backends", choices=ARCHS, help="the checkpoint's model (default: model_spec.json beside it, else pptsm_v2)")
+    temporal_attention: bool | None = _opt(group="backends", help="PP-TSMv2 with LTA (GlobalAttention)")
+    scale: float | None = _opt(group="backends", help="PP-TSMv2 width multiplier of the checkpoint's model")
+    depths: list[int] | None = _opt(group="backends", help="PP-TSMv2 blocks per stage of the checkpoint's model, e.g. 2,2,6,2")
+    class_expand: int | None = _opt(group="backends", help="PP-TSMv2 last conv width of the checkpoint's model")
+    # clip list the onnxruntime-int8 backend is calibrated on
+    calibration: str | None = _opt(group="backends", metavar="LIST", help="clips to calibrate the onnxruntime-int8 backend on "
+                                   "(keep them apart from --clips)")
     # A user's own programs and saved logits, as backends: NAME -> command template / logits file.
-    external: dict[str, str] = field(default_factory=dict)
-    logits_files: dict[str, str] = field(default_factory=dict)
-    external_precision: dict[str, str] = field(default_factory=dict)
-    external_timeout: float = 600.0
-    lint: str = "error"  # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
-    localize: bool = False  # on a failing ONNX Runtime pair, find the first diverging node
-    advise: bool = False  # on a failing FP16/INT8 ONNX Runtime pair, find the nodes to keep in FP32
-    allow_trt_fallback: bool = False  # let ONNX Runtime's TensorRT EP hand nodes it rejects to CUDA
+    external: dict[str, str] = _opt(factory=dict, group="external programs", metavar="NAME=CMD", help="your own program as a backend, run per "
+                                    "clip: CMD takes {video} or {tensor}, and writes {out} (batch form: {list} or {tensor_list} with {out_dir}); "
+                                    "repeatable")
+    logits_files: dict[str, str] = _opt(factory=dict, group="external programs", name="--logits", metavar="NAME=FILE", paths=True,
+                                        help="logits a device produced elsewhere, as a backend: .npz keyed by clip path or name, "
+                                        "or CSV (clip, logits...)")
+    external_precision: dict[str, str] = _opt(factory=dict, group="external programs", metavar="NAME=fp32|fp16|int8",
+                                              help="the tolerance of NAME (default fp32)")
+    external_timeout: float = _opt(600.0, group="external programs", help="seconds one call of a program may take (default 600)")
+    # lint the models before running: "error" (findings fail the verdict), "warn" or "off"
+    lint: str = _opt("error", group="diagnosis", choices=LINT_MODES, help="lint the ONNX model against the Paddle program first: "
+                     "error (default; findings fail the verdict), warn, off")
+    # on a failing ONNX Runtime pair, find the first diverging node
+    localize: bool = _opt(False, group="diagnosis", help="on a failing ONNX Runtime pair, name the first diverging node and its Paddle op "
+                          "(results.json diagnosis)")
+    # on a failing FP16/INT8 ONNX Runtime pair, find the nodes to keep in FP32
+    advise: bool = _opt(False, group="diagnosis", help="on a failing onnxruntime-fp16/-int8 pair, find the nodes to keep in FP32 "
+                        "(results.json advice)")
+    # let ONNX Runtime's TensorRT EP hand nodes it rejects to CUDA
+    allow_trt_fallback: bool = _opt(False, group="GPU", help="let ONNX Runtime's TensorRT EP hand nodes it rejects to CUDA "
+                                    "(refused by default: not a TensorRT result)")
+    # Set with --tol, or [tolerance.*] tables in a config file.
     tolerances: dict[str, Tolerance] = field(default_factory=default_tolerances)
     # Per-backend overrides of single fields, e.g. {"onnxruntime-fp16": {"atol": 0.1}}.
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args) -> RunConfig:
+        """The config file (``--config``), then every flag given over it (the flags come from the fields' ``Flag``)."""
+        cfg = load_config_file(args.config) if getattr(args, "config", None) else cls()
+        for f in fields(cls):
+            if "flag" in f.metadata:
+                _apply_flag(cfg, f, getattr(args, _dest(f), None))
+        if getattr(args, "inputs", None):
+            if args.clips:
+                raise HarnessError("--inputs and --clips: give one of them")
+            cfg.clips = args.inputs
+        apply_tolerance_overrides(cfg, getattr(args, "tol", None) or [])
+        return cfg
 
     def preprocess_variants(self) -> list[str]:
         return [v.strip() for v in self.preprocess.split(",") if v.strip()]
@@ -141,12 +182,8 @@ class RunConfig:
         variants = self.preprocess_variants()
         if not variants or any(v not in VARIANTS for v in variants) or len(set(variants)) != len(variants):
             raise HarnessError(f"preprocess {self.preprocess!r}: give one or more of {', '.join(VARIANTS)}, comma-separated, each once")
-        if self.lint not in ("error", "warn", "off"):
+        if self.lint not in LINT_MODES:
             raise HarnessError(f"lint must be error, warn or off, not {self.lint!r}")
-        from .engines import ENGINES
-
-        if self.engine not in ENGINES:
-            raise HarnessError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINES)}")
 
     def tolerance_for(self, name: str, precision: str, backend: str | None = None) -> Tolerance:
         """The precision's tolerance, with the overrides of the backend, then of the lane (``NAME@bK``)."""
@@ -156,6 +193,42 @@ class RunConfig:
 
 
 _TOL_FIELDS = {f.name for f in fields(Tolerance)}
+
+
+def flag_name(f) -> str:
+    """The command-line flag of RunConfig field ``f``."""
+    return f.metadata["flag"].name or "--" + f.name.replace("_", "-")
+
+
+def _dest(f) -> str:
+    return flag_name(f)[2:].replace("-", "_")
+
+
+def _apply_flag(cfg: RunConfig, f, value) -> None:
+    """One flag's value onto ``cfg``, parsed as the field's type says; a flag not given leaves the config's value."""
+    kind, flag = str(f.type).replace(" | None", ""), flag_name(f)
+    if kind == "list[str]":
+        if value:
+            setattr(cfg, f.name, [b.strip() for b in value.split(",") if b.strip()])
+    elif kind == "list[int]":
+        if value:
+            try:
+                setattr(cfg, f.name, [int(d) for d in value.split(",")])
+            except ValueError:
+                raise HarnessError(f"{flag} {value!r}: expected integers like 2,2,6,2") from None
+    elif kind.startswith("dict"):
+        given = set()
+        for item in value or []:
+            name, sep, text = item.partition("=")
+            name, text = name.strip(), text.strip()
+            if not sep or not name or not text:
+                raise HarnessError(f"{flag} {item!r}: expected NAME=VALUE")
+            if name in given:
+                raise HarnessError(f"{flag} {name!r} is given twice; give each its own name")
+            given.add(name)
+            getattr(cfg, f.name)[name] = str(Path(text).resolve()) if f.metadata["flag"].paths else text
+    elif value is not None:
+        setattr(cfg, f.name, value)
 PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "baseline", "tensor_cache", "weights", "calibration")
 
 

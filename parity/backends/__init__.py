@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifacts import ArtifactCache, PaddleModel
+from ..precision.tolerance import PRECISION_RANK  # also re-exported; its home is precision/tolerance.py
 
 
 @dataclass
@@ -254,9 +255,6 @@ CHAIN = (
     "onnxruntime-cuda", "tensorrt-fp32", "paddle-trt-fp16", "onnxruntime-fp16", "openvino-fp16", "openvino-bf16",
     "onnxruntime-trt-fp16", "tensorrt-fp16", "onnxruntime-int8", "tensorrt-int8",
 )
-
-
-PRECISION_RANK = {"fp32": 3, "bf16": 2, "fp16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)
