@@ -273,7 +273,8 @@ def test_trust_engine_reaches_the_tensorrt_backend(demo_artifacts, tmp_path, mon
     """--trust-engine is a setting of the run that the TensorRT runner reads from the artifacts (it refuses an engine
     without its sidecar otherwise: tests/test_gpu_truth.py)."""
     from parity import run as run_module
-    from parity.cli import _run_config, build_parser
+    from parity.cli import build_parser
+    from parity.config import RunConfig
 
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"not an engine")
@@ -285,8 +286,8 @@ def test_trust_engine_reaches_the_tensorrt_backend(demo_artifacts, tmp_path, mon
 
     monkeypatch.setattr(run_module, "_preprocess_config", stop)
     for flags, trusted in ((["--trust-engine"], True), ([], False)):
-        cfg = _run_config(build_parser().parse_args(["run", "--onnx", str(demo_artifacts.onnx), "--trt-engine", str(engine),
-                                                     "--clips", str(demo_artifacts.val_list), *flags]))
+        cfg = RunConfig.from_args(build_parser().parse_args(["run", "--onnx", str(demo_artifacts.onnx), "--trt-engine", str(engine),
+                                                            "--clips", str(demo_artifacts.val_list), *flags]))
         with pytest.raises(run_module.HarnessError):
             run_module.run(cfg)
         assert seen["trust"] is trusted

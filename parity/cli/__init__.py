@@ -1,0 +1,68 @@
+"""The ``parity`` command line: one module per command family; ``parity run``'s flags come from RunConfig's fields."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import warnings
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off the user's terminal
+warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+from ..errors import INTERRUPTED, HarnessError, one_line  # noqa: E402
+from . import diagnose, info, models, run  # noqa: E402
+from .common import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, say, summary  # noqa: E402, F401  (the exit codes and summary, for callers)
+
+# name -> (add its parser, run it), in the order --help lists them
+COMMANDS = {**models.COMMANDS, **run.COMMANDS, **diagnose.COMMANDS, **info.COMMANDS}
+ORDER = ("demo", "run", "merge", "schema", "compare-releases", "export", "preprocess", "golden", "backends", "build",
+         "lint", "localize", "advise", "tolerances", "convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description="PP-TSM deployment parity harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ORDER:
+        COMMANDS[name][0](sub)
+    return parser
+
+
+def _on_sigint(signum, frame):
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _unraisable(hook):
+    """A Ctrl-C that lands in a callback Python cannot raise from (a weakref's, a finalizer's) would be printed
+    as 'Exception ignored ... Traceback'; the interruption is already flagged and ends the run at the next check."""
+    def quiet(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            INTERRUPTED.set()
+            return
+        hook(unraisable)
+
+    return quiet
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+        sys.unraisablehook = _unraisable(sys.__unraisablehook__)
+    try:
+        return COMMANDS[args.command][1](args)
+    except HarnessError as exc:
+        say(f"parity: error: {exc}")
+        return EXIT_HARNESS
+    except KeyboardInterrupt:
+        say("parity: interrupted")
+        return 130
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
+        if os.environ.get("PARITY_DEBUG"):
+            raise
+        say(f"parity: internal error: {one_line(exc)} (PARITY_DEBUG=1 shows the traceback)")
+        return EXIT_HARNESS
