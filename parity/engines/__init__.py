@@ -12,7 +12,7 @@ from ..errors import HarnessError
 ENGINES = ("local", "ray")
 
 
-def get_engine(name: str, isolate: bool = False, address: str | None = None, timeout: float | None = None):
+def get_engine(name: str, isolate: bool = False, address: str | None = None, timeout: float | None = None, shared_paths: bool = False):
     if name == "local":
         from .local import LocalEngine
 
@@ -20,5 +20,5 @@ def get_engine(name: str, isolate: bool = False, address: str | None = None, tim
     if name == "ray":
         from .ray import RayEngine
 
-        return RayEngine(address=address)
+        return RayEngine(address=address, shared_paths=shared_paths)
     raise HarnessError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
