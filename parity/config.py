@@ -10,6 +10,7 @@ import tomllib
 
 from .errors import HarnessError
 from .precision.tolerance import Tolerance, check_tolerance_value, default_tolerances
+from .preprocess import VARIANTS
 
 # The argument groups of `parity run`, in --help order.
 GROUPS = ("inputs", "backends", "tolerances", "diagnosis", "scale", "GPU", "external programs", "output")
@@ -86,6 +87,9 @@ class RunConfig:
                        help="local (default) or ray: decode tasks and one actor per backend on a Ray cluster")
     # an existing Ray cluster (default: $RAY_ADDRESS, else a local instance)
     ray_address: str | None = _opt(group="scale", help="the Ray cluster to join (default $RAY_ADDRESS, else a local instance)")
+    # send paths, not bytes, to the Ray cluster's tasks and actors (every node sees the same files)
+    ray_shared_paths: bool = _opt(False, group="scale", help="with --engine ray: send file paths, not file bytes, to the cluster "
+                                  "(only where every node sees the same files; default: models and clips go through Ray's object store)")
     # seconds a backend may take per call; then it is killed (runs every backend in its own process)
     backend_timeout: float | None = _opt(group="scale", metavar="SECONDS", help="kill a backend that takes longer than this on one call "
                                          "(start-up included); runs every backend in its own process")
@@ -177,8 +181,6 @@ class RunConfig:
         undefined = sorted(set(self.external_precision) - set(self.external) - set(self.logits_files))
         if undefined:
             raise HarnessError(f"external-precision {undefined[0]!r}: no --external or --logits of that name")
-        from .preprocess import VARIANTS
-
         variants = self.preprocess_variants()
         if not variants or any(v not in VARIANTS for v in variants) or len(set(variants)) != len(variants):
             raise HarnessError(f"preprocess {self.preprocess!r}: give one or more of {', '.join(VARIANTS)}, comma-separated, each once")
@@ -234,7 +236,7 @@ PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engin
 
 def tolerance_scopes() -> list[str]:
     """What a tolerance can be set for: a precision, or a backend (``NAME@bK`` for a batch-check lane)."""
-    from .backends import BACKENDS
+    from .backends import BACKENDS  # the registry sits above this module: read when a scope is checked
 
     return [*default_tolerances(), *BACKENDS]
 
@@ -367,7 +369,7 @@ def config_to_dict(cfg: RunConfig) -> dict:
 
 # Settings that cannot change a verdict: where things are written, how the work is spread, diagnostics
 # that run after the verdict. Every other setting is part of the judging configuration.
-NOT_JUDGING = ("report", "labels", "workers", "tensor_cache", "engine", "ray_address", "localize", "advise", "baseline")
+NOT_JUDGING = ("report", "labels", "workers", "tensor_cache", "engine", "ray_address", "ray_shared_paths", "localize", "advise", "baseline")
 
 
 def judging_settings(cfg: RunConfig) -> dict:
