@@ -1,18 +1,43 @@
-"""Comparison of each backend's logits with the reference's, and the verdict.
+"""Comparison of each backend's logits with the reference's: the metrics and the one per-clip rule.
 
 The atol/rtol rule is Polygraphy's (``CompareFunc.simple``, elementwise): Polygraphy judges the
 whole set, and the same rule, vectorized, gives each clip its numbers. Cosine, top-1/top-5 and
-accuracy are added per clip and per set.
+accuracy are added per clip and per set. The verdict is ``parity.verdict.judge``'s.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 
 from .config import Tolerance
 
 OUTPUT = "logits"
+
+
+class Reason(str, Enum):
+    """Why the gate fails, as a code beside each failure's words: what the plugin, the summary and the conclusion choose by."""
+
+    # a comparison's reasons (``Comparison.reason_codes``)
+    CLIP_ERRORS = "clip_errors"  # the backend failed on some clips
+    NONFINITE = "nonfinite"  # the backend's outputs contain NaN or Inf
+    REFERENCE_NONFINITE = "reference_nonfinite"  # the reference's outputs contain NaN or Inf
+    OUTSIDE_TOLERANCE = "outside_tolerance"  # clips outside atol/rtol or under min_cosine
+    TOP1_AGREEMENT = "top1_agreement"  # top-1 agreement under min_top1_agreement
+    CONFIDENT_FLIP = "confident_flip"  # a clip flipped whose reference margin was over confident_margin
+    ACCURACY_DROP = "accuracy_drop"  # accuracy dropped more than max_accuracy_drop
+    # the run's
+    REFERENCE_FAILED = "reference_failed"  # the reference did not run (exit 2)
+    NOTHING_COMPARED = "nothing_compared"  # no backend besides the reference ran
+    BACKEND_ERROR = "backend_error"  # a backend crashed
+    REQUIRED_UNAVAILABLE = "required_unavailable"  # a required backend did not run (exit 2)
+    CLIP_CHANGED = "clip_changed"  # clips changed since the golden outputs were saved (exit 2)
+    LINT = "lint"  # lint findings, with --lint error
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -59,6 +84,7 @@ class Comparison:
     mcnemar_p: float | None
     failed_clips: list[str]
     reasons: list[str]
+    reason_codes: list[Reason]  # one per reason, in its order
     clips: list[ClipComparison]
 
     def to_dict(self) -> dict:
@@ -85,7 +111,14 @@ def _nonfinite_kind(row: np.ndarray) -> str:
     return " and ".join(k for k, bad in (("NaN", np.isnan(row).any()), ("Inf", np.isinf(row).any())) if bad)
 
 
-def _per_clip(reference: np.ndarray, backend: np.ndarray, tol: Tolerance):
+class RowErrors(NamedTuple):
+    max_abs: np.ndarray
+    mean_abs: np.ndarray
+    max_rel: np.ndarray
+    within: np.ndarray  # every element within atol or rtol
+
+
+def elementwise(reference: np.ndarray, backend: np.ndarray, tol: Tolerance) -> RowErrors:
     """Per row: max/mean absolute error, max relative error, and Polygraphy's elementwise verdict.
 
     The same rule as Polygraphy's ``CompareFunc.simple(check_error_stat="elemwise")``, vectorized
@@ -100,7 +133,7 @@ def _per_clip(reference: np.ndarray, backend: np.ndarray, tol: Tolerance):
     with np.errstate(invalid="ignore"):
         reldiff = absdiff / denominator
     mismatch = ((absdiff > tol.atol) | np.isnan(absdiff)) & ((reldiff > tol.rtol) | np.isnan(reldiff))
-    return absdiff.max(1), absdiff.mean(1), reldiff.max(1), ~mismatch.any(1)
+    return RowErrors(absdiff.max(1), absdiff.mean(1), reldiff.max(1), ~mismatch.any(1))
 
 
 def compare_logits(
@@ -122,7 +155,7 @@ def compare_logits(
     clip_errors = clip_errors or {}
     ref_finite, out_finite = np.isfinite(ref_logits).all(1), np.isfinite(logits).all(1)
     finite = ref_finite & out_finite  # NaN/Inf rows are failures of their own, never numbers or classes
-    max_abs, mean_abs, max_rel, within = _per_clip(ref_logits, logits, tol)
+    max_abs, mean_abs, max_rel, within = elementwise(ref_logits, logits, tol)
     if finite.any():
         whole_set = _polygraphy_set(ref_logits[finite], logits[finite], tol)
         if bool(whole_set) != bool(within[finite].all()):  # the vectorized rule must be Polygraphy's rule
@@ -177,28 +210,34 @@ def compare_logits(
         ref_accuracy = float(np.mean(np.argmax(ref_logits[labelled], 1) == y))
         delta = accuracy - ref_accuracy
 
-    reasons = []
+    reasons, codes = [], []
     errored = np.array([p in clip_errors for p in paths], dtype=bool)
     if errored.any():
         first = clip_errors[paths[int(np.argmax(errored))]]
         reasons.append(f"the backend failed on {int(errored.sum())} clip{'s' if errored.sum() > 1 else ''} (first: {first})")
+        codes.append(Reason.CLIP_ERRORS)
     for who, rows in ((None, logits), ("reference", ref_logits)):
         for kind, bad in (("NaN", np.isnan(rows).any(1) & (~errored if who is None else True)), ("Inf", np.isinf(rows).any(1))):
             if bad.any():
                 reasons.append(f"{who + ' ' if who else ''}outputs contain {kind} in {int(bad.sum())} clip{'s' if bad.sum() > 1 else ''}")
+                codes.append(Reason.REFERENCE_NONFINITE if who else Reason.NONFINITE)
     failed = [c.path for c in clips if not c.passed]
     numeric = sum(1 for c, f in zip(clips, finite) if f and not c.passed)
     if numeric:
         reasons.append(f"{numeric} of {len(clips)} clips outside tolerance")
+        codes.append(Reason.OUTSIDE_TOLERANCE)
     if agreement < tol.min_top1_agreement:
         reasons.append(f"top-1 agreement {agreement:.3f} < {tol.min_top1_agreement}")
+        codes.append(Reason.TOP1_AGREEMENT)
         failed += [c.path for c in clips if not c.top1_agrees and c.path not in failed]
     confident = [c for c, f in zip(clips, finite) if f and not c.top1_agrees and c.margin is not None and c.margin > tol.confident_margin]
     if confident:
         reasons.append(f"{len(confident)} confident clip(s) flipped (reference margin over {tol.confident_margin:g})")
+        codes.append(Reason.CONFIDENT_FLIP)
         failed += [c.path for c in confident if c.path not in failed]
     if delta is not None and -delta > tol.max_accuracy_drop + 1e-12:
         reasons.append(f"accuracy {accuracy:.3f} vs reference {ref_accuracy:.3f}: drop {-delta:.3f} > {tol.max_accuracy_drop}")
+        codes.append(Reason.ACCURACY_DROP)
     # Polygraphy's rule: an element passes when |d| <= atol or |d| <= rtol*|backend value|.
     need = np.where(abs_err <= tol.rtol * np.abs(logits[finite]), 0.0, abs_err)
     nan = float("nan")
@@ -224,6 +263,7 @@ def compare_logits(
         mcnemar_p=mcnemar_p(ref_logits[labelled], logits[labelled], [labels[i] for i in labelled]) if labelled else None,
         failed_clips=failed,
         reasons=reasons,
+        reason_codes=codes,
         clips=clips,
     )
 
@@ -251,133 +291,36 @@ def mcnemar_p(ref_logits: np.ndarray, logits: np.ndarray, labels: list[int]) -> 
     return min(1.0, 2 * tail)
 
 
-def clip_breaks(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> bool:
-    """Whether one clip would fail or flip (the rule of ``compare_logits``, on one row, in numpy).
+def clip_verdict(ref_row: np.ndarray, row: np.ndarray, tol: Tolerance) -> float | None:
+    """The per-clip rule on one row: None when the clip holds, else how far out it is (its largest error over
+    atol; inf for NaN/Inf). A clip breaks when it would fail or flip in ``compare_logits``.
 
-    Used while clips stream by, to keep thumbnails of the clips the report will show; the
-    comparison itself is ``compare_logits``.
+    Used while clips stream by, to keep thumbnails and the repro bundle's worst clips; the comparison
+    itself is ``compare_logits``.
     """
     if not (np.isfinite(row).all() and np.isfinite(ref_row).all()):
-        return True
-    if not _per_clip(ref_row[None], row[None], tol)[3][0]:
-        return True
+        return float("inf")
+    errors = elementwise(ref_row[None], row[None], tol)
     cosine = float(np.dot(ref_row, row) / max(np.linalg.norm(ref_row) * np.linalg.norm(row), 1e-30))
-    return cosine < tol.min_cosine or int(np.argmax(ref_row)) != int(np.argmax(row))
+    if errors.within[0] and cosine >= tol.min_cosine and int(np.argmax(ref_row)) == int(np.argmax(row)):
+        return None
+    return _over(float(errors.max_abs[0]), tol.atol)
 
 
-@dataclass(frozen=True)
-class Failure:
-    """One reason the gate fails, in the words every entry point shows (terminal, report, pytest, merge).
-
-    ``backend`` names the lane it belongs to (None: the run as a whole); ``exit_code`` is 1 for a
-    comparison that failed, 2 for what stopped the harness from judging (the reference did not run,
-    a required backend is missing, golden clips changed).
-    """
-
-    text: str
-    backend: str | None = None
-    exit_code: int = 1
-    kind: str = "run"  # "comparison" (one of a comparison's reasons), "backend" (it crashed or is required) or "run"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def _over(max_abs: float, atol: float) -> float:
+    return max_abs / max(atol, 1e-12) if np.isfinite(max_abs) else float("inf")
 
 
-@dataclass
-class Judgement:
-    """Comparisons and the verdict, with what the user must be told (notes) and every reason it fails (failures)."""
+def badness(breaks: bool, over: float, index: int) -> tuple:
+    """The one ranking of clips, larger is worse: breaking clips first, then by error over atol, then the earlier clip.
 
-    verdict: str  # "pass" | "fail"
-    comparisons: list[Comparison]
-    notes: list[str]
-    failures: list[Failure]
-    # The reference on other preprocessing paths: [{variant, reference, max_abs, mean_abs, top1_flips, clips}]
-    preprocessing_attribution: list[dict] = field(default_factory=list)
-    hops: list[dict] = field(default_factory=list)
-    first_failing_hop: dict | None = None
-    hop_matrix: dict = field(default_factory=dict)
-
-    @property
-    def problems(self) -> list[str]:
-        """What stopped the harness from judging (exit 2)."""
-        return [f.text for f in self.failures if f.exit_code == 2]
+    What the repro bundle keeps, ``--localize``/``--advise`` and ``parity localize`` all pick by it."""
+    return (breaks, over, -index)
 
 
-# A gate whose tolerances pass this perturbation of the reference cannot catch a defect of that size:
-# every logit scaled by 1.05 (a conv weight x1.05 moves PP-TSM's logits about this much).
-LOOSE_PROBE_SCALE = 1.05
-
-
-def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0,
-          lint: list[dict] | None = None) -> Judgement:
-    """Compare every lane with what it is compared against, then decide: the only place a verdict is decided.
-
-    The verdict passes only when every lane that ran matched, none crashed, the lint found nothing
-    (with ``--lint error``), and nothing stopped the harness (the reference failed, a required backend
-    did not run, golden clips changed). An unavailable backend is reported, never counted as passed.
-    ``parity run``, ``parity merge`` and the pytest plugin all show these failures; none re-derives them.
-    """
-    by_name = {r.name: r for r in records}
-    comparisons, notes, failures = [], list(selection.notes), []
-    reference = by_name[selection.reference]
-    if reference.status != "ok":
-        failures.append(Failure(f"reference {selection.reference} did not run ({reference.reason}); nothing was compared", None, 2))
-    else:
-        for lane in selection.compared:
-            if by_name[lane.name].status == "ok" and by_name[lane.against].status == "ok":
-                tol = cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
-                comparisons.append(compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against],
-                                                  logits[lane.name], tol, by_name[lane.name].clip_errors))
-                notes += _loose_warnings(lane.name, logits[lane.against], tol)
-        if not comparisons:
-            failures.append(Failure("no backend besides the reference ran; nothing was compared"))
-    for c in comparisons:
-        failures += [Failure(f"{c.backend} vs {c.reference}: {reason}", c.backend, 1, "comparison") for reason in c.reasons]
-    for r in records:
-        notes += r.notes
-        if r.status == "error" and not r.name.endswith("]"):  # attribution lanes never fail the gate
-            failures.append(Failure(f"{r.name} failed: {r.reason}", r.name, 1, "backend"))
-        elif r.status == "error":
-            notes.append(f"{r.name} failed: {r.reason}")
-        elif r.status == "unavailable" and r.name in cfg.require:
-            failures.append(Failure(f"required backend {r.name} did not run ({r.reason})", r.name, 2, "backend"))
-        elif r.status == "unavailable":
-            notes.append(f"{r.name} not compared: {r.reason}")
-    attribution = []
-    for lane in selection.attributions:
-        if by_name[lane.name].status == "ok" and lane.against in logits and lane.name in logits:
-            with np.errstate(invalid="ignore", over="ignore"):
-                diff = np.abs(logits[lane.name] - logits[lane.against])
-            flips = int(np.sum(np.argmax(logits[lane.name], 1) != np.argmax(logits[lane.against], 1)))
-            attribution.append({"variant": lane.variant, "reference": lane.against, "max_abs": _finite_max(diff),
-                                "mean_abs": float(diff.mean()) if diff.size else 0.0, "top1_flips": flips, "clips": len(paths)})
-    if changed:
-        failures.append(Failure(f"{changed} clip(s) changed since the golden outputs were saved; they were not compared", None, 2))
-    if lint:
-        if cfg.lint == "error":
-            rules = ", ".join(sorted({f.get("rule", "?") for f in lint}))
-            failures.append(Failure(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program ({rules}); "
-                                    "--lint warn to only report them"))
-        else:
-            notes.append(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program (reported only: --lint {cfg.lint})")
-    from .diagnose.hops import hop_matrix  # until the judge leaves this module
-
-    hops, first_failing_hop, matrix = hop_matrix(records, logits, paths, labels, cfg)
-    return Judgement("fail" if failures else "pass", comparisons, notes, failures, attribution, hops, first_failing_hop, matrix)
-
-
-def _finite_max(diff: np.ndarray) -> float:
-    finite = diff[np.isfinite(diff)]
-    return float(finite.max()) if finite.size else 0.0
-
-
-def _loose_warnings(lane: str, ref_logits: np.ndarray, tol: Tolerance) -> list[str]:
-    """A warning when ``tol`` would pass the reference scaled by LOOSE_PROBE_SCALE: that lane's logits are not gated."""
-    rows = ref_logits[np.isfinite(ref_logits).all(1)]
-    if not len(rows) or not np.abs(rows).max() > 0:
-        return []
-    if not _per_clip(rows, rows * LOOSE_PROBE_SCALE, tol)[3].all():
-        return []
-    return [f"warning: the tolerances of {lane} (atol {tol.atol:g}, rtol {tol.rtol:g}) pass the reference's own logits scaled "
-            f"x{LOOSE_PROBE_SCALE}: its logits are not gated, only its classes"]
-
+def worst_clips(comparison: Comparison, k: int | None = None) -> list[ClipComparison]:
+    """The ``k`` worst clips of ``comparison`` (all when None), worst first, by ``badness``."""
+    atol = comparison.tolerance["atol"]
+    ranked = sorted(range(len(comparison.clips)), reverse=True,
+                    key=lambda i: badness(bool(comparison.clips[i].problems), _over(comparison.clips[i].max_abs, atol), i))
+    return [comparison.clips[i] for i in ranked[:k]]

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .compare import Reason, elementwise
+from .config import Tolerance
+
 # Versions that decide the numbers of a PP-TSM deployment, shown in the identity line when present.
 _VERSIONS = (("paddlepaddle", "paddle"), ("paddlepaddle-gpu", "paddle-gpu"), ("paddle2onnx", "paddle2onnx"),
              ("onnxruntime", "onnxruntime"), ("onnxruntime-gpu", "onnxruntime-gpu"), ("tensorrt", "tensorrt"), ("openvino", "openvino"))
@@ -44,9 +47,6 @@ def _diagnosis(result, backend: str) -> str | None:
 def _preprocessing(result, comparison) -> str | None:
     """A backend that fails against the reference but passes, by the comparison's own per-clip rule and tolerance,
     against the reference on another preprocessing path over the same frames: the drift is preprocessing."""
-    from .compare import _per_clip
-    from .config import Tolerance
-
     logits = result.logits or {}
     if comparison.backend not in logits:
         return None
@@ -55,7 +55,7 @@ def _preprocessing(result, comparison) -> str | None:
         lane = f"{a['reference']}[{a['variant']}]"
         if lane not in logits or len(logits[lane]) != len(logits[comparison.backend]):
             continue
-        max_abs, _, _, within = _per_clip(logits[lane], logits[comparison.backend], tol)
+        max_abs, _, _, within = elementwise(logits[lane], logits[comparison.backend], tol)
         if within.all():
             return (f"explained by preprocessing: {comparison.backend} agrees with {lane} to {float(max_abs.max()):.2g} "
                     f"(within atol {tol.atol:g}/rtol {tol.rtol:g}); the {a['variant']} path alone moves {a['reference']} by {a['max_abs']:.3g}")
@@ -69,7 +69,7 @@ def lines(result) -> list[str]:
     out = [f"gated: {identity(result)}", f"verdict: {result.verdict.upper()} (reference {result.reference}{extra})"]
     if result.verdict == "pass" and not result.problems:
         return out
-    lint = [f for f in result.failures if f.kind == "run" and f.text.startswith("lint:")]
+    lint = [f for f in result.failures if f.code == Reason.LINT]
     for finding in (result.lint or [])[:3] if lint else []:
         node = f" at {finding.get('onnx_node')}" if finding.get("onnx_node") else ""
         paddle = f" (Paddle {finding['paddle_op']})" if finding.get("paddle_op") else ""

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from .backends import select
-from .compare import judge
 from .config import config_from_dict
 from .errors import HarnessError
 from .results import BackendRecord, ClipRecord, RunResult, verify_report_files
 from .run import MAX_THUMBNAIL_CLIPS, derive
+from .verdict import judge
 
 # Content hashes every shard must share with the others (see run._artifact_record).
 _SAME_CONTENT = ("paddle_model_sha256", "paddle_params_sha256", "onnx_sha256", "trt_engine_sha256", "golden_npz_sha256",

@@ -3,7 +3,7 @@
 ``pytest --parity-config parity.toml`` turns a parity run into test items: one per
 (backend, clip), one per backend for the whole set (``NAME[set]``: agreement, accuracy, confident
 flips, NaN/Inf, errors) and one for the run's verdict (``verdict``). The items only show what
-``compare.judge`` decided, in its words; none re-derives a rule, so the session fails exactly when
+``verdict.judge`` decided, in its words; none re-derives a rule, so the session fails exactly when
 ``parity run`` would (``verdict`` fails with every reason; each backend's items with its own).
 The run itself happens once, at the first item (a run that raised is remembered, and every item
 reports that error); the HTML report is written when the session finishes. Works with

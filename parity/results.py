@@ -5,7 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .compare import Comparison, Failure
+from .compare import Comparison
+from .verdict import Failure
 
 SCHEMA_VERSION = 3
 
@@ -98,7 +99,7 @@ class RunResult:
     # Why the harness could not do what was asked (reference failed, a required backend
     # did not run): the run exits 2.
     problems: list[str] = field(default_factory=list)
-    # Every reason the verdict fails, from ``compare.judge`` (the one judge): what the terminal, the
+    # Every reason the verdict fails, from ``verdict.judge`` (the one judge): what the terminal, the
     # report, ``parity merge`` and the pytest items show.
     failures: list[Failure] = field(default_factory=list)
     training: dict | None = None

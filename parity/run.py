@@ -10,7 +10,7 @@ import numpy as np
 from .artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
 from .backends import BACKENDS, ModelArtifacts, select
 from .clips import load_clips, load_label_names
-from .compare import clip_breaks, judge
+from .compare import badness, clip_verdict, worst_clips
 from .config import RunConfig, config_to_dict, judging_settings
 from .engines import get_engine
 from .env import environment
@@ -21,6 +21,7 @@ from .preprocess import PreprocessConfig
 from .progress import progress
 from .results import BackendRecord, ClipRecord, RunResult
 from .stream import DecodeStats, ThreadBudget
+from .verdict import judge
 
 
 def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
@@ -173,7 +174,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         preprocessing_attribution=verdict.preprocessing_attribution,
         int8=int8,
         advice=advice,
-        repro_inputs=[(path, label, tensor) for _, _, path, label, tensor in sorted(collector.worst, key=lambda e: -e[0])],
+        repro_inputs=[(path, label, tensor) for _, path, label, tensor in collector.repro()],
     ), cfg)
 
 
@@ -233,7 +234,7 @@ def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, compar
             out.append({"backend": comp.backend, "against": comp.reference, "note": "localization needs an ONNX Runtime backend "
                         "compared with the Paddle program (paddle or paddle-native)", "first_divergence": None, "curve": []})
             continue
-        worst = max(comp.clips, key=lambda c: (not c.passed, c.max_abs if c.max_abs == c.max_abs else float("inf")))
+        (worst,) = worst_clips(comp, 1)
         clip = next(c for c in collector.clip_records if c.path == worst.path)
         x = load_clip_tensor(Path(clip.path), pre)
         onnx_model = art.onnx
@@ -250,7 +251,7 @@ def _advise(cfg: RunConfig, art: ModelArtifacts, comparisons, collector) -> list
     from .precision.advise import advise
     from .precision.int8 import calibration_tensors
 
-    tensors = [tensor for *_, tensor in sorted(collector.worst, key=lambda e: -e[0])]
+    tensors = [tensor for *_, tensor in collector.repro()]
     out = []
     for comp in comparisons:
         if comp.passed or comp.backend not in ADVISABLE or not tensors:
@@ -295,7 +296,7 @@ class Collector:
         self.frames: dict[str, np.ndarray] = {}
         self.changed = 0
         self._pending: dict[int, ClipRecord] = {}  # admitted clips not yet delivered
-        self.worst: list[tuple] = []  # a min-heap of (how far out of tolerance, index, path, label, tensor), at most REPRO_CLIPS
+        self.worst: list[tuple] = []  # a min-heap of (compare.badness, path, label, tensor), at most REPRO_CLIPS
 
     def admit(self, item: ClipInput) -> bool:
         """Record a decoded clip; True when the backends should run it."""
@@ -330,11 +331,15 @@ class Collector:
             return
         if len(self.frames) < MAX_THUMBNAIL_CLIPS:
             self.frames[str(item.clip.path)] = thumbnail_frames(item.tensor)
-        entry = (score, item.index, str(item.clip.path), item.clip.label, item.tensor)
+        entry = (badness(True, score, item.index), str(item.clip.path), item.clip.label, item.tensor)
         if len(self.worst) < REPRO_CLIPS:
             heapq.heappush(self.worst, entry)
-        elif score > self.worst[0][0]:
+        elif entry[0] > self.worst[0][0]:
             heapq.heapreplace(self.worst, entry)
+
+    def repro(self) -> list[tuple]:
+        """The worst clips kept, worst first: ``(badness, path, label, tensor)``."""
+        return sorted(self.worst, key=lambda e: e[0], reverse=True)
 
     def _flagged(self, rows: dict[str, np.ndarray]) -> float | None:
         """None when the clip passes everywhere; else how far out it is (largest error over atol)."""
@@ -342,10 +347,9 @@ class Collector:
         for lane in self.selection.compared:
             if lane.name in rows and lane.against in rows:
                 tol = self.cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
-                if clip_breaks(rows[lane.against], rows[lane.name], tol):
-                    diff = np.abs(rows[lane.name] - rows[lane.against])
-                    err = float(np.max(diff)) / max(tol.atol, 1e-12) if np.isfinite(diff).all() else float("inf")
-                    worst = max(worst or 0.0, err if np.isfinite(err) else float("inf"))
+                over = clip_verdict(rows[lane.against], rows[lane.name], tol)
+                if over is not None:
+                    worst = max(worst or 0.0, over)
         return worst
 
     def logits(self, records: list[BackendRecord]) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ and their paths listed in ``nonfinite_values``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 
@@ -32,6 +33,8 @@ def _type(hint) -> dict:
         return {"anyOf": [schema, {"type": "null"}]} if type(None) in args else schema
     if dataclasses.is_dataclass(hint):
         return dataclass_schema(hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"type": "string", "enum": [m.value for m in hint]}
     if hint is bool:
         return {"type": "boolean"}
     if hint is int:

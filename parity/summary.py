@@ -19,6 +19,8 @@ import os
 import re
 from pathlib import Path
 
+from .compare import Reason
+
 MAX_CLIPS = 20
 WORST_CLIPS = 10
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
@@ -45,22 +47,24 @@ def _finite(value) -> bool:
 
 
 def failed_metrics(comparison) -> list[dict]:
-    """Each metric of ``comparison`` that is outside its tolerance: ``{metric, value, tolerance}`` (the words
-    the summary and the report show). A comparison that failed on something else (NaN outputs, a backend
-    that crashed on clips) has its reasons as metrics without a number."""
+    """Each metric of ``comparison`` that the judge failed it on (by its reason codes): ``{metric, value, tolerance}``
+    (the words the summary and the report show). A comparison that failed on something else (NaN outputs, a
+    backend that crashed on clips) has its reasons as metrics without a number."""
     tol, c, out = comparison.tolerance, comparison, []
+    codes = set(c.reason_codes)
     atol, rtol = tol.get("atol"), tol.get("rtol")
-    if _finite(c.min_passing_atol) and _finite(atol) and c.min_passing_atol > atol:
-        out.append({"metric": f"atol needed (with rtol {rtol:g})", "value": c.min_passing_atol, "tolerance": f"atol {atol:g}"})
-    if _finite(c.cosine_min) and _finite(tol.get("min_cosine")) and c.cosine_min < tol["min_cosine"]:
-        out.append({"metric": "cosine min", "value": c.cosine_min, "tolerance": f">= {tol['min_cosine']:g}"})
-    if _finite(tol.get("min_top1_agreement")) and c.top1_agreement < tol["min_top1_agreement"]:
+    if Reason.OUTSIDE_TOLERANCE in codes:
+        if _finite(c.min_passing_atol) and _finite(atol) and c.min_passing_atol > atol:
+            out.append({"metric": f"atol needed (with rtol {rtol:g})", "value": c.min_passing_atol, "tolerance": f"atol {atol:g}"})
+        if _finite(c.cosine_min) and _finite(tol.get("min_cosine")) and c.cosine_min < tol["min_cosine"]:
+            out.append({"metric": "cosine min", "value": c.cosine_min, "tolerance": f">= {tol['min_cosine']:g}"})
+    if Reason.TOP1_AGREEMENT in codes:
         out.append({"metric": "top-1 agreement", "value": c.top1_agreement, "tolerance": f">= {tol['min_top1_agreement']:g}"})
-    confident = [cc for cc in c.clips if not cc.top1_agrees and _finite(cc.margin) and cc.margin > tol.get("confident_margin", 2.0)]
-    if confident:
+    if Reason.CONFIDENT_FLIP in codes:
+        confident = [cc for cc in c.clips if not cc.top1_agrees and _finite(cc.margin) and cc.margin > tol.get("confident_margin", 2.0)]
         out.append({"metric": "confident flips", "value": len(confident),
                     "tolerance": f"0 flips with reference margin over {tol.get('confident_margin', 2.0):g}"})
-    if c.accuracy_delta is not None and _finite(tol.get("max_accuracy_drop")) and -c.accuracy_delta > tol["max_accuracy_drop"] + 1e-12:
+    if Reason.ACCURACY_DROP in codes:
         out.append({"metric": "accuracy drop", "value": -c.accuracy_delta, "tolerance": f"<= {tol['max_accuracy_drop']:g}"})
     if not c.passed and not out:  # NaN/Inf outputs, clips a program failed on: its reasons say it
         out += [{"metric": reason, "value": None, "tolerance": ""} for reason in c.reasons]

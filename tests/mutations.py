@@ -48,7 +48,7 @@ MUTATIONS = [
       (("parity/golden.py", "import numpy as np\n", "import numpy as np\nimport paddle  # noqa: F401\n"),)),
     M("comparisons-by-hash", "tests/test_cli.py::test_two_cli_runs_under_other_hash_seeds_write_the_same_results",
       "comparisons ordered by hash(name)",
-      (("parity/compare.py", "        for lane in selection.compared:\n",
+      (("parity/verdict.py", "        for lane in selection.compared:\n",
         "        for lane in sorted(selection.compared, key=lambda lane: hash(lane.name)):\n"),)),
     M("oom-handler-deleted", "tests/test_faults.py::test_a_backend_out_of_memory_is_its_error",
       "the isolated worker's MemoryError handler deleted",

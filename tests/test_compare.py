@@ -124,3 +124,50 @@ def test_mcnemar_exact_p_value_by_hand():
     ref[1] = [0.0, 1.0]
     out[1] = [1.0, 0.0]  # c = 1: 2 * P(X <= 1 | n=2) = 2 * 3/4 -> 1
     assert mcnemar_p(ref, out, labels) == 1.0
+
+
+def test_one_ranking_of_the_worst_clips_for_repro_and_localize():
+    """The repro bundle's heap (rows as they stream) and --localize (a comparison) rank clips by one rule."""
+    from types import SimpleNamespace
+
+    from parity.compare import clip_verdict, worst_clips
+    from parity.run import REPRO_CLIPS, Collector
+
+    ref, labels = _logits(n=8)
+    ref[5] = ref[2]  # clips 2 and 5 tie: the earlier is worse
+    out = ref.copy()
+    out[1, 0] += 0.01  # a little outside
+    out[2, 0] += 0.5
+    out[5, 0] += 0.5
+    out[3, 1] = np.nan  # the worst
+    top = int(np.argmax(ref[4]))
+    ref[4, (top + 1) % 4] = ref[4, top] - 1e-4  # a near tie that flips within tolerance: breaks, but ranks last
+    out[4] = ref[4]
+    out[4, (top + 1) % 4] = ref[4, top] + 1e-4
+    comparison = _compare(ref, out, labels)
+    assert clip_verdict(ref[0], out[0], FP32) is None and clip_verdict(ref[4], out[4], FP32) is not None
+
+    lane = SimpleNamespace(name="b", against="ref", backend=SimpleNamespace(name="b", precision="fp32"))
+    cfg = SimpleNamespace(tolerance_for=lambda *_: FP32)
+    collector = Collector(SimpleNamespace(compared=[lane]), cfg, None)
+    for i, path in enumerate(c.path for c in comparison.clips):
+        item = SimpleNamespace(clip=SimpleNamespace(path=path, label=labels[i]), sha256="", index=i, ok=True, error=None,
+                               tensor=np.zeros((1, 2, 3, 4, 4), np.float32))
+        collector.admit(item)
+        collector.on_clip(item, {"ref": ref[i], "b": out[i]})
+    repro = [path for _, path, *_ in collector.repro()]
+    ranked = [c.path for c in worst_clips(comparison)]
+    assert repro == ranked[:REPRO_CLIPS] == ["clip3.mp4", "clip2.mp4", "clip5.mp4", "clip1.mp4"]
+    assert ranked[4] == "clip4.mp4" and worst_clips(comparison, 1)[0].path == repro[0]  # what --localize picks
+
+
+def test_every_reason_has_its_code():
+    from parity.compare import Reason
+
+    ref, labels = _logits()
+    out = ref.copy()
+    out[0] = np.roll(ref[0], 1) * 1.5  # a confident flip, far outside tolerance
+    out[1, 0] = np.inf
+    c = _compare(ref, out, labels, Tolerance(**{**FP32.to_dict(), "min_top1_agreement": 0.99}))
+    assert len(c.reason_codes) == len(c.reasons) and c.reason_codes == [
+        Reason.NONFINITE, Reason.OUTSIDE_TOLERANCE, Reason.TOP1_AGREEMENT, Reason.CONFIDENT_FLIP, Reason.ACCURACY_DROP]
