@@ -49,6 +49,7 @@ def build(out: Path):
     import paddle
 
     from parity.artifacts import ArtifactCache, convert_to_onnx, export_inference_model
+    from parity.diagnose.lint import review
     from parity.models import ModelSpec, build_model
 
     cache = ArtifactCache(out / "cache")
@@ -57,7 +58,7 @@ def build(out: Path):
     model = export_inference_model(build_model(spec), spec.num_seg, spec.size, out / "model" / "ppTSMv2")
     onnx = out / "model" / "ppTSMv2.onnx"
     if not onnx.is_file():
-        convert_to_onnx(model, onnx)
+        convert_to_onnx(model, onnx, review=review)
     return cache, model, onnx
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from . import synth
 from .artifacts import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model, sha256_file
 from .clips import load_clips
+from .diagnose.lint import review
 from .inputs import prepare_inputs
 from .models import ModelSpec, build_model
 from .preprocess import PreprocessConfig
@@ -24,7 +25,7 @@ from .train import TrainConfig, predict, top1, train
 CLIPS_CODE = ("parity.synth",)
 TRAIN_CODE = ("parity.synth", "parity.models", "parity.train", "parity.preprocess", "parity.inputs", "parity.demo")
 EXPORT_CODE = ("parity.models", "parity.artifacts.paddle_model")
-ONNX_CODE = ("parity.artifacts.convert", "parity.diagnose")
+ONNX_CODE = ("parity.artifacts.convert", "parity.artifacts.onnx_graph", "parity.artifacts.ort", "parity.diagnose")
 
 DEMO_MODEL = ModelSpec(
     arch="pptsm_v2",
@@ -130,7 +131,8 @@ def build_onnx(cache: ArtifactCache, paddle_model: PaddleModel, opset: int = 11)
         "opset": opset,
         "paddle2onnx": paddle2onnx.__version__,
     }
-    folder = cache.get_or_build("onnx", key, lambda d: convert_to_onnx(paddle_model, d / "pptsm_v2.onnx", opset=opset), code=ONNX_CODE)
+    folder = cache.get_or_build("onnx", key, lambda d: convert_to_onnx(paddle_model, d / "pptsm_v2.onnx", opset=opset, review=review),
+                              code=ONNX_CODE)
     return folder / "pptsm_v2.onnx"
 
 

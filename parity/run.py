@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
+from .artifacts.model_files import check_batch, model_classes, model_input
 from .backends import BACKENDS, ModelArtifacts, select
 from .clips import load_clips, load_label_names
 from .compare import badness, clip_verdict, worst_clips
 from .config import RunConfig, config_to_dict, judging_settings
 from .engines import get_engine
 from .env import environment
-from .errors import HarnessError, check_interrupted, one_line
+from .errors import HarnessError, check_interrupted
 from .golden import GOLDEN_JSON, ClipChanged, Golden, NotInGolden
 from .inputs import ClipInput, TensorCache
 from .preprocess import PreprocessConfig
@@ -22,61 +23,6 @@ from .progress import progress
 from .results import BackendRecord, ClipRecord, RunResult
 from .stream import DecodeStats, ThreadBudget
 from .verdict import judge
-
-
-def _onnx_inputs(path: Path) -> list[tuple[str, list]]:
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others on a bad file
-        raise HarnessError(f"{path}: not a readable ONNX model: {one_line(exc)}") from None
-    inits = {i.name for i in model.graph.initializer}
-    return [
-        (i.name, [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim])
-        for i in model.graph.input
-        if i.name not in inits
-    ]
-
-
-def _model_inputs(art: ModelArtifacts) -> list[tuple[Path, list]]:
-    found = []
-    if art.paddle_model is not None:
-        found.append((art.paddle_model.model_file, art.paddle_model.inputs()))
-    if art.onnx is not None:
-        found.append((art.onnx, _onnx_inputs(art.onnx)))
-    return found
-
-
-def check_batch(art: ModelArtifacts, batch: int) -> None:
-    """Batches of more than one clip need the models' batch dimension to be dynamic."""
-    if batch <= 1:
-        return
-    for path, inputs in _model_inputs(art):
-        dims = inputs[0][1]
-        if dims and dims[0] > 0 and dims[0] != batch:
-            raise HarnessError(f"{path}: the model's batch dimension is fixed at {dims[0]}, so it cannot run batches of {batch} "
-                               "(export with a None batch, as PaddleVideo's export does)")
-
-
-def model_input(art: ModelArtifacts) -> tuple[str, int | None, int | None]:
-    """The models' input name, segment count and crop size, read from the model files.
-
-    Both the Paddle model and the ONNX model are read when given; they must agree.
-    """
-    specs = []
-    for path, inputs in _model_inputs(art):
-        if len(inputs) != 1:
-            raise HarnessError(f"{path}: expected one input, found {len(inputs)}: {', '.join(n for n, _ in inputs)}")
-        name, dims = inputs[0]
-        if len(dims) != 5 or dims[2] != 3:
-            raise HarnessError(f"{path}: input {name} has shape {dims}, expected [N, T, 3, H, W]")
-        specs.append((path, name, dims[1] if dims[1] > 0 else None, dims[3] if dims[3] > 0 else None))
-    if len(specs) == 2 and specs[0][1:] != specs[1][1:]:
-        (p0, *a), (p1, *b) = specs
-        raise HarnessError(f"{p1}: input (name, T, size) {tuple(b)} differs from {p0.name}'s {tuple(a)}")
-    return specs[0][1:]
-
 
 MAX_THUMBNAIL_CLIPS = 24
 REPRO_CLIPS = 4  # the worst failing clips whose input tensors go into the repro bundle
@@ -489,22 +435,6 @@ def _dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
         raise HarnessError("--weights: the exported model does not say its segments and size; give --paddle-model or --onnx")
     spec.update(num_seg=art.num_seg, size=art.size, num_classes=model_classes(art))
     return weights, spec
-
-
-def model_classes(art: ModelArtifacts) -> int:
-    """The number of classes the exported model outputs (ONNX output shape, else the Paddle program's)."""
-    import onnx
-
-    if art.onnx is not None:
-        dims = onnx.load(str(art.onnx), load_external_data=False).graph.output[0].type.tensor_type.shape.dim
-        if dims and dims[-1].HasField("dim_value") and dims[-1].dim_value > 0:
-            return dims[-1].dim_value
-    from .diagnose.program import output_classes
-
-    classes = output_classes(art.paddle_model) if art.paddle_model is not None else None
-    if not classes:
-        raise HarnessError("--weights: cannot read the number of classes from the exported model")
-    return classes
 
 
 def _preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> PreprocessConfig:

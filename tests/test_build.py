@@ -9,6 +9,7 @@ import pytest
 from parity import artifacts
 from parity.artifacts import ArtifactCache, PaddleModel, convert_to_onnx, ort_load_error
 from parity.demo import load_trained
+from parity.diagnose.lint import review
 
 pytestmark = pytest.mark.slow
 
@@ -49,14 +50,14 @@ def test_full_size_default_builds_exports_and_converts(tmp_path):
     """PP-TSMv2 at its defaults (16 segments, 224, LTA on, 101 classes) exports and converts."""
     import paddle
 
+    from parity.artifacts.model_files import model_input
     from parity.backends import ModelArtifacts
     from parity.models import ModelSpec, build_model
-    from parity.run import model_input
 
     spec = ModelSpec(num_classes=101, num_seg=16, size=224, temporal_attention=True)
     model = build_model(spec)
     pm = artifacts.export_inference_model(model, spec.num_seg, spec.size, tmp_path / "full")
-    record = convert_to_onnx(pm, tmp_path / "full.onnx")
+    record = convert_to_onnx(pm, tmp_path / "full.onnx", review=review)
     assert record.repairs  # LTA's squeeze
     assert model_input(ModelArtifacts(onnx=tmp_path / "full.onnx")) == ("data_batch_0", 16, 224)
     assert model_input(ModelArtifacts(paddle_model=pm)) == ("data_batch_0", 16, 224)
@@ -99,7 +100,7 @@ def test_unrepaired_conversion_is_refused_by_onnxruntime(demo_artifacts, tmp_pat
     from parity.errors import HarnessError
 
     with pytest.raises(HarnessError, match="ONNX Runtime refuses"):
-        convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "raw.onnx", repair=False)
+        convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "raw.onnx", repair=False, review=review)
     assert "Squeeze" in ort_load_error(tmp_path / "raw.onnx")
 
 
@@ -108,7 +109,7 @@ def test_model_without_lta_converts_without_repair(tmp_path):
 
     spec = ModelSpec(num_classes=3, num_seg=4, size=64, scale=0.25, depths=[1, 1, 1, 1], class_expand=32, temporal_attention=False)
     pm = artifacts.export_inference_model(build_model(spec), 4, 64, tmp_path / "m")
-    record = convert_to_onnx(pm, tmp_path / "m.onnx")
+    record = convert_to_onnx(pm, tmp_path / "m.onnx", review=review)
     assert record.repairs == [] and record.lint == []
     from parity.diagnose.localize import localize
 
@@ -149,6 +150,6 @@ def test_conversion_never_installs_packages_at_run_time(demo_artifacts, tmp_path
     fake_pip.write_text(f"import sys\nopen({str(marker)!r}, 'w').write(' '.join(sys.argv))\nsys.exit(1)\n")
     monkeypatch.setenv("PYTHONPATH", str(blocker))
     monkeypatch.setenv("POLYGRAPHY_INSTALL_CMD", f"{sys.executable} {fake_pip}")
-    record = convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "m.onnx")
+    record = convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "m.onnx", review=review)
     assert record.ort_session == "opened"
     assert not marker.exists()

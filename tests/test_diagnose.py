@@ -10,7 +10,7 @@ import pytest
 
 from parity.artifacts import convert_to_onnx
 from parity.cli import main
-from parity.diagnose.lint import LEAKY_RELU_RULE, lint, lint_model, repair
+from parity.diagnose.lint import LEAKY_RELU_RULE, lint, lint_model, repair, review
 from parity.diagnose.localize import FP32_TOLERANCE, localize
 from parity.diagnose.program import read_program
 
@@ -96,7 +96,7 @@ def test_softmax_axis(softmax_model):
 def test_paddle2onnx_loses_leaky_relu_alphas_and_convert_repairs_them(small_pptsm_r50, small_pptsm_r50_onnx, tmp_path):
     """A real converter defect this lint found: paddle2onnx 2.1 writes PP-TSM v1's LeakyRelu alphas from uninitialized memory."""
     paddle_model = small_pptsm_r50[0]
-    raw = convert_to_onnx(paddle_model, tmp_path / "raw.onnx", repair=False)
+    raw = convert_to_onnx(paddle_model, tmp_path / "raw.onnx", repair=False, review=review)
     lost = [f for f in raw.lint if f["rule"] == LEAKY_RELU_RULE]
     x = _input(4, 64)
     ref = _paddle_logits(paddle_model, x)
@@ -128,7 +128,7 @@ def test_the_lta_squeeze_is_a_named_rule(demo_artifacts, tmp_path):
 
     record = None
     with pytest.raises(HarnessError, match="ONNX Runtime refuses"):
-        record = convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "raw.onnx", repair=False)
+        record = convert_to_onnx(demo_artifacts.paddle_model, tmp_path / "raw.onnx", repair=False, review=review)
     assert record is None
     findings = lint(demo_artifacts.paddle_model, tmp_path / "raw.onnx")
     assert SQUEEZE_RULE in {f.rule for f in findings} and "onnxruntime-load" in {f.rule for f in findings}

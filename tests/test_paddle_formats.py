@@ -46,13 +46,13 @@ def test_lint_and_localize_read_legacy_programs(legacy_pdmodel, demo_artifacts, 
 
     from fixtures.defects import scale_conv_weight
     from parity.artifacts import convert_to_onnx
-    from parity.diagnose.lint import lint, lint_model
+    from parity.diagnose.lint import lint, lint_model, review
     from parity.diagnose.localize import localize
     from parity.diagnose.program import read_program
     from parity.preprocess import PreprocessConfig, load_clip_tensor
 
     converted = tmp_path / "legacy.onnx"
-    convert_to_onnx(legacy_pdmodel, converted)
+    convert_to_onnx(legacy_pdmodel, converted, review=review)
     assert lint(legacy_pdmodel, converted) == []
     model = onnx.load(str(converted))
     bn = [n for n in model.graph.node if n.op_type == "BatchNormalization"][2]

@@ -40,11 +40,12 @@ def test_injected_defect_fails_the_gate(defect, defective_onnx, demo_run_config,
 def test_unloadable_onnx_is_that_backends_error(demo_run_config, parity_cache, tmp_path):
     """paddle2onnx's raw output (Squeeze of a non-1 axis) is not repaired by run: ORT's refusal is reported."""
     from parity.artifacts import PaddleModel, convert_to_onnx
+    from parity.diagnose.lint import review
     from parity.errors import HarnessError
 
     raw = tmp_path / "raw.onnx"
     with pytest.raises(HarnessError):
-        convert_to_onnx(PaddleModel.locate(demo_run_config.paddle_model), raw, repair=False)
+        convert_to_onnx(PaddleModel.locate(demo_run_config.paddle_model), raw, repair=False, review=review)
     cfg = dataclasses.replace(demo_run_config, onnx=str(raw), report=str(tmp_path / "r"))
     result = run(cfg, cache=parity_cache)
     status = {b.name: (b.status, b.reason) for b in result.backends}

@@ -81,8 +81,8 @@ def test_preprocess_reads_the_model_or_says_its_defaults(tree, demo_artifacts, t
     """Fails before: without flags, `parity preprocess` wrote 8x224x224 tensors for the demo's 112 model, silently."""
     clip = next((tree / "clips").glob("*.mp4"), None) or next(p for p in (tree / "clips").iterdir() if p.suffix != ".txt")
     assert main(["preprocess", str(clip), "-o", str(tmp_path / "m.npy"), "--onnx", str(tree / "model" / "pptsm.onnx")]) == 0
+    from parity.artifacts.model_files import model_input
     from parity.backends import ModelArtifacts
-    from parity.run import model_input
 
     _, t, size = model_input(ModelArtifacts(onnx=tree / "model" / "pptsm.onnx"))
     assert size != 224 and np.load(tmp_path / "m.npy").shape == (1, t, 3, size, size)

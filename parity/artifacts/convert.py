@@ -1,4 +1,4 @@
-"""Paddle -> ONNX with paddle2onnx (in a subprocess), the lint and repair of its output, and validation."""
+"""Paddle -> ONNX with paddle2onnx (in a subprocess), the caller's review (lint and repair) of its output, and validation."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,15 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import HarnessError
+from .ort import ort_load_error
 from .paddle_model import PaddleModel
+
+# Lints a converted model against its Paddle program and, when told to, repairs it in place:
+# (paddle_model, model, repair) -> (repairs, what the lint still finds as dicts). ``parity.diagnose.lint.review``.
+Review = Callable[[PaddleModel, object, bool], tuple[list[str], list[dict]]]
 
 
 @dataclass
@@ -39,8 +45,12 @@ paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], opset_version=int(sys.
 """
 
 
-def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11, repair: bool = True) -> ConversionRecord:
-    """Convert with paddle2onnx, repair known defects, then validate (ONNX checker + an ORT session).
+def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11, repair: bool = True, *,
+                    review: Review | None) -> ConversionRecord:
+    """Convert with paddle2onnx, ``review`` (lint, and repair known defects), then validate (ONNX checker + an ORT session).
+
+    ``review`` is required so that no caller forgets it: paddle2onnx's known defects (lost LeakyRelu
+    alphas) load and run, wrongly. ``None`` converts without a lint.
 
     paddle2onnx runs in a subprocess: its ``export`` sets POLYGRAPHY_AUTOINSTALL_DEPS=1 for the
     rest of the process, which would make its own constant folding (and any later Polygraphy
@@ -71,17 +81,10 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
     )
     # The conversion lints its own output against the Paddle program: one-to-one values (an epsilon,
     # an activation constant, the LTA Squeeze) are set from the program; anything else is reported.
-    from ..diagnose.lint import lint_model
-    from ..diagnose.lint import repair as repair_findings
-    from ..diagnose.program import read_program
-
-    ops = read_program(paddle_model)
-    findings = lint_model(ops, model)
-    if repair and any(f.repairable for f in findings):
-        record.repairs = repair_findings(model, findings)
-        onnx.save(model, str(out))
-        findings = lint_model(ops, model)
-    record.lint = [f.to_dict() for f in findings]
+    if review is not None:
+        record.repairs, record.lint = review(paddle_model, model, repair)
+        if record.repairs:
+            onnx.save(model, str(out))
     onnx.checker.check_model(str(out))
     error = ort_load_error(out)
     if error:
@@ -89,62 +92,3 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
         raise HarnessError(f"{out}: ONNX Runtime refuses the converted model: {error}")
     out.with_suffix(".conversion.json").write_text(json.dumps(record.to_dict(), indent=2))
     return record
-
-
-def _constant_values(model) -> dict:
-    from onnx import numpy_helper
-
-    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(a.t)
-    return values
-
-
-def _probe_shapes(model, names: list[str], batch: int = 2) -> dict[str, tuple[int, ...]]:
-    """Run a Squeeze-free copy of ``model`` on zeros and return the shapes of ``names``."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    for i, node in enumerate(probe.graph.node):
-        if node.op_type == "Squeeze":
-            probe.graph.node[i].CopyFrom(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
-    existing = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in existing:
-            probe.graph.output.append(helper.make_empty_tensor_value_info(name))
-    feed = {}
-    init_names = {i.name for i in probe.graph.initializer}
-    for inp in probe.graph.input:
-        if inp.name in init_names:
-            continue
-        tt = inp.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
-        feed[inp.name] = np.zeros(dims, dtype=helper.tensor_dtype_to_np_dtype(tt.elem_type))
-    try:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        outs = sess.run(names, feed)
-    except Exception:  # the probe is best effort: without shapes nothing is repaired
-        return {}
-    return {n: tuple(o.shape) for n, o in zip(names, outs)}
-
-
-def ort_load_error(onnx_path: str | Path) -> str | None:
-    """The one-line reason ONNX Runtime refuses a model, or None when a session opens."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises several exception types for invalid graphs
-        return " ".join(str(exc).split())
-    return None

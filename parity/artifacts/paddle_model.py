@@ -1,6 +1,7 @@
-"""Exported Paddle inference models: locating them, reading their input, and exporting one."""
+"""Exported Paddle inference models: locating them, reading their input and program, and exporting one."""
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,40 @@ def _program_desc_inputs(blob: bytes) -> list[tuple[str, list[int]]]:
     if not names:
         raise ValueError("no feed op found")
     return sorted((n, shapes.get(n, [])) for n in names)
+
+
+@contextlib.contextmanager
+def static_mode():
+    """Paddle in static mode for the block (dynamic again after, if it was)."""
+    import paddle
+
+    was_dynamic = paddle.in_dynamic_mode()
+    paddle.enable_static()
+    try:
+        yield paddle
+    finally:
+        if was_dynamic:
+            paddle.disable_static()
+
+
+def load_program(paddle, model: PaddleModel):
+    """The PIR program of an exported model, without its parameters (a legacy one translated); in ``static_mode``."""
+    if model.model_file.suffix == ".pdmodel":
+        return paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(model.model_file.read_bytes()))
+    program = paddle.static.Program()
+    paddle.base.core.deserialize_pir_program(str(model.model_file), program)
+    return program
+
+
+def output_classes(model: PaddleModel) -> int | None:
+    """The last dimension of the model's output, read from the program."""
+    with static_mode() as paddle:
+        program = load_program(paddle, model)  # held: its ops die with it (a temporary here segfaulted on reading a shape)
+        for op in program.global_block().ops:
+            if op.name() == "pd_op.fetch":
+                shape = op.operand_source(0).shape
+                return shape[-1] if shape and shape[-1] > 0 else None
+    return None
 
 
 def export_inference_model(model, num_seg: int, size: int, out_prefix: str | Path) -> PaddleModel:

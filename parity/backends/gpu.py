@@ -11,12 +11,14 @@ found recorded under its key is its evidence (``engine_evidence``); any other fi
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from ..artifacts.ort import session
+from ..optional import missing
 
 # The harness code that builds and checks engines: its hash is part of every engine key.
 ENGINE_CODE = ("parity.backends.gpu", "parity.backends.tensorrt", "parity.backends.paddle_inference", "parity.precision.int8")
@@ -114,10 +116,8 @@ def cuda_device_reason() -> str | None:
 
 
 def _module_reason(*modules: str) -> str | None:
-    for module in modules:
-        if importlib.util.find_spec(module) is None:
-            return f"unavailable: {module} not importable"
-    return None
+    reason = missing(*modules)
+    return reason and f"unavailable: {reason}"
 
 
 # ----------------------------------------------------------------------------- engine caches keyed by content
@@ -302,21 +302,10 @@ def trt_ep_session_loader(model, providers: list, provider_options: list, requir
     """``onnxruntime.InferenceSession`` for the TRT EP, profiled (its first run's profile says where each node ran)."""
 
     def load():
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.enable_profiling = True
-        opts.profile_file_prefix = profile_prefix
-        if threads:
-            opts.intra_op_num_threads = threads
-        if require_trt:  # a node TensorRT does not take must not run quietly on the CPU either
-            opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         src = model() if callable(model) else model
-        sess = ort.InferenceSession(str(src), opts, providers=providers, provider_options=provider_options)
-        if sess.get_providers()[0] != providers[0]:
-            raise RuntimeError(f"ONNX Runtime could not start {providers[0]} and fell back to {sess.get_providers()[0]}")
-        return sess
+        # a node TensorRT does not take must not run quietly on the CPU either
+        config = {"session.disable_cpu_ep_fallback": "1"} if require_trt else None
+        return session(str(src), providers, threads, provider_options, config, profile_prefix, strict=True)
 
     return load
 

@@ -1,6 +1,8 @@
 """ONNX Runtime backends, through Polygraphy's OnnxrtRunner."""
 from __future__ import annotations
 
+from ..artifacts.ort import session
+
 
 def session_loader(model, providers: list, threads: int | None = None, provider_options: list | None = None, require_trt: bool = False):
     """A lazy loader of an ``onnxruntime.InferenceSession`` (``model``: path, bytes or callable).
@@ -10,21 +12,10 @@ def session_loader(model, providers: list, threads: int | None = None, provider_
     """
 
     def load():
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        if require_trt:  # a node TensorRT does not take must not run quietly on the CPU either
-            opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
         src = model() if callable(model) else model
-        sess = ort.InferenceSession(str(src) if not isinstance(src, bytes) else src, opts, providers=providers, provider_options=provider_options)
-        # ORT quietly falls back to the CPU when a requested provider cannot start: for a GPU
-        # backend that would compare the CPU with itself, so it is this backend's error.
-        if sess.get_providers()[0] != providers[0]:
-            raise RuntimeError(f"ONNX Runtime could not start {providers[0]} and fell back to {sess.get_providers()[0]}")
-        return sess
+        # a node TensorRT does not take must not run quietly on the CPU either
+        config = {"session.disable_cpu_ep_fallback": "1"} if require_trt else None
+        return session(src, providers, threads, provider_options, config, strict=True)
 
     return load
 

@@ -12,6 +12,8 @@ from collections import OrderedDict
 
 from polygraphy.backend.base import BaseRunner
 
+from ..optional import missing
+
 PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 
@@ -23,12 +25,12 @@ def precision_reason(precision: str) -> str | None:
     with itself under an f16 name: so a tiny model is compiled with the hint and the precision
     the compiled model reports is checked.
     """
-    try:
-        import numpy as np
-        import openvino as ov
-        from openvino import opset13 as ops
-    except ImportError:
-        return "unavailable: openvino not importable"
+    if reason := missing("openvino"):
+        return f"unavailable: {reason}"
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
     x = ops.parameter([1, 4], np.float32)
     model = ov.Model([ops.relu(ops.multiply(x, ops.constant(np.ones((1, 4), np.float32))))], [x])
     try:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import PaddleModel
+from ..artifacts.onnx_graph import constant_values, probe_shapes
+from ..artifacts.ort import ort_load_error
+from ..artifacts.paddle_model import PaddleModel
 from ..errors import HarnessError, one_line
 from .program import PaddleOp, read_program
 
@@ -68,6 +70,18 @@ def lint_model(ops: list[PaddleOp], model, onnx_path: str | Path | None = None) 
     return findings
 
 
+def review(paddle_model: PaddleModel, model, fix: bool = True) -> tuple[list[str], list[dict]]:
+    """The review ``convert_to_onnx`` is given: lint ``model`` against the program and, with ``fix``, set every
+    one-to-one value in place. Returns the repairs and what the lint still finds."""
+    ops = read_program(paddle_model)
+    findings = lint_model(ops, model)
+    repairs = []
+    if fix and any(f.repairable for f in findings):
+        repairs = repair(model, findings)
+        findings = lint_model(ops, model)
+    return repairs, [f.to_dict() for f in findings]
+
+
 def tensor_owners(ops: list[PaddleOp], model) -> dict[str, PaddleOp]:
     """Every ONNX tensor computed for a Paddle op, with that op (the nodes between its output and the ops before)."""
     graph = _Graph(model)
@@ -84,13 +98,11 @@ def tensor_owners(ops: list[PaddleOp], model) -> dict[str, PaddleOp]:
 
 class _Graph:
     def __init__(self, model):
-        from ..artifacts.convert import _constant_values
-
         self.model = model
         self.nodes = list(model.graph.node)
         self.index = {id(n): i for i, n in enumerate(self.nodes)}
         self.producer = {out: n for n in self.nodes for out in n.output}
-        self.constants = _constant_values(model)
+        self.constants = constant_values(model)
         self.inputs = {i.name for i in model.graph.input}
         self._shapes = None
 
@@ -142,10 +154,8 @@ class _Graph:
     def shapes(self) -> dict[str, tuple]:
         """Static shapes of every tensor, from a probe run on zeros (batch 1)."""
         if self._shapes is None:
-            from ..artifacts.convert import _probe_shapes
-
             names = [o for n in self.nodes for o in n.output if n.op_type != "Constant"]
-            self._shapes = _probe_shapes(self.model, names, batch=1)
+            self._shapes = probe_shapes(self.model, names, batch=1)
         return self._shapes
 
     def rank(self, tensor: str) -> int | None:
@@ -390,8 +400,6 @@ def _model_checks(model, onnx_path) -> list[Finding]:
     except Exception as exc:  # onnx raises InferenceError and others
         out.append(Finding("onnx-strict-shape-inference", "", "", "", "", None, None, f"ONNX strict shape inference fails: {one_line(exc)}"))
     if onnx_path is not None:
-        from ..artifacts import ort_load_error
-
         error = ort_load_error(onnx_path)
         if error:
             out.append(Finding("onnxruntime-load", "", "", "", "", None, None, f"ONNX Runtime refuses the model: {error[:300]}"))

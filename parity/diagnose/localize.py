@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import PaddleModel
+from ..artifacts.onnx_graph import intermediates
+from ..artifacts.paddle_model import PaddleModel
 from .program import op_type, read_program
 
 FP32_TOLERANCE = 1e-4  # relative to the tensor's largest magnitude; clean FP32 conversions stay near 1e-6
@@ -109,24 +110,6 @@ def paddle_intermediates(model: PaddleModel, x: np.ndarray) -> dict[str, np.ndar
     return out
 
 
-def onnx_intermediates(model, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    have = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in have:
-            probe.graph.output.append(helper.make_empty_tensor_value_info(name))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    wanted = [o.name for o in sess.get_outputs() if o.name in set(names)]
-    return dict(zip(wanted, sess.run(wanted, {sess.get_inputs()[0].name: x})))
-
-
 def _paddle_key(tensor: str) -> str | None:
     """``p2o.pd_op.conv2d.4.0`` -> ``conv2d.4``."""
     if not tensor.startswith("p2o.pd_op."):
@@ -147,7 +130,7 @@ def localize(paddle_model: PaddleModel, onnx_model, x: np.ndarray, backend: str 
     theirs = paddle_intermediates(paddle_model, x)
     nodes = list(onnx_model.graph.node)
     candidates = [o for n in nodes if n.op_type != "Constant" for o in n.output if o in theirs or _paddle_key(o) in theirs]
-    ours = onnx_intermediates(onnx_model, x, candidates)
+    ours = intermediates(onnx_model, x, candidates)
     errors, producer_of, unmatched = {}, {}, []
     wanted = set(candidates)
     for i, node in enumerate(nodes):

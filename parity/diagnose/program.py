@@ -6,10 +6,9 @@ Parameters keep their Paddle names on both. That is how ops and ONNX nodes are m
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
-from ..artifacts import PaddleModel
+from ..artifacts.paddle_model import PaddleModel, load_program, static_mode
 from ..errors import HarnessError, one_line
 
 
@@ -32,19 +31,6 @@ class PaddleOp:
 def op_type(name: str) -> str:
     name = name.split(".", 1)[1] if name.startswith("pd_op.") else name
     return name[:-1] if name.endswith("_") else name
-
-
-@contextlib.contextmanager
-def _static_mode():
-    import paddle
-
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        yield paddle
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
 
 
 def read_program(model: PaddleModel) -> list[PaddleOp]:
@@ -70,29 +56,9 @@ def _value(v):
     return str(v)
 
 
-def _program(paddle, model: PaddleModel):
-    """The PIR program of an exported model, without its parameters (a legacy one translated)."""
-    if model.model_file.suffix == ".pdmodel":
-        return paddle.pir.translate_to_pir(paddle.base.core.ProgramDesc(model.model_file.read_bytes()))
-    program = paddle.static.Program()
-    paddle.base.core.deserialize_pir_program(str(model.model_file), program)
-    return program
-
-
-def output_classes(model: PaddleModel) -> int | None:
-    """The last dimension of the model's output, read from the program."""
-    with _static_mode() as paddle:
-        program = _program(paddle, model)  # held: its ops die with it (a temporary here segfaulted on reading a shape)
-        for op in program.global_block().ops:
-            if op.name() == "pd_op.fetch":
-                shape = op.operand_source(0).shape
-                return shape[-1] if shape and shape[-1] > 0 else None
-    return None
-
-
 def _read_pir(model: PaddleModel) -> list[PaddleOp]:
-    with _static_mode() as paddle:
-        program = _program(paddle, model)
+    with static_mode() as paddle:
+        program = load_program(paddle, model)
         counters: dict[str, int] = {}
         ops, made = [], []  # made: (pir op, PaddleOp), to find what feeds each fetch
         for op in program.global_block().ops:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.onnx_graph import intermediates
+from ..artifacts.ort import session
+
 FP16_MAX = 65504.0
 MAX_EVALUATIONS = 40
 
@@ -35,12 +38,7 @@ class Advice:
 
 
 def _run(model, tensors: list[np.ndarray]) -> np.ndarray:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString() if hasattr(model, "SerializeToString") else str(model), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = session(model)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x})[0].reshape(len(x), -1) for x in tensors]).astype(np.float32)
 
@@ -55,13 +53,11 @@ def _judge(reference: np.ndarray, logits: np.ndarray, tol, precision: str) -> di
 
 def _ranking(model, tensors: list[np.ndarray], low) -> list[str]:
     """Node names, most suspect first: outputs past FP16's range, then the largest error growth at low precision."""
-    from ..diagnose.localize import onnx_intermediates
-
     nodes = [n for n in model.graph.node if n.op_type not in ("Constant", "Identity", "Shape")]
     names = [o for n in nodes for o in n.output]
     x = tensors[0]
-    high = onnx_intermediates(model, x, names)
-    lowered = onnx_intermediates(low, x, [n for n in names if n in high]) if low is not None else {}
+    high = intermediates(model, x, names)
+    lowered = intermediates(low, x, [n for n in names if n in high]) if low is not None else {}
     score = {}
     for node in nodes:
         out = node.output[0]
