@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ..artifacts import ArtifactCache, PaddleModel, cached_fp16
+from ..artifacts.model_files import model_input
 from ..backends import BACKENDS, ModelArtifacts
 from ..clips import load_clips
 from ..diagnose.lint import lint, repair
@@ -15,7 +16,6 @@ from ..precision.advise import advise, write_settings
 from ..precision.int8 import calibration_tensors
 from ..precision.tolerances import measure
 from ..preprocess import ClipError, PreprocessConfig, load_clip_tensor
-from ..run import model_input
 from .common import EXIT_FAIL, EXIT_PASS, say
 
 

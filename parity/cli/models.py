@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model
+from ..artifacts.model_files import model_input
 from ..backends import BACKENDS, ModelArtifacts
 from ..checkpoint import load_checkpoint
 from ..clips import load_clips
 from ..config import ARCHS, RunConfig
+from ..diagnose.lint import review
 from ..errors import HarnessError
 from ..inputs import decode_clip
 from ..preprocess import VARIANTS, ClipError, PreprocessConfig, load_clip_tensor
-from ..run import _agree, model_input, run
+from ..run import _agree, run
 from .common import EXIT_FAIL, EXIT_PASS, finish, say
 
 
@@ -92,7 +94,8 @@ def add_convert(sub) -> None:
 
 
 def cmd_convert(args) -> int:
-    record = convert_to_onnx(PaddleModel.locate(args.paddle_model), args.out, opset=args.opset, repair=not args.no_repair)
+    record = convert_to_onnx(PaddleModel.locate(args.paddle_model), args.out, opset=args.opset, repair=not args.no_repair,
+                             review=review)
     for repair in record.repairs:
         print(f"repaired: {repair}")
     print(f"wrote {record.onnx} (opset {record.opset}, paddle2onnx {record.paddle2onnx_version}; checker {record.checker}; ONNX Runtime session {record.ort_session})")
