@@ -318,6 +318,19 @@ def badness(breaks: bool, over: float, index: int) -> tuple:
     return (breaks, over, -index)
 
 
+def worst_rows(ref_logits: np.ndarray, logits: np.ndarray, tol: Tolerance, k: int | None = None) -> list[int]:
+    """The indices of the ``k`` worst rows (all when None), worst first, by ``badness`` of ``clip_verdict``: for a
+    caller that has logits rows and no comparison (``parity localize``)."""
+    def key(i: int) -> tuple:
+        over = clip_verdict(ref_logits[i], logits[i], tol)
+        if over is None:
+            over = _over(float(elementwise(ref_logits[i:i + 1], logits[i:i + 1], tol).max_abs[0]), tol.atol)
+            return badness(False, over, i)
+        return badness(True, over, i)
+
+    return sorted(range(len(logits)), key=key, reverse=True)[:k]
+
+
 def worst_clips(comparison: Comparison, k: int | None = None) -> list[ClipComparison]:
     """The ``k`` worst clips of ``comparison`` (all when None), worst first, by ``badness``."""
     atol = comparison.tolerance["atol"]

@@ -132,4 +132,3 @@ def _loose_warnings(lane: str, ref_logits: np.ndarray, tol: Tolerance) -> list[s
         return []
     return [f"warning: the tolerances of {lane} (atol {tol.atol:g}, rtol {tol.rtol:g}) pass the reference's own logits scaled "
             f"x{LOOSE_PROBE_SCALE}: its logits are not gated, only its classes"]
-

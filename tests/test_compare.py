@@ -130,7 +130,7 @@ def test_one_ranking_of_the_worst_clips_for_repro_and_localize():
     """The repro bundle's heap (rows as they stream) and --localize (a comparison) rank clips by one rule."""
     from types import SimpleNamespace
 
-    from parity.compare import clip_verdict, worst_clips
+    from parity.compare import clip_verdict, worst_clips, worst_rows
     from parity.run import REPRO_CLIPS, Collector
 
     ref, labels = _logits(n=8)
@@ -159,6 +159,7 @@ def test_one_ranking_of_the_worst_clips_for_repro_and_localize():
     ranked = [c.path for c in worst_clips(comparison)]
     assert repro == ranked[:REPRO_CLIPS] == ["clip3.mp4", "clip2.mp4", "clip5.mp4", "clip1.mp4"]
     assert ranked[4] == "clip4.mp4" and worst_clips(comparison, 1)[0].path == repro[0]  # what --localize picks
+    assert [f"clip{i}.mp4" for i in worst_rows(ref, out, FP32)] == ranked  # what `parity localize` picks from rows
 
 
 def test_every_reason_has_its_code():
