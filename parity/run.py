@@ -63,7 +63,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     art.threads = budget.backend_threads
 
     findings = _lint(cfg, art)
-    collector, records, stats = _stream(cfg, selection, art, pre, golden, clips, budget)
+    collector, records, stats, cluster = _stream(cfg, selection, art, pre, golden, clips, budget)
     check_interrupted()
     if not collector.paths:
         first = next((c.error for c in collector.clip_records if c.error), "")
@@ -99,6 +99,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         label_names=load_label_names(label_file),
         run={
             "engine": cfg.engine,
+            "cluster": cluster,  # the Ray cluster: version, auth, nodes, CPUs, GPUs, what the run used
             "batch_size": cfg.batch_size,
             "batch_check": cfg.batch_check,
             "shard": shard_spec and {"index": shard_spec[0], "count": shard_spec[1], "clips_listed": clips.listed},
@@ -306,7 +307,7 @@ class Collector:
 
 def _stream(cfg, selection, art, pre, golden, clips, budget):
     """Decode -> admit -> every lane, one bar over the clips."""
-    engine = get_engine(cfg.engine, isolate=cfg.isolate, address=cfg.ray_address, timeout=cfg.backend_timeout)
+    engine = get_engine(cfg.engine, isolate=cfg.isolate, address=cfg.ray_address, timeout=cfg.backend_timeout, shared_paths=cfg.ray_shared_paths)
     collector, stats = Collector(selection, cfg, golden), DecodeStats()
     cache = TensorCache(cfg.tensor_cache) if cfg.tensor_cache else None
     if cache is not None:
@@ -315,7 +316,7 @@ def _stream(cfg, selection, art, pre, golden, clips, budget):
     items = engine.decode(clips, pre, budget.workers, cache, stats, variants, cfg.decode_timeout)
     admitted = (i for i in progress(items, desc="clips", unit="clip", total=len(clips)) if collector.admit(i))
     records = engine.infer(selection.lanes, art, admitted, collector.on_clip)
-    return collector, records, stats
+    return collector, records, stats, engine.facts() if hasattr(engine, "facts") else None
 
 
 def thumbnail_frames(tensor: np.ndarray) -> np.ndarray:

@@ -191,8 +191,11 @@ class RayEngine:
         """Every clip decoded by Ray tasks, in order. A clip not decoded ``decode_timeout`` seconds after it
         reaches the head of the queue (every clip before it is done, so its task has had a CPU) is its
         error and its task is force-cancelled (its worker process killed). When the stream stops early
-        (Ctrl-C, an error downstream) the tasks in flight are force-cancelled, not waited for."""
-        ray = self._connect()
+        (Ctrl-C, an error downstream) the tasks in flight are force-cancelled, not waited for.
+        Joins the cluster now, so a cluster that cannot be joined is the run's one-line error before any output."""
+        return self._decode(self._connect(), clips, cfg, cache, stats, variants, decode_timeout)
+
+    def _decode(self, ray, clips, cfg, cache, stats, variants, decode_timeout) -> Iterator[ClipInput]:
         task = ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")(_decode_task)
         window = max(2, 2 * self.cluster["cpus"])
         limit = decode_timeout if decode_timeout and decode_timeout > 0 else None
