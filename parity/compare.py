@@ -86,6 +86,7 @@ class Comparison:
     reasons: list[str]
     reason_codes: list[Reason]  # one per reason, in its order
     clips: list[ClipComparison]
+    base_backend: str | None = None  # the backend its lane runs (``onnxruntime`` for ``onnxruntime@b4``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,6 +147,7 @@ def compare_logits(
     logits: np.ndarray,
     tol: Tolerance,
     clip_errors: dict[str, str] | None = None,
+    base_backend: str | None = None,
 ) -> Comparison:
     """Compare ``logits`` ``[N, C]`` against ``ref_logits`` for the same N clips.
 
@@ -265,6 +267,7 @@ def compare_logits(
         reasons=reasons,
         reason_codes=codes,
         clips=clips,
+        base_backend=base_backend or backend,
     )
 
 

@@ -25,11 +25,12 @@ def environment() -> dict:
     from .backends.gpu import gpu_names
 
     env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": cpu_count()}
-    from .backends.gpu import TF32_OFF
+    from .backends import BACKENDS
 
     gpus = gpu_names()
     env["gpu"] = ", ".join(gpus) if gpus else "none"
-    env["tf32"] = f"off in {', '.join(TF32_OFF)} (NVIDIA_TF32_OVERRIDE=0 set in their own processes); ORT CUDA use_tf32=0; TensorRT FP32 without TF32"
+    tf32_off = ", ".join(n for n, b in BACKENDS.items() if b.tf32_off)
+    env["tf32"] = f"off in {tf32_off} (NVIDIA_TF32_OVERRIDE=0 set in their own processes); ORT CUDA use_tf32=0; TensorRT FP32 without TF32"
     for dist in DISTRIBUTIONS:
         try:
             env[dist] = importlib.metadata.version(dist)

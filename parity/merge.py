@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import select
+from .backends import LaneKind, Status, select
 from .config import config_from_dict
 from .errors import HarnessError
 from .results import BackendRecord, ClipRecord, RunResult, verify_report_files
@@ -110,7 +110,7 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
 
     cfg = config_from_dict(first["config"])
     cfg.validate()
-    golden = first["reference"] if first["reference"].startswith("golden:") else None
+    golden = first["reference"] if cfg.golden else None  # the shards ran against golden outputs: their reference is those
     selection = select(cfg, golden)
     clips = sorted((ClipRecord(**c) for s in shards for c in s["clips"]), key=lambda c: c.index)
     records = [_merged_record([s["backends"][i] for s in shards]) for i in range(len(first["backends"]))]
@@ -177,8 +177,9 @@ def _merged_record(parts: list[dict]) -> BackendRecord:
     """One backend across shards: an error anywhere is its error; unavailable anywhere, unavailable."""
     worst = next((p for p in parts if p["status"] == "error"), None) or next((p for p in parts if p["status"] == "unavailable"), parts[0])
     return BackendRecord(
-        name=worst["name"], precision=worst["precision"], description=worst["description"], status=worst["status"], reason=worst["reason"],
+        name=worst["name"], precision=worst["precision"], description=worst["description"], status=Status(worst["status"]), reason=worst["reason"],
         latency_ms=[ms for p in parts for ms in p["latency_ms"]], batch=worst.get("batch", 1),
+        kind=LaneKind(worst.get("kind", LaneKind.MAIN)),  # older results.json: no kind, all main
         clip_errors={k: v for p in parts for k, v in (p.get("clip_errors") or {}).items()},
         notes=list(dict.fromkeys(n for p in parts for n in p.get("notes") or [])),
         batch_shapes=[list(t) for t in dict.fromkeys(tuple(s) for p in parts for s in p.get("batch_shapes") or [])],

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .backends.registry import LaneKind, Status
 from .compare import Comparison
 from .verdict import Failure
 
@@ -31,7 +32,7 @@ def verify_report_files(folder, data: dict) -> None:
 class ClipRecord:
     path: str
     label: int | None
-    status: str  # "ok" | "error"
+    status: Status  # ok | error
     error: str | None = None
     sha256: str | None = None
     index: int = 0  # position in the full clip list (shards keep it)
@@ -42,10 +43,11 @@ class BackendRecord:
     name: str
     precision: str
     description: str
-    status: str  # "ok" | "unavailable" | "error"
+    status: Status
     reason: str | None = None
     latency_ms: list[float] = field(default_factory=list)
     batch: int = 1
+    kind: LaneKind = LaneKind.MAIN  # what its lane is for: judged (main), a batch check, a preprocessing variant, golden outputs
     pid: int | None = None  # the process the runner ran in (another one when isolated)
     clip_errors: dict[str, str] = field(default_factory=dict)  # clips this backend failed on (a user's program), with why
     notes: list[str] = field(default_factory=list)  # what the user should know about this backend's run

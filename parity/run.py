@@ -9,7 +9,7 @@ import numpy as np
 
 from .artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
 from .artifacts.model_files import check_batch, model_classes, model_input
-from .backends import BACKENDS, ModelArtifacts, select
+from .backends import BACKENDS, LaneKind, ModelArtifacts, Status, select
 from .clips import load_clips, load_label_names
 from .compare import badness, clip_verdict, worst_clips
 from .config import RunConfig, config_to_dict, judging_settings
@@ -70,7 +70,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         raise HarnessError(f"{cfg.clips or golden.folder}: no readable clip ({len(collector.clip_records)} listed; first error: {first})")
     if golden is not None:
         stored = f"stored outputs of {golden.meta['reference']} ({golden.folder}, saved {golden.meta['saved']})"
-        records.insert(0, BackendRecord(selection.reference, "fp32", stored, "ok"))
+        records.insert(0, BackendRecord(selection.reference, "fp32", stored, Status.OK, kind=LaneKind.GOLDEN))
     logits = collector.logits(records)
     selection.notes += [f"warning: {n}" for n in clips.notes] + _cache_notes(stats)
     verdict = judge(selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
@@ -160,8 +160,9 @@ def _lint(cfg: RunConfig, art: ModelArtifacts) -> list[dict] | None:
         return [Finding("lint-cannot-read-program", "", "", "", "", None, None, str(exc)).to_dict()]
 
 
-LOCALIZABLE = ("onnxruntime", "onnxruntime-fp16")  # the ONNX Runtime CPU backends whose intermediates can be exposed
-ADVISABLE = ("onnxruntime-fp16", "onnxruntime-int8")
+def _localizable(name: str, needs: str) -> bool:
+    """A backend whose intermediates can be exposed, on one side of a localization: "onnx" (ONNX Runtime) or "paddle" (the program)."""
+    return name in BACKENDS and BACKENDS[name].localizable and BACKENDS[name].needs == needs
 
 
 def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, comparisons, collector) -> list[dict]:
@@ -176,8 +177,8 @@ def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, compar
     for comp in comparisons:
         if comp.passed:
             continue
-        backend = comp.backend.split("@", 1)[0]
-        if backend not in LOCALIZABLE or comp.reference not in ("paddle", "paddle-native") or art.paddle_model is None:
+        backend = comp.base_backend
+        if not _localizable(backend, "onnx") or not _localizable(comp.reference, "paddle") or art.paddle_model is None:
             out.append({"backend": comp.backend, "against": comp.reference, "note": "localization needs an ONNX Runtime backend "
                         "compared with the Paddle program (paddle or paddle-native)", "first_divergence": None, "curve": []})
             continue
@@ -185,7 +186,7 @@ def _localize(cfg: RunConfig, art: ModelArtifacts, pre: PreprocessConfig, compar
         clip = next(c for c in collector.clip_records if c.path == worst.path)
         x = load_clip_tensor(Path(clip.path), pre)
         onnx_model = art.onnx
-        if backend == "onnxruntime-fp16":
+        if BACKENDS[backend].precision == "fp16":
             from .artifacts import cached_fp16
 
             onnx_model = cached_fp16(art.onnx, art.cache)
@@ -201,7 +202,7 @@ def _advise(cfg: RunConfig, art: ModelArtifacts, comparisons, collector) -> list
     tensors = [tensor for *_, tensor in collector.repro()]
     out = []
     for comp in comparisons:
-        if comp.passed or comp.backend not in ADVISABLE or not tensors:
+        if comp.passed or comp.backend not in BACKENDS or not BACKENDS[comp.backend].advisable or not tensors:
             continue
         precision = BACKENDS[comp.backend].precision
         calibration = calibration_tensors(art.calibration, art.pre)[0] if precision == "int8" else None

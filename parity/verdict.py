@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .backends.registry import LaneKind
 from .compare import Comparison, Reason, compare_logits, elementwise
 from .config import Tolerance
 from .diagnose.hops import hop_matrix
@@ -79,7 +80,7 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
             if by_name[lane.name].status == "ok" and by_name[lane.against].status == "ok":
                 tol = cfg.tolerance_for(lane.name, lane.backend.precision, lane.backend.name)
                 comparisons.append(compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against],
-                                                  logits[lane.name], tol, by_name[lane.name].clip_errors))
+                                                  logits[lane.name], tol, by_name[lane.name].clip_errors, lane.backend.name))
                 notes += _loose_warnings(lane.name, logits[lane.against], tol)
         if not comparisons:
             failures.append(Failure("no backend besides the reference ran; nothing was compared", Reason.NOTHING_COMPARED))
@@ -88,7 +89,7 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
                      for reason, code in zip(c.reasons, c.reason_codes)]
     for r in records:
         notes += r.notes
-        if r.status == "error" and not r.name.endswith("]"):  # attribution lanes never fail the gate
+        if r.status == "error" and r.kind != LaneKind.VARIANT:  # attribution lanes never fail the gate
             failures.append(Failure(f"{r.name} failed: {r.reason}", Reason.BACKEND_ERROR, r.name, 1, "backend"))
         elif r.status == "error":
             notes.append(f"{r.name} failed: {r.reason}")

@@ -77,7 +77,7 @@ MUTATIONS = [
         "    return [np.zeros_like(i.tensor) for i in items], [i.sha256 for i in items]\n"),)),
     M("onednn-not-isolated", "tests/test_scale.py::test_each_clip_is_decoded_once_with_a_backend_in_its_own_process",
       "paddle-onednn runs in the test's process",
-      (("parity/backends/__init__.py", '_paddle_mode("onednn-ir", "paddle-onednn"), isolate=True,', '_paddle_mode("onednn-ir", "paddle-onednn"), isolate=False,'),)),
+      (("parity/backends/builtin.py", '_paddle_mode("onednn-ir", "paddle-onednn"), isolate=True,', '_paddle_mode("onednn-ir", "paddle-onednn"), isolate=False,'),)),
     M("decode-in-process", "tests/test_scale.py::test_each_clip_is_decoded_once_with_a_backend_in_its_own_process",
       "the stream decodes in the main process whatever --workers says",
       (("parity/stream.py", "    if workers <= 0:\n", "    if True:  # mutated\n"),)),

@@ -542,7 +542,7 @@ def test_the_gpu_gate_runs_paddle_trt_on_a_legacy_program_and_calibrates_on_clip
     assert sorted(required) == sorted(n for n, b in BACKENDS.items() if b.device == "gpu")
     for r in runs:
         assert r.calibration != r.clips
-        trt = [n for n in r.require.split(",") if n.startswith("paddle-trt")]
+        trt = [n for n in r.require.split(",") if BACKENDS[n].needs_legacy_program]
         assert not trt or r.paddle_model.endswith(".pdmodel")
     assert not [r for r in gate_commands(inputs, "x.pdmodel", ["paddle-trt-fp32", "paddle-trt-fp16"]) if "paddle-trt-fp16" in r]
 

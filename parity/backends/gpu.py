@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..artifacts.ort import session
 from ..optional import missing
+from .registry import BACKENDS
 
 # The harness code that builds and checks engines: its hash is part of every engine key.
 ENGINE_CODE = ("parity.backends.gpu", "parity.backends.tensorrt", "parity.backends.paddle_inference", "parity.precision.int8")
@@ -364,10 +365,6 @@ def ort_gpu_runner(art, trt_fp16: bool | None, name: str):
     return trt_ep_runner(art.onnx, name, cache_dir, providers, options, art.allow_trt_fallback, art.threads)
 
 
-# Environment a GPU backend's own process gets before anything is imported (overriding inherited values).
-TF32_OFF = ("paddle-gpu", "paddle-trt-fp32")
-
-
 # Paddle 3.3's Config has no TF32 switch, and its TensorRT engine (tensorrt/engine.cc, FreezeNetwork) never clears
 # BuilderFlag.TF32, which TensorRT turns on by default: paddle-trt-fp32 is FP32 only through NVIDIA_TF32_OVERRIDE=0,
 # which cuBLAS, cuDNN and the TensorRT builder honour. Its evidence says so (PADDLE_TF32).
@@ -375,8 +372,11 @@ PADDLE_TF32 = "off through NVIDIA_TF32_OVERRIDE=0 in the backend's process (Padd
 
 
 def backend_environment(name: str) -> dict[str, str]:
-    """Paddle Inference has no TF32 switch: NVIDIA's override keeps cuBLAS/cuDNN and TensorRT's builder in FP32 for its FP32 GPU backends."""
-    return {"NVIDIA_TF32_OVERRIDE": "0"} if name in TF32_OFF else {}
+    """The environment a GPU backend's own process gets before anything is imported (overriding inherited values).
+
+    Paddle Inference has no TF32 switch: NVIDIA's override keeps cuBLAS/cuDNN and TensorRT's builder in FP32 for its FP32 GPU
+    backends (those marked ``tf32_off``)."""
+    return {"NVIDIA_TF32_OVERRIDE": "0"} if name in BACKENDS and BACKENDS[name].tf32_off else {}
 
 
 # ----------------------------------------------------------------------------- the GPU gate (`nox -s gpu`)
@@ -412,8 +412,9 @@ def gate_commands(inputs: dict[str, str], legacy_model: str, exclude: list[str] 
     ``.pdmodel`` export (its reference: ``paddle`` on that program); the rest on the PIR export and its ONNX model.
     INT8 is calibrated on the train clips, judged on the val clips."""
     exclude = list(exclude or [])
-    trt_paddle = [n for n in ("paddle-trt-fp32", "paddle-trt-fp16") if n not in exclude]
-    main = gate_arguments(exclude=exclude + ["paddle-trt-fp32", "paddle-trt-fp16"])
+    legacy = [n for n, b in BACKENDS.items() if b.needs_legacy_program]
+    trt_paddle = [n for n in legacy if n not in exclude]
+    main = gate_arguments(exclude=exclude + legacy)
     common = ["--onnx", inputs["onnx"], "--clips", inputs["clips"], "--calibration", inputs["calibration"]]
     runs = [["run", "--paddle-model", inputs["paddle_model"], *common, *main, "--report", f"{report}/main"]]
     if trt_paddle:
@@ -424,8 +425,6 @@ def gate_commands(inputs: dict[str, str], legacy_model: str, exclude: list[str] 
 
 def gate_arguments(exclude: list[str] | None = None) -> list[str]:
     """``parity run`` arguments that make a GPU gate fail (exit 2), not skip, when any GPU backend did not run."""
-    from . import BACKENDS
-
     names = [n for n, b in BACKENDS.items() if b.device == "gpu" and n not in (exclude or [])]
     return ["--backends", ",".join(["paddle", *names]), "--require", ",".join(names)]
 
@@ -534,7 +533,7 @@ def paddle_gpu_runner(art, trt_precision: str | None, name: str):
         tuned = collect_tuned_shapes(art, cache_dir) if trt_precision else None
         return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir, tuned_shapes=tuned))
 
-    notes = {"tf32": PADDLE_TF32} if name in TF32_OFF else {}
+    notes = {"tf32": PADDLE_TF32} if name in BACKENDS and BACKENDS[name].tf32_off else {}
     return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name, trt_cache_dir=cache_dir, notes=notes)
 
 

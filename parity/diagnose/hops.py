@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import BACKENDS, CHAIN, PRECISION_RANK
+from ..backends import PRECISION_RANK, LaneKind, chain_position
 from ..compare import compare_logits
 
 
@@ -18,13 +18,12 @@ def hop_matrix(records: list, logits: dict[str, np.ndarray], paths: list[str], l
     and other runtimes); a hop is judged at the tolerances of its lower precision. Returns the hops,
     the first that failed (or None), and ``{backends, max_abs, top1_agreement}`` for every pair.
     """
-    # built-in backends in chain order, then a user's programs and saved logits (the last hop); not batch or preprocessing lanes
-    ran = sorted((r for r in records if r.status == "ok" and r.name in logits and "@" not in r.name and not r.name.endswith("]")),
-                 key=lambda r: BACKENDS[r.name].chain if r.name in BACKENDS else len(CHAIN) + 1)
-    ran = [r for r in ran if not r.name.startswith("golden:")]
+    # main lanes in their backends' chain order (a user's programs and saved logits last): not batch checks, preprocessing
+    # variants or golden outputs
+    ran = sorted((r for r in records if r.status == "ok" and r.name in logits and r.kind == LaneKind.MAIN), key=lambda r: chain_position(r.name))
     # the matrix also holds the reference on other preprocessing: a program that preprocesses like the C++
     # deploy is then compared with the reference on that very preprocessing
-    square = ran + [r for r in records if r.status == "ok" and r.name in logits and r.name.endswith("]")]
+    square = ran + [r for r in records if r.status == "ok" and r.name in logits and r.kind == LaneKind.VARIANT]
     hops = []
     for a, b in zip(ran, ran[1:]):
         precision = a.precision if PRECISION_RANK.get(a.precision, 0) < PRECISION_RANK.get(b.precision, 0) else b.precision

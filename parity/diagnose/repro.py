@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.registry import LaneKind
+
 SCRIPT = """#!/usr/bin/env bash
 # Reruns {what} on the {n} worst failing clips of the run finished {finished},
 # on the very input tensors it compared (inputs/, no decoding). Exit 1 reproduces the failure.
@@ -29,7 +31,7 @@ def write_repro(result, folder: Path, finished: str) -> Path | None:
     from ..config import config_from_dict, dump_config
 
     failing = [c for c in result.comparisons if not c.passed]
-    if not failing or not result.repro_inputs or result.reference.startswith("golden:"):
+    if not failing or not result.repro_inputs or any(b.kind == LaneKind.GOLDEN for b in result.backends):
         return None  # against golden outputs the stored logits are the reference: rerun with --golden instead
     repro = folder / "repro"
     inputs = repro / "inputs"
@@ -52,7 +54,7 @@ def write_repro(result, folder: Path, finished: str) -> Path | None:
         (repro / "diagnosis.json").write_text(json.dumps(result.diagnosis, indent=2, default=str))
 
     cfg = config_from_dict(result.config)
-    backends = list(dict.fromkeys([result.reference] + [c.backend.split("@", 1)[0] for c in failing]))
+    backends = list(dict.fromkeys([result.reference] + [c.base_backend for c in failing]))
     cfg = dataclasses.replace(cfg, clips=str((inputs / "list.txt").resolve()), backends=backends, report=str((repro / "rerun").resolve()),
                               workers=0, localize=False, preprocess=cfg.preprocess_variants()[0], tensor_cache=None,
                               engine="local", labels=None)

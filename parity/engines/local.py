@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..backends.registry import Status
 from ..errors import one_line
 from ..inputs import ClipInput
 from ..results import BackendRecord
@@ -45,7 +46,7 @@ class LaneFlow:
 
     def fail(self, name: str, exc: BaseException | str) -> None:
         record = self.records[name]
-        record.status, record.reason = "error", exc if isinstance(exc, str) else one_line(exc)
+        record.status, record.reason = Status.ERROR, exc if isinstance(exc, str) else one_line(exc)
         self.running.discard(name)
         self.buffers.pop(name, None)
 
@@ -87,10 +88,10 @@ def new_records(lanes, art) -> tuple[dict[str, BackendRecord], list]:
     records, runnable = {}, []
     for lane in lanes:
         b = lane.backend
-        record = BackendRecord(lane.name, b.precision, lane.description, status="ok", batch=lane.batch)
+        record = BackendRecord(lane.name, b.precision, lane.description, status=Status.OK, batch=lane.batch, kind=lane.kind)
         reason = b.availability(art)
         if reason:
-            record.status, record.reason = "unavailable", reason
+            record.status, record.reason = Status.UNAVAILABLE, reason
         else:
             runnable.append(lane)
         records[lane.name] = record

@@ -259,7 +259,8 @@ class RayEngine:
 
         ray = self._connect()
         # Availability is decided where each actor runs (that node's GPU and packages), not here.
-        records = {lane.name: BackendRecord(lane.name, lane.backend.precision, lane.description, "ok", batch=lane.batch) for lane in lanes}
+        records = {lane.name: BackendRecord(lane.name, lane.backend.precision, lane.description, "ok", batch=lane.batch, kind=lane.kind)
+                   for lane in lanes}
         gpus = self.cluster["gpus"]
         runnable = []
         for lane in lanes:
