@@ -202,3 +202,21 @@ def test_a_token_cluster_is_joined_with_the_token_file_and_refused_in_one_line_w
     assert f"the Ray cluster {cluster.address} uses token authentication and this machine has no token" in lines[0]
     assert "$RAY_AUTH_TOKEN" in lines[0] and "$RAY_AUTH_TOKEN_PATH" in lines[0] and "~/.ray/auth_token" in lines[0]
     assert time.monotonic() - start < 60  # not Ray's ten retries
+
+
+def test_the_tensor_cache_stays_on_the_driver(cluster, demo_artifacts, parity_cache, tmp_path):
+    """Clips go to the cluster as bytes and tensors come back; the driver keeps them in its --tensor-cache, so a rerun
+    sends no clip to the cluster and decodes nothing, with the same logits."""
+    cluster.head(cluster.env(tmp_path / "head-home", RAY_AUTH_MODE="disabled"), cpus=1)
+    args = ["--onnx", str(demo_artifacts.onnx), "--clips", str(_small_list(demo_artifacts, tmp_path)), "--backends",
+            "onnxruntime,onnxruntime-fp16", "--reference", "onnxruntime", "--engine", "ray", "--ray-address", cluster.address, "--tensor-cache", str(tmp_path / "tensors")]
+    env = cluster.env(tmp_path / "driver-home", PARITY_CACHE_DIR=str(parity_cache.root))
+    runs = []
+    for name in ("first", "rerun"):
+        done = _parity([*args, "--report", str(tmp_path / name)], env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append((json.loads((tmp_path / name / "results.json").read_text())["run"]["decode"], np.load(tmp_path / name / "logits.npz")))
+    (first, first_logits), (rerun, rerun_logits) = runs
+    assert (first["decoded"], first["cache_hits"]) == (3, 0) and (rerun["decoded"], rerun["cache_hits"]) == (0, 3)
+    assert len(list((tmp_path / "tensors").rglob("*.npz"))) == 3
+    assert all((first_logits[k] == rerun_logits[k]).all() for k in ("onnxruntime", "onnxruntime-fp16"))
