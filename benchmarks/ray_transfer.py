@@ -85,8 +85,8 @@ def main() -> None:
             path.write_bytes(os.urandom(int(mb * 1024 * 1024)))
             want = hashlib.sha256(path.read_bytes()).hexdigest()
             assert ray.get(by_path.remote(str(path))) == ray.get(by_bytes.remote(clip_payload(path), path.name)) == want
-            path_ms = _median_ms(lambda: ray.get(by_path.remote(str(path))), args.repeats)
-            bytes_ms = _median_ms(lambda: ray.get(by_bytes.remote(clip_payload(path), path.name)), args.repeats)
+            path_ms = _median_ms(lambda p=path: ray.get(by_path.remote(str(p))), args.repeats)
+            bytes_ms = _median_ms(lambda p=path: ray.get(by_bytes.remote(clip_payload(p), p.name)), args.repeats)
             firsts, cached = [], []
             for i in range(args.repeats):
                 sent = {"onnx": [SentFile(path.name, want, ray.put(path.read_bytes()))]}

@@ -209,7 +209,8 @@ def test_the_tensor_cache_stays_on_the_driver(cluster, demo_artifacts, parity_ca
     sends no clip to the cluster and decodes nothing, with the same logits."""
     cluster.head(cluster.env(tmp_path / "head-home", RAY_AUTH_MODE="disabled"), cpus=1)
     args = ["--onnx", str(demo_artifacts.onnx), "--clips", str(_small_list(demo_artifacts, tmp_path)), "--backends",
-            "onnxruntime,onnxruntime-fp16", "--reference", "onnxruntime", "--engine", "ray", "--ray-address", cluster.address, "--tensor-cache", str(tmp_path / "tensors")]
+            "onnxruntime,onnxruntime-fp16", "--reference", "onnxruntime", "--engine", "ray", "--ray-address", cluster.address,
+            "--tensor-cache", str(tmp_path / "tensors")]
     env = cluster.env(tmp_path / "driver-home", PARITY_CACHE_DIR=str(parity_cache.root))
     runs = []
     for name in ("first", "rerun"):
