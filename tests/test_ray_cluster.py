@@ -179,7 +179,8 @@ def _small_list(demo_artifacts, tmp_path: Path, count: int = 3) -> Path:
 def test_a_token_cluster_is_joined_with_the_token_file_and_refused_in_one_line_without_it(cluster, demo_artifacts, parity_cache, tmp_path):
     """``ray start --head`` with ``RAY_AUTH_MODE=token``; the driver has no RAY_AUTH_* variable at all. With the token in
     its ~/.ray/auth_token (Ray's default place) the run joins and passes; without it, one line says why and where
-    Ray looks for a token, and nothing else reaches the terminal (no InvalidAuthToken log lines, no traceback)."""
+    Ray looks for a token, and nothing else reaches the terminal (no InvalidAuthToken log lines, no traceback); a wrong
+    token is refused in one line too."""
     token = "0123456789abcdef0123456789abcdef"
     env = cluster.env(tmp_path / "head-home", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     cluster.head(env, cpus=1)
@@ -202,6 +203,10 @@ def test_a_token_cluster_is_joined_with_the_token_file_and_refused_in_one_line_w
     assert f"the Ray cluster {cluster.address} uses token authentication and this machine has no token" in lines[0]
     assert "$RAY_AUTH_TOKEN" in lines[0] and "$RAY_AUTH_TOKEN_PATH" in lines[0] and "~/.ray/auth_token" in lines[0]
     assert time.monotonic() - start < 60  # not Ray's ten retries
+
+    done = _parity([*args, "--report", str(tmp_path / "r3")], cluster.env(tmp_path / "no-token", RAY_AUTH_TOKEN="not-the-token"))
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert f"the Ray cluster {cluster.address} refuses the token from $RAY_AUTH_TOKEN: give the cluster's own" in done.stderr
 
 
 def test_the_tensor_cache_stays_on_the_driver(cluster, demo_artifacts, parity_cache, tmp_path):
