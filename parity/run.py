@@ -248,7 +248,7 @@ class Collector:
 
     def admit(self, item: ClipInput) -> bool:
         """Record a decoded clip; True when the backends should run it."""
-        record = ClipRecord(path=str(item.clip.path), label=item.clip.label, status="ok", sha256=item.sha256, index=item.index)
+        record = ClipRecord(path=str(item.clip.path), label=item.clip.label, status=Status.OK, sha256=item.sha256, index=item.index)
         if item.ok and self.golden is not None:
             try:
                 item.golden_row = self.golden.row_for(str(item.clip.path), item.sha256)
@@ -256,7 +256,7 @@ class Collector:
                 item.tensor, item.error = None, str(exc)
                 self.changed += isinstance(exc, ClipChanged)
         if not item.ok:
-            record.status, record.error = "error", item.error
+            record.status, record.error = Status.ERROR, item.error
         self.clip_records.append(record)
         self._pending[item.index] = record
         return item.ok
@@ -268,7 +268,7 @@ class Collector:
         classes = len(next(iter(rows.values()))) if rows else None
         label = item.clip.label
         if classes is not None and label is not None and not 0 <= label < classes:
-            record.status, record.error = "error", f"{item.clip.path}: label {label} is outside the model's {classes} classes (0..{classes - 1})"
+            record.status, record.error = Status.ERROR, f"{item.clip.path}: label {label} is outside the model's {classes} classes (0..{classes - 1})"
             return
         for name, row in rows.items():
             self.rows.setdefault(name, []).append(row)

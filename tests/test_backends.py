@@ -38,6 +38,37 @@ def test_backends_command_lists_every_backend_with_reasons(capsys):
     assert all(name in table for name in rows)
 
 
+def test_each_backend_carries_its_own_facts(tmp_path):
+    from parity.artifacts import PaddleModel
+    from parity.backends.gpu import backend_environment
+
+    chain = sorted(BACKENDS, key=lambda n: BACKENDS[n].chain)
+    assert chain[:4] == ["paddle-dygraph", "paddle-native", "paddle", "paddle-onednn"] and chain[-2:] == ["onnxruntime-int8", "tensorrt-int8"]
+    assert chain.index("onnxruntime") < chain.index("openvino") < chain.index("onnxruntime-fp16")
+    assert [n for n, b in BACKENDS.items() if b.tf32_off] == ["paddle-gpu", "paddle-trt-fp32"]
+    assert backend_environment("paddle-gpu") == {"NVIDIA_TF32_OVERRIDE": "0"} and backend_environment("tensorrt-fp32") == {}
+    assert [n for n, b in BACKENDS.items() if b.localizable] == ["paddle", "paddle-native", "onnxruntime", "onnxruntime-fp16"]
+    assert [n for n, b in BACKENDS.items() if b.advisable] == ["onnxruntime-fp16", "onnxruntime-int8"]
+    no_calibration = ModelArtifacts(onnx=tmp_path / "m.onnx")
+    assert [n for n, b in BACKENDS.items() if b.needs_calibration] == ["onnxruntime-int8", "tensorrt-int8"]
+    assert "no calibration clips" in dataclasses.replace(BACKENDS["tensorrt-int8"], requires=(), probe=None).availability(no_calibration)
+    pir = ModelArtifacts(paddle_model=PaddleModel(tmp_path / "m.json", tmp_path / "m.pdiparams"))
+    for name in ("paddle-trt-fp32", "paddle-trt-fp16"):
+        assert "PIR programs" in dataclasses.replace(BACKENDS[name], probe=None).availability(pir)
+    assert dataclasses.replace(BACKENDS["paddle-gpu"], probe=None).availability(pir) is None
+
+
+def test_lanes_have_a_kind_not_a_name_to_parse():
+    from parity.backends import LaneKind, select
+    from parity.config import RunConfig
+
+    lanes = select(RunConfig(backends=["paddle", "onnxruntime"], batch_check=2, preprocess="paddlevideo,cpp")).lanes
+    assert [(lane.name, lane.kind) for lane in lanes] == [
+        ("paddle", LaneKind.MAIN), ("onnxruntime", LaneKind.MAIN), ("paddle@b2", LaneKind.BATCH_CHECK), ("onnxruntime@b2", LaneKind.BATCH_CHECK),
+        ("paddle[cpp]", LaneKind.VARIANT)]
+    assert LaneKind.BATCH_CHECK == "batch_check" and json.dumps({"kind": LaneKind.VARIANT}) == '{"kind": "variant"}'
+
+
 def _spec(**changes):
     mn, opt, mx = profile_shapes(8, 224, 4)
     return dataclasses.replace(EngineSpec("a" * 64, "10.7.0", "NVIDIA A10", "fp16", "data_batch_0", mn, opt, mx), **changes)
