@@ -30,9 +30,12 @@ def demo(session):
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the code; yamllint and the GitHub/GitLab schemas on the CI examples (.pre-commit-config.yaml)."""
-    session.install("pre-commit", "ruff", "yamllint", "check-jsonschema")
+    """ruff on the code; yamllint and the GitHub/GitLab schemas on the CI examples (.pre-commit-config.yaml); the import
+    layers ([tool.importlinter] in pyproject.toml: lint-imports builds the graph from the installed package)."""
+    session.install("pre-commit", "ruff", "yamllint", "check-jsonschema", "import-linter")
     session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure")
+    session.install("--no-deps", "-e", ".")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session
@@ -77,7 +80,7 @@ def gpu(session: nox.Session) -> None:
     env = {"LD_LIBRARY_PATH": lib}
     session.run("parity", "backends", env=env)
     exclude = session.posargs[session.posargs.index("--exclude") + 1].split(",") if "--exclude" in session.posargs else []
-    inputs = json.loads(session.run("python", "-c", "import json; from parity.backends.gpu import gate_inputs; print(json.dumps(gate_inputs('reports/gpu-demo')))",
+    inputs = json.loads(session.run("python", "-c", "import json; from parity.demo import gate_inputs; print(json.dumps(gate_inputs('reports/gpu-demo')))",
                                     silent=True).strip().splitlines()[-1])
     legacy = inputs["legacy_prefix"] + ".pdmodel"
     if not {"paddle-trt-fp32", "paddle-trt-fp16"} <= set(exclude):

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .optional import lazy
+from .plots import png, pyplot
+
+patches = lazy("matplotlib.patches")
+
 # A confusion-matrix picture up to this many classes; beyond it, a table of the worst classes.
 MAX_MATRIX_CLASSES = 50
 WORST_CLASSES = 15
@@ -103,14 +108,7 @@ def confusion_plots(data: dict | None, names: dict | None = None) -> dict[str, s
     from the reference's outlined and their change written in; only for MAX_MATRIX_CLASSES classes or fewer."""
     if not data or data["num_classes"] > MAX_MATRIX_CLASSES:
         return {}
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from .report import _png
-
+    plt = pyplot()
     names = names or {}
     n = data["num_classes"]
     ticks = [str(names.get(k, k)) for k in range(n)]
@@ -126,7 +124,7 @@ def confusion_plots(data: dict | None, names: dict | None = None) -> dict[str, s
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the class's clips")
         small = n <= 20
         for i, j in zip(*np.nonzero(change)):
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#b3261e", linewidth=1.6))
+            ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#b3261e", linewidth=1.6))
             if small:
                 ax.text(j, i, f"{int(change[i, j]):+d}", ha="center", va="center", fontsize=7,
                         color="white" if share[i, j] > 0.5 else "#b3261e")
@@ -137,5 +135,5 @@ def confusion_plots(data: dict | None, names: dict | None = None) -> dict[str, s
         ax.set_ylabel("label")
         ax.set_title(f"{b['backend']}: confusion (outlined: changed against {data['reference']})", fontsize=9)
         fig.tight_layout()
-        plots[b["backend"]] = _png(fig)
+        plots[b["backend"]] = png(fig)
     return plots

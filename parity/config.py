@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -140,9 +141,10 @@ class RunConfig:
     backend_tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
-    def from_args(cls, args) -> RunConfig:
-        """The config file (``--config``), then every flag given over it (the flags come from the fields' ``Flag``)."""
-        cfg = load_config_file(args.config) if getattr(args, "config", None) else cls()
+    def from_args(cls, args, backends: Collection[str] | None = None) -> RunConfig:
+        """The config file (``--config``), then every flag given over it (the flags come from the fields' ``Flag``).
+        ``backends``: the names a tolerance scope may take (the registry's; see ``tolerance_scopes``)."""
+        cfg = load_config_file(args.config, backends) if getattr(args, "config", None) else cls()
         for f in fields(cls):
             if "flag" in f.metadata:
                 _apply_flag(cfg, f, getattr(args, _dest(f), None))
@@ -150,19 +152,19 @@ class RunConfig:
             if args.clips:
                 raise HarnessError("--inputs and --clips: give one of them")
             cfg.clips = args.inputs
-        apply_tolerance_overrides(cfg, getattr(args, "tol", None) or [])
+        apply_tolerance_overrides(cfg, getattr(args, "tol", None) or [], backends=backends)
         return cfg
 
     def preprocess_variants(self) -> list[str]:
         return [v.strip() for v in self.preprocess.split(",") if v.strip()]
 
-    def validate(self) -> None:
+    def validate(self, backends: Collection[str] | None = None) -> None:
         """Every value a run uses, checked once, wherever it came from (flags, parity.toml, [tool.parity])."""
         for scope, tol in self.tolerances.items():
             for name, value in tol.to_dict().items():
                 check_tolerance_value(name, value, f"tolerance {scope}")
         for scope, values in self.backend_tolerances.items():
-            _check_scope(scope, "tolerance", [*self.external, *self.logits_files])
+            _check_scope(scope, "tolerance", backends, [*self.external, *self.logits_files])
             for name, value in values.items():
                 if name not in _TOL_FIELDS:
                     raise HarnessError(f"tolerance {scope}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
@@ -234,21 +236,23 @@ def _apply_flag(cfg: RunConfig, f, value) -> None:
 PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "baseline", "tensor_cache", "weights", "calibration")
 
 
-def tolerance_scopes() -> list[str]:
-    """What a tolerance can be set for: a precision, or a backend (``NAME@bK`` for a batch-check lane)."""
-    from .backends import BACKENDS  # the registry sits above this module: read when a scope is checked
+def tolerance_scopes(backends: Collection[str]) -> list[str]:
+    """What a tolerance can be set for: a precision, or one of ``backends`` (``NAME@bK`` for a batch-check lane).
+    The registry sits above this module, so its callers pass its names."""
+    return [*default_tolerances(), *backends]
 
-    return [*default_tolerances(), *BACKENDS]
 
-
-def _check_scope(scope: str, where: str, extra=()) -> None:
+def _check_scope(scope: str, where: str, backends: Collection[str] | None, extra=()) -> None:
+    """``backends`` None: no registry at hand (a caller below it), so any scope is let through here."""
+    if backends is None:
+        return
     base = scope.split("@b", 1)[0] if "@b" in scope and scope.rsplit("@b", 1)[1].isdigit() else scope
-    known = [*tolerance_scopes(), *extra]
+    known = [*tolerance_scopes(backends), *extra]
     if base not in known:
         raise HarnessError(f"{where}: unknown scope {scope!r}; known: {', '.join(known)} (or BACKEND@bK)")
 
 
-def apply_tolerance_overrides(cfg: RunConfig, items: list[str], where: str = "--tol") -> None:
+def apply_tolerance_overrides(cfg: RunConfig, items: list[str], where: str = "--tol", backends: Collection[str] | None = None) -> None:
     """Apply ``--tol`` items: ``PRECISION.FIELD=VALUE`` or ``BACKEND.FIELD=VALUE``. Typos are errors."""
     for item in items:
         try:
@@ -256,14 +260,14 @@ def apply_tolerance_overrides(cfg: RunConfig, items: list[str], where: str = "--
             scope, name = key.rsplit(".", 1)
         except ValueError:
             raise HarnessError(f"{where} {item!r}: expected SCOPE.FIELD=NUMBER, e.g. fp16.atol=0.05") from None
-        _set_tolerance(cfg, scope, name, value, f"{where} {item!r}")
+        _set_tolerance(cfg, scope, name, value, f"{where} {item!r}", backends)
 
 
-def _set_tolerance(cfg: RunConfig, scope: str, name: str, value, where: str) -> None:
+def _set_tolerance(cfg: RunConfig, scope: str, name: str, value, where: str, backends: Collection[str] | None) -> None:
     """One tolerance field of a precision or a backend, checked: a typo or a bad value is an error naming ``where``."""
     if name not in _TOL_FIELDS:
         raise HarnessError(f"{where}: unknown field {name!r}; fields: {', '.join(sorted(_TOL_FIELDS))}")
-    _check_scope(scope, where, [*cfg.external, *cfg.logits_files])
+    _check_scope(scope, where, backends, [*cfg.external, *cfg.logits_files])
     number = check_tolerance_value(name, value, where)
     if scope in cfg.tolerances:
         cfg.tolerances[scope] = replace(cfg.tolerances[scope], **{name: number})
@@ -271,7 +275,7 @@ def _set_tolerance(cfg: RunConfig, scope: str, name: str, value, where: str) -> 
         cfg.backend_tolerances.setdefault(scope, {})[name] = number
 
 
-def load_config_file(path: str | Path) -> RunConfig:
+def load_config_file(path: str | Path, backends: Collection[str] | None = None) -> RunConfig:
     """Read ``parity.toml`` (top level) or a ``pyproject.toml``'s ``[tool.parity]`` table.
 
     The file is checked against ``config_schema()`` (a JSON Schema validator, as strict as the flags:
@@ -306,7 +310,7 @@ def load_config_file(path: str | Path) -> RunConfig:
         setattr(cfg, table, values)
     for tol_scope, values in data.pop("tolerance", {}).items():
         for name, value in values.items():
-            _set_tolerance(cfg, tol_scope, name, value, f"{path}: [tolerance.{tol_scope}]")
+            _set_tolerance(cfg, tol_scope, name, value, f"{path}: [tolerance.{tol_scope}]", backends)
     for key, value in data.items():
         if key in PATH_SETTINGS and value is not None:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value

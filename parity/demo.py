@@ -173,3 +173,12 @@ def publish(art: DemoArtifacts, out: Path) -> dict[str, Path]:
         "onnx": model_dir / art.onnx.name,
         "clips": clips_dir / art.val_list.name,
     }
+
+
+def gate_inputs(out: str | Path) -> dict[str, str]:
+    """The demo's artifacts for the GPU gate, published under ``out``: its models, the clips judged (val) and the
+    calibration clips (train: never judged), and the trained weights' folder (for the legacy export)."""
+    art = build_all(ArtifactCache())
+    published = publish(art, Path(out))
+    return {"paddle_model": str(published["paddle_model"]), "onnx": str(published["onnx"]), "clips": str(published["clips"]),
+            "calibration": str(art.train_list), "trained": str(art.trained), "legacy_prefix": str(Path(out) / "legacy" / "pptsm_v2")}

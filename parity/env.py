@@ -6,6 +6,12 @@ import os
 import platform
 from pathlib import Path
 
+from .backends import BACKENDS
+from .backends.gpu import gpu_names
+from .optional import lazy, missing
+
+paddle = lazy("paddle")
+
 # The distributions whose versions decide the numbers: the runtimes, the converter, the decoders.
 DISTRIBUTIONS = (
     "paddlepaddle", "paddlepaddle-gpu", "paddle2onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxconverter-common",
@@ -22,11 +28,7 @@ def cpu_count() -> int:
 
 
 def environment() -> dict:
-    from .backends.gpu import gpu_names
-
     env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": cpu_count()}
-    from .backends import BACKENDS
-
     gpus = gpu_names()
     env["gpu"] = ", ".join(gpus) if gpus else "none"
     tf32_off = ", ".join(n for n, b in BACKENDS.items() if b.tf32_off)
@@ -36,12 +38,8 @@ def environment() -> dict:
             env[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             pass
-    try:
-        import paddle
-
+    if not missing("paddle"):
         env["paddle_cuda"] = paddle.version.cuda() if paddle.is_compiled_with_cuda() else "CPU build"
-    except ImportError:
-        pass
     return env
 
 

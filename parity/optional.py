@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
+
+from polygraphy import mod
 
 
 def missing(*modules: str) -> str | None:
@@ -14,3 +17,25 @@ def missing(*modules: str) -> str | None:
         if not found:
             return f"{module} not importable"
     return None
+
+
+class _Lazy:
+    """A module imported on its first attribute, through Polygraphy's ``mod.lazy_import`` (quiet). Checked with
+    ``missing`` first: a module that is not installed raises ImportError ``NAME not importable``, and Polygraphy
+    is never asked to install it (whatever POLYGRAPHY_AUTOINSTALL_DEPS says)."""
+
+    def __init__(self, name: str):
+        self._name, self._module, self._checked = name, mod.lazy_import(name, log=False), False
+
+    def __getattr__(self, attr: str):
+        if not self._checked:
+            reason = None if self._name in sys.modules else missing(self._name)
+            if reason:
+                raise ImportError(reason)
+            self._checked = True
+        return getattr(self._module, attr)
+
+
+def lazy(name: str):
+    """``name`` as a module-level global that costs nothing until used (paddle, onnxruntime, tensorrt... are slow to import)."""
+    return _Lazy(name)

@@ -19,9 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import classes
 from .artifacts.cache import sha256_file
+from .conclusion import lines as conclusion_lines
+from .diagnose.repro import write_repro
 from .errors import HarnessError
+from .optional import lazy
+from .plots import matplotlib, png, pyplot
 from .results import RunResult
+
+pd = lazy("pandas")
+jinja2 = lazy("jinja2")
+PIL_Image = lazy("PIL.Image")
 
 MAX_HTML_FLAGGED_ROWS = 200
 WORST_PASSING_ROWS = 10  # per backend
@@ -124,8 +133,6 @@ def _write_files(result: RunResult, out: Path) -> None:
     table = clip_table(result)
     table.to_csv(out / "clips.csv", index=False)
     table.to_parquet(out / "clips.parquet", index=False)
-    from .diagnose.repro import write_repro
-
     repro = write_repro(result, out, data["finished"])
     html = render_html(result, table, finished=data["finished"], repro=repro is not None)
     (out / "index.html").write_text(html, encoding="utf-8")
@@ -141,8 +148,6 @@ def _json_default(obj):
 
 def clip_table(result: RunResult):
     """One row per (backend, clip) comparison, worst first, plus a row per unreadable clip."""
-    import pandas as pd
-
     rows = []
     for comp in result.comparisons:
         for c in comp.clips:
@@ -177,37 +182,20 @@ def clip_table(result: RunResult):
     return table
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def latency_plot(result: RunResult) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ran = [b for b in result.backends if b.latency_ms]
     if not ran:
         return None
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(ran)))
     ax.boxplot([b.latency_ms for b in ran], orientation="horizontal", tick_labels=[b.name for b in ran])
     ax.set_xlabel("inference time per clip (ms)")
-    return _png(fig)
+    return png(fig)
 
 
 def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
     """Per compared backend: a log-scale histogram of |error| and a reference-vs-backend scatter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plots = {}
     for comp in result.comparisons:
         ref, out = result.logits.get(comp.reference), result.logits.get(comp.backend)
@@ -254,7 +242,7 @@ def error_plots(result: RunResult) -> dict[str, dict[str, str]]:
         ax2.set_xlabel(f"{comp.reference} logit")
         ax2.set_ylabel(f"{comp.backend} logit")
         fig.tight_layout()
-        plots[comp.backend] = _png(fig)
+        plots[comp.backend] = png(fig)
     return plots
 
 
@@ -285,9 +273,7 @@ def hop_heatmap(result: RunResult) -> dict | None:
     m = result.hop_matrix
     if not m or len(m.get("backends", [])) < 2:
         return None
-    from matplotlib import colormaps
-
-    cmap = colormaps[HOP_CMAP]
+    cmap = matplotlib.colormaps[HOP_CMAP]
     names, values = m["backends"], np.asarray(m["max_abs"], dtype=float)
     positive = np.isfinite(values) & (values > 0)
     if positive.any():
@@ -320,11 +306,7 @@ def hop_heatmap(result: RunResult) -> dict | None:
 
 def depth_plots(result: RunResult) -> dict[str, str]:
     """Per localized pair: relative error of every matched tensor against its depth in the graph."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plots = {}
     for d in result.diagnosis:
         if not d.get("curve"):
@@ -349,16 +331,14 @@ def depth_plots(result: RunResult) -> dict[str, str]:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         fig.tight_layout()
-        plots[d["backend"]] = _png(fig)
+        plots[d["backend"]] = png(fig)
     return plots
 
 
 def _thumbnail_strip(frames: np.ndarray) -> str:
-    from PIL import Image
-
     strip = np.concatenate(list(frames), axis=1)
     buf = io.BytesIO()
-    Image.fromarray(strip).save(buf, format="JPEG", quality=80)
+    PIL_Image.fromarray(strip).save(buf, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -413,9 +393,7 @@ def flips_by_class_pair(result: RunResult) -> list[dict]:
 
 
 def render_html(result: RunResult, table, finished: str = "", repro: bool = False) -> str:
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("parity", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env = jinja2.Environment(loader=jinja2.PackageLoader("parity", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["num"] = _fmt
     env.filters["prob"] = lambda p: f"{p:.3f}" if p is not None and np.isfinite(p) else "–"
     env.filters["seconds"] = seconds
@@ -423,9 +401,6 @@ def render_html(result: RunResult, table, finished: str = "", repro: bool = Fals
     env.filters["signed"] = lambda v: "–" if v is None or not np.isfinite(v) else ("0" if v == 0 else f"{v:+.3f}")
     template = env.get_template("report.html.j2")
     shown, hidden = html_rows(table)
-    from . import classes
-    from .conclusion import lines as conclusion_lines
-
     per_class = getattr(result, "per_class", None) or classes.per_class(result)
     if per_class and per_class["num_classes"] <= classes.MAX_MATRIX_CLASSES:
         per_class_rows = classes.worst_classes(per_class, k=len(per_class["classes"]))
@@ -485,8 +460,6 @@ def seconds(stamp: str) -> str:
 def html_rows(table):
     """The rows the HTML shows: every failing, flipped or unreadable one (capped), then the worst
     passing rows of each backend. Returns them and how many flagged rows were left out."""
-    import pandas as pd
-
     flagged = table[(table["status"] != "pass") | (table["top1_agrees"] == False)]  # noqa: E712 (NaN-safe)
     rest = table.drop(flagged.index)
     worst = rest.groupby("backend", sort=False).head(WORST_PASSING_ROWS)

@@ -395,18 +395,6 @@ print(export_inference_model(model, spec.num_seg, spec.size, sys.argv[2]).model_
 LEGACY_PADDLE = ("paddlepaddle==2.6.2", "numpy<2", "polygraphy", "pillow", "tqdm", "pyyaml")
 
 
-def gate_inputs(out: str | Path) -> dict[str, str]:
-    """The demo's artifacts for the GPU gate, published under ``out``: its models, the clips judged (val) and the
-    calibration clips (train: never judged), and the trained weights' folder (for the legacy export)."""
-    from .. import demo
-    from ..artifacts import ArtifactCache
-
-    art = demo.build_all(ArtifactCache())
-    published = demo.publish(art, Path(out))
-    return {"paddle_model": str(published["paddle_model"]), "onnx": str(published["onnx"]), "clips": str(published["clips"]),
-            "calibration": str(art.train_list), "trained": str(art.trained), "legacy_prefix": str(Path(out) / "legacy" / "pptsm_v2")}
-
-
 def gate_commands(inputs: dict[str, str], legacy_model: str, exclude: list[str] | None = None, report: str = "reports/gpu") -> list[list[str]]:
     """The ``parity run`` argument lists of the GPU gate: every GPU backend required. Paddle-TRT runs on the legacy
     ``.pdmodel`` export (its reference: ``paddle`` on that program); the rest on the PIR export and its ONNX model.

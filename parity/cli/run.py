@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import golden
 from ..artifacts import ArtifactCache
+from ..backends import BACKENDS
 from ..baseline import compare_releases
 from ..config import RunConfig, dump_config
 from ..errors import HarnessError
@@ -22,7 +23,7 @@ def add_run(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    cfg = RunConfig.from_args(args)
+    cfg = RunConfig.from_args(args, BACKENDS)
     result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads, shard=args.shard)
     if args.write_config:
         try:
