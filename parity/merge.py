@@ -12,11 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import ArtifactCache
 from .backends import LaneKind, Status, select
-from .config import config_from_dict
+from .config import config_from_dict, judging_settings
 from .errors import HarnessError
+from .preprocess import load_clip_tensor
 from .results import BackendRecord, ClipRecord, RunResult, verify_report_files
-from .run import MAX_THUMBNAIL_CLIPS, derive
+from .run.assemble import assemble
+from .run.collect import MAX_THUMBNAIL_CLIPS
+from .run.followups import Followups, followups
+from .run.plan import artifact_record, open_models, preprocess_config
 from .verdict import judge
 
 # Content hashes every shard must share with the others (see run._artifact_record).
@@ -89,8 +94,6 @@ def _check_one_run(shards: list[dict], folders: list) -> None:
 
 def _differing_setting(a: dict, b: dict) -> str:
     """The first judging setting or model file whose value differs between two shards."""
-    from .config import judging_settings
-
     sa, sb = judging_settings(config_from_dict(a["config"])), judging_settings(config_from_dict(b["config"]))
     for key in sorted(set(sa) | set(sb)):
         if sa.get(key) != sb.get(key):
@@ -126,7 +129,8 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
             rows.update(zip((str(p) for p in table["clips"]), table[record.name]))
         logits[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
     changed = sum(s["run"].get("changed_clips", 0) for s in shards)
-    verdict = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"))
+    judgement = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"))
+    follow = _followups(cfg, first, shards, judgement, records, clips)
 
     frames = {}
     order = {c.path: c.index for c in clips}
@@ -136,34 +140,44 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
     run = {**first["run"], "shard": None, "merged_from": [str(Path(f).resolve()) for f in folders],
            "decode": {k: _joined([s["run"]["decode"][k] for s in shards]) for k in first["run"]["decode"]},
            "seconds": sum(s["run"]["seconds"] for s in shards), "changed_clips": changed}
-    return derive(RunResult(
-        verdict=verdict.verdict,
-        reference=first["reference"],
-        backends=records,
-        comparisons=verdict.comparisons,
-        clips=clips,
-        artifacts=first["artifacts"],
-        tolerances=first["tolerances"],
-        preprocess=first["preprocess"],
-        environment=first["environment"],
-        notes=verdict.notes,
-        problems=verdict.problems,
-        failures=verdict.failures,
-        logits={"clips": np.array(paths), **logits},
-        frames=frames,
-        label_names={int(k): v for k, v in (first.get("label_names") or {}).items()},
-        run=run,
-        config=first["config"],
-        lint=first.get("lint"),
-        diagnosis=[d for s in shards for d in s.get("diagnosis") or []],
-        hops=verdict.hops,
-        first_failing_hop=verdict.first_failing_hop,
-        hop_matrix=verdict.hop_matrix,
-        preprocessing_attribution=verdict.preprocessing_attribution,
-        training=first.get("training"),
-        int8=first.get("int8"),
-        advice=[a for s in shards for a in s.get("advice") or []],
-    ), cfg)
+    return assemble(
+        cfg, reference=first["reference"], records=records, judgement=judgement, followups=follow, clip_records=clips,
+        paths=paths, logits=logits, frames=frames, artifacts=first["artifacts"], tolerances=first["tolerances"],
+        preprocess=first["preprocess"], environment=first["environment"],
+        label_names={int(k): v for k, v in (first.get("label_names") or {}).items()}, run=run, config=first["config"],
+        lint=first.get("lint"), training=first.get("training"),
+    )
+
+
+def _followups(cfg, first: dict, shards: list[dict], judgement, records, clips) -> Followups:
+    """The follow-ups of the joined comparisons, made as an unsharded run makes them, from the models and clips
+    the shards recorded (checked by content). Where they are not here, each shard's own are kept, and said."""
+    wanted = cfg.localize or cfg.advise or any(s.get("int8") for s in shards) or any(not c.passed for c in judgement.comparisons)
+    if not wanted:
+        return Followups()
+    try:
+        art, golden = open_models(cfg, ArtifactCache())
+        pre = preprocess_config(cfg, art, golden)
+        here = artifact_record(cfg, art, golden)
+        changed = [k for k, v in first["artifacts"].items() if k.endswith("sha256") and here.get(k) != v]
+        if changed:
+            raise HarnessError(f"{changed[0].removesuffix('_sha256').removesuffix(':sha256')} is not the file the shards ran")
+        return followups(cfg, art, judgement.comparisons, records, clips, lambda path: load_clip_tensor(Path(path), pre))
+    except HarnessError as exc:
+        kept = Followups(diagnosis=[d for s in shards for d in s.get("diagnosis") or []],
+                         advice=[a for s in shards for a in s.get("advice") or []], int8=_joined_int8(shards))
+        if kept.int8 and kept.int8["calibration_overlap"]:
+            kept.notes.append(f"calibration set overlaps the evaluated clips: {kept.int8['calibration_overlap']} clip(s) are in both; "
+                              "the INT8 numbers are optimistic")
+        kept.notes.append(f"warning: the follow-ups (repro clips, diagnosis, advice) are each shard's own, not made again on the "
+                          f"joined comparisons: {exc}")
+        return kept
+
+
+def _joined_int8(shards: list[dict]) -> dict | None:
+    """The INT8 record (one model, one calibration set) with its overlap counted over every shard's clips."""
+    parts = [s["int8"] for s in shards if s.get("int8")]
+    return {**parts[0], "calibration_overlap": sum(p.get("calibration_overlap", 0) for p in parts)} if parts else None
 
 
 def _joined(values: list):

@@ -272,9 +272,10 @@ def test_the_decode_time_limit_is_a_setting_with_the_streams_default(demo_artifa
 def test_trust_engine_reaches_the_tensorrt_backend(demo_artifacts, tmp_path, monkeypatch):
     """--trust-engine is a setting of the run that the TensorRT runner reads from the artifacts (it refuses an engine
     without its sidecar otherwise: tests/test_gpu_truth.py)."""
-    from parity import run as run_module
     from parity.cli import build_parser
     from parity.config import RunConfig
+    from parity.errors import HarnessError
+    from parity.run import plan, run
 
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"not an engine")
@@ -282,14 +283,14 @@ def test_trust_engine_reaches_the_tensorrt_backend(demo_artifacts, tmp_path, mon
 
     def stop(cfg, art, *rest):
         seen["trust"] = art.trust_engine
-        raise run_module.HarnessError("stop here")
+        raise HarnessError("stop here")
 
-    monkeypatch.setattr(run_module, "_preprocess_config", stop)
+    monkeypatch.setattr(plan, "preprocess_config", stop)
     for flags, trusted in ((["--trust-engine"], True), ([], False)):
         cfg = RunConfig.from_args(build_parser().parse_args(["run", "--onnx", str(demo_artifacts.onnx), "--trt-engine", str(engine),
                                                             "--clips", str(demo_artifacts.val_list), *flags]))
-        with pytest.raises(run_module.HarnessError):
-            run_module.run(cfg)
+        with pytest.raises(HarnessError):
+            run(cfg)
         assert seen["trust"] is trusted
 
 

@@ -19,7 +19,7 @@ from ..diagnose.lint import review
 from ..errors import HarnessError
 from ..inputs import decode_clip
 from ..preprocess import VARIANTS, ClipError, PreprocessConfig, load_clip_tensor
-from ..run import _agree, run
+from ..run import agree, run
 from .common import EXIT_FAIL, EXIT_PASS, finish, say
 
 
@@ -173,7 +173,7 @@ def _preprocess_settings(args) -> PreprocessConfig:
                              onnx=Path(args.onnx) if args.onnx else None)
         _, model_t, model_size = model_input(art)
         where = args.onnx or args.paddle_model
-        num_seg, size = _agree("--num-seg", num_seg, model_t, where), _agree("--target-size", size, model_size, where)
+        num_seg, size = agree("--num-seg", num_seg, model_t, where), agree("--target-size", size, model_size, where)
     defaults = [f"{name} {value}" for name, value, given in (("T", 8, num_seg), ("crop", 224, size)) if given is None]
     if defaults:
         say(f"parity preprocess: no model given (--onnx or --paddle-model), so PP-TSM's defaults: {', '.join(defaults)}")

@@ -1,0 +1,226 @@
+"""What a run will do, decided before any clip is decoded: the models opened, their preprocessing, the lanes,
+this shard's clips and the thread budget. Every refusal here costs no decoding."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
+from ..artifacts.model_files import check_batch, model_classes, model_input
+from ..backends import BACKENDS, ModelArtifacts, Selection, select
+from ..checkpoint import spec_from_checkpoint
+from ..clips import load_clips
+from ..config import RunConfig
+from ..errors import HarnessError
+from ..golden import GOLDEN_JSON, Golden
+from ..models import ModelSpec
+from ..preprocess import PreprocessConfig
+from ..stream import ThreadBudget
+
+
+@dataclass
+class Plan:
+    """The run's decisions, in one place: what every later stage reads instead of the raw config."""
+
+    cfg: RunConfig
+    art: ModelArtifacts
+    golden: Golden | None
+    pre: PreprocessConfig
+    selection: Selection
+    clips: IndexedClips
+    shard: tuple[int, int] | None
+    budget: ThreadBudget
+
+
+def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None) -> Plan:
+    """Models -> preprocessing -> backend selection (the reference checked first) -> this shard's clips -> threads."""
+    cfg.validate()
+    art, golden = open_models(cfg, cache or ArtifactCache(), threads)
+    pre = preprocess_config(cfg, art, golden)
+    selection = select(cfg, golden.name if golden else None)
+    if golden is None:  # said before any clip is decoded, with what to do about it
+        reason = BACKENDS[selection.reference].availability(art)
+        if reason:
+            runnable = [lane.name for lane in selection.lanes if lane.name in BACKENDS and BACKENDS[lane.name].availability(art) is None]
+            hint = f" (e.g. --reference {runnable[0]})" if runnable else ""
+            raise HarnessError(f"reference {selection.reference} cannot run: {reason.removeprefix('unavailable: ')}; "
+                               f"give what it needs, or pick another --reference{hint}")
+    if any(lane.backend.needs == "external" for lane in selection.lanes):
+        art.classes = model_classes(art) if (art.onnx or art.paddle_model) else int(golden.logits.shape[1])
+    art.batch = max(lane.batch for lane in selection.lanes)
+    check_batch(art, art.batch)
+    shard_spec = parse_shard(shard)
+    clips = indexed_clips(cfg, golden, shard_spec)
+    budget = ThreadBudget.plan(cfg.workers, threads)
+    art.threads = budget.backend_threads
+    return Plan(cfg, art, golden, pre, selection, clips, shard_spec, budget)
+
+
+def open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None = None) -> tuple[ModelArtifacts, Golden | None]:
+    """Check the model files (and golden outputs) exist, and read the model's input."""
+    art = ModelArtifacts(cache=cache, threads=threads, allow_trt_fallback=cfg.allow_trt_fallback)
+    if cfg.trt_engine:
+        art.trt_engine = Path(cfg.trt_engine)
+        art.trust_engine = cfg.trust_engine
+        if not art.trt_engine.is_file():
+            raise HarnessError(f"{cfg.trt_engine}: TensorRT engine not found")
+    if cfg.paddle_model:
+        art.paddle_model = PaddleModel.locate(cfg.paddle_model)
+    if cfg.onnx:
+        art.onnx = Path(cfg.onnx)
+        if not art.onnx.is_file():
+            raise HarnessError(f"{cfg.onnx}: ONNX model not found")
+    golden = Golden.load(cfg.golden) if cfg.golden else None
+    if golden is not None and cfg.clips:
+        golden.root = Path(cfg.clips) if Path(cfg.clips).is_dir() else Path(cfg.clips).parent
+    if art.paddle_model is None and art.onnx is None and art.trt_engine is None:
+        raise HarnessError("no model given: pass --paddle-model and/or --onnx")
+    if not cfg.clips and golden is None:
+        raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
+    if art.paddle_model is None and art.onnx is None:
+        art.input_name, art.num_seg, art.size = golden.meta["preprocess"]["input_name"], None, None
+    else:
+        art.input_name, art.num_seg, art.size = model_input(art)
+    if cfg.weights:
+        art.weights, art.dygraph = dygraph_model(cfg, art)
+    if cfg.calibration:
+        art.calibration = Path(cfg.calibration)
+        if not art.calibration.exists():
+            raise HarnessError(f"{cfg.calibration}: calibration clip list not found")
+    return art, golden
+
+
+def dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
+    """The checkpoint and its model: each setting from the flags, else a model_spec.json beside it, else read
+    from the checkpoint itself (LTA from its keys, scale, depths and width from its shapes), else PaddleVideo's
+    defaults; classes, T and size always from the exported model."""
+    weights = Path(cfg.weights)
+    if not weights.is_file():
+        raise HarnessError(f"{weights}: training checkpoint not found")
+    keys = ("arch", "temporal_attention", "scale", "depths", "class_expand")
+    given = {}
+    beside = weights.parent / "model_spec.json"
+    if beside.is_file():
+        try:
+            given.update({k: v for k, v in json.loads(beside.read_text()).items() if k in keys})
+        except (ValueError, AttributeError) as exc:
+            raise HarnessError(f"{beside}: not a JSON object of model settings: {exc}") from None
+    given.update({k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None})
+    inferred = spec_from_checkpoint(weights)
+    spec = ModelSpec().to_dict() | {k: inferred[k] for k in keys if k in inferred} | given
+    if art.num_seg is None or art.size is None:
+        raise HarnessError("--weights: the exported model does not say its segments and size; give --paddle-model or --onnx")
+    spec.update(num_seg=art.num_seg, size=art.size, num_classes=model_classes(art))
+    return weights, spec
+
+
+def preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> PreprocessConfig:
+    """T and size from the model (flags must agree); with golden outputs, their preprocessing. Sets ``art.pre``."""
+    model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
+    num_seg = agree("--num-seg", cfg.num_seg, art.num_seg, model_path)
+    size = agree("--target-size", cfg.target_size, art.size, model_path)
+    short_size, variant = cfg.short_size, cfg.preprocess_variants()[0]
+    if golden is not None:
+        # The stored logits are only comparable on the very tensors they were computed from.
+        g = golden.meta["preprocess"]
+        num_seg = agree("--num-seg", num_seg, g["num_seg"], golden.folder)
+        size = agree("--target-size", size, g["target_size"], golden.folder)
+        short_size = agree("--short-size", short_size, g["short_size"], golden.folder)
+        if variant not in (g["variant"], "paddlevideo"):
+            raise HarnessError(f"{golden.folder}: golden outputs use {g['variant']} preprocessing, but --preprocess {variant} was given")
+        variant = g["variant"]
+    art.num_seg, art.size = num_seg or 8, size or 224
+    try:
+        art.pre = PreprocessConfig.for_size(art.num_seg, art.size, short_size, variant)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    return art.pre
+
+
+def agree(flag: str, given: int | None, from_model: int | None, model_path) -> int | None:
+    """A flag and what the model file says must agree; either alone is taken."""
+    if given is not None and from_model is not None and given != from_model:
+        raise HarnessError(f"{model_path}: the model takes {flag.lstrip('-')} {from_model}, but {flag} {given} was given")
+    return given if given is not None else from_model
+
+
+class IndexedClips(list):
+    """``(index in the full list, clip)`` pairs of this run (all, or one shard's), how many were listed, the
+    content hash of the whole list (its paths, relative to the list's folder, and labels, in order) and notes."""
+
+    def __init__(self, pairs=(), listed: int = 0, list_sha256: str = "", notes: list | None = None):
+        super().__init__(pairs)
+        self.listed, self.list_sha256, self.notes = listed, list_sha256, list(notes or [])
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (1 <= i <= N) -> ``(i, N)``."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise HarnessError(f"--shard {text!r}: expected i/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise HarnessError(f"--shard {text!r}: i must be between 1 and N")
+    return i, n
+
+
+def indexed_clips(cfg: RunConfig, golden: Golden | None, shard: tuple[int, int] | None) -> IndexedClips:
+    """The clips this run takes: every one, or with ``--shard i/N`` those whose list index is i-1 modulo N."""
+    listed = load_clips(cfg.clips) if cfg.clips else golden.clips()
+    root = Path(cfg.clips) if cfg.clips else golden.folder
+    root = root.parent if root.is_file() else root
+    out = IndexedClips(((i, c) for i, c in enumerate(listed) if shard is None or i % shard[1] == shard[0] - 1), listed=len(listed),
+                       list_sha256=sha256_json([[_relative(c.path, root), c.label] for c in listed]),
+                       notes=getattr(listed, "notes", []))  # duplicate lines dropped, each clip counted once
+    if shard is not None and not out:
+        raise HarnessError(f"--shard {shard[0]}/{shard[1]}: {cfg.clips or golden.folder} lists {len(listed)} clip(s), so shard {shard[0]} "
+                           f"of {shard[1]} has none; use at most {max(1, len(listed))} shards")
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    """A clip's path as the list gives it, relative to the list's folder where it lies below it."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def label_file(cfg: RunConfig) -> Path | None:
+    if cfg.labels:
+        return Path(cfg.labels)
+    return Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None
+
+
+def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> dict:
+    """Paths (absolute) and sha256 of everything that was compared."""
+    labels = label_file(cfg)
+    artifacts = {"clips": str(Path(cfg.clips).resolve()) if cfg.clips else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
+    if golden is not None:
+        artifacts["golden"] = str(golden.folder.resolve())
+        artifacts["golden_artifacts"] = golden.meta["artifacts"]
+    if art.paddle_model:
+        artifacts["paddle_model"] = str(art.paddle_model.model_file.resolve())
+        artifacts["paddle_model_sha256"] = sha256_file(art.paddle_model.model_file)
+        artifacts["paddle_params_sha256"] = sha256_file(art.paddle_model.params_file)
+    if art.trt_engine:
+        artifacts["trt_engine"] = str(art.trt_engine.resolve())
+        artifacts["trt_engine_sha256"] = sha256_file(art.trt_engine)
+    if art.onnx:
+        artifacts["onnx"] = str(art.onnx.resolve())
+        artifacts["onnx_sha256"] = sha256_file(art.onnx)
+    if labels and labels.is_file():
+        artifacts["labels"] = str(labels.resolve())
+    # every other file the verdict depends on, by content
+    if golden is not None:
+        artifacts["golden_npz_sha256"] = golden.meta.get("npz_sha256")
+    if art.weights:
+        artifacts["weights_sha256"] = sha256_file(art.weights)
+    if art.calibration:
+        artifacts["calibration_sha256"] = sha256_file(art.calibration) if art.calibration.is_file() else None
+    for name, path in sorted(cfg.logits_files.items()):
+        artifacts[f"logits_file:{name}:sha256"] = sha256_file(Path(path))
+    return artifacts
