@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HarnessError
+from .models import pptsm_v2
+from .optional import lazy
+
+paddle = lazy("paddle")
 
 _STUDENT_PREFIXES = ("Student.0.", "student.0.", "0.")
 
@@ -45,11 +49,9 @@ def _to_numpy(value) -> np.ndarray:
 
 def load_state(model, state: dict, source: str = "checkpoint") -> None:
     """Load ``state`` into ``model`` (a Recognizer2D) strictly; repped checkpoints rep the model."""
-    from .models.pptsm_v2 import DepthwiseSeparable
-
     model_state = model.state_dict()
     state = normalize_keys(state, set(model_state))
-    rep_blocks = {name: layer for name, layer in model.named_sublayers() if isinstance(layer, DepthwiseSeparable) and layer.use_rep}
+    rep_blocks = {name: layer for name, layer in model.named_sublayers() if isinstance(layer, pptsm_v2.DepthwiseSeparable) and layer.use_rep}
     repped = rep_blocks and not any(".dw_conv_list." in k for k in state) and any(f"{n}.dw_conv.weight" in state for n in rep_blocks)
     expected = dict(model_state)
     if repped:
@@ -77,13 +79,12 @@ def load_state(model, state: dict, source: str = "checkpoint") -> None:
 
 def read_checkpoint(path: str | Path) -> dict:
     """The state dict of a ``.pdparams``; a missing or unreadable file is one CheckpointError line."""
-    import paddle
-
+    load = paddle.load  # imports paddle: without it, an ImportError, not an unreadable checkpoint
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = paddle.load(str(path))
+        state = load(str(path))
     except Exception as exc:  # paddle.load raises many types on a bad file
         raise CheckpointError(f"{path}: not a readable .pdparams: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(state, dict):
@@ -134,27 +135,25 @@ def spec_from_checkpoint(weights_path: str | Path) -> dict:
 
 
 def _v2_spec(path: Path, shape: dict[str, list[int]]) -> dict:
-    from .models.pptsm_v2 import NET_CONFIG, make_divisible
-
     def need(key: str, axis: int) -> int:
         if key not in shape or len(shape[key]) <= axis:
             raise CheckpointError(f"{path}: a PP-TSMv2 checkpoint without {key}; cannot read the model's settings")
         return shape[key][axis]
 
     depths = []
-    for s in range(len(NET_CONFIG)):
+    for s in range(len(pptsm_v2.NET_CONFIG)):
         blocks = {int(k.split(".")[2]) for k in shape if k.startswith(f"stages.{s}.") and k.split(".")[2].isdigit()}
         if not blocks:
             raise CheckpointError(f"{path}: a PP-TSMv2 checkpoint without stage {s + 1} (no stages.{s}.* keys)")
         depths.append(max(blocks) + 1)
     # the width of every stage's output, the stem's and the tail's input: one scale gives them all
     widths = {("stem.0.conv.weight", 0): 32, ("stem.1.pw_conv.conv.weight", 0): 64, ("last_conv.weight", 1): 1024}
-    for s, (in_ch, _, split_pw, *_rest) in enumerate(NET_CONFIG.values()):
+    for s, (in_ch, _, split_pw, *_rest) in enumerate(pptsm_v2.NET_CONFIG.values()):
         widths[(f"stages.{s}.0.{'pw_conv_2' if split_pw else 'pw_conv'}.conv.weight", 0)] = in_ch * 2
     found = {key: need(*key) for key in widths}
     guess = found[("last_conv.weight", 1)] / 1024
     candidates = sorted({round(k * 0.05, 2) for k in range(1, 81)} | {round(k / 8, 3) for k in range(1, 33)}, key=lambda v: abs(v - guess))
-    scale = next((c for c in [*candidates, guess] if all(make_divisible(base * c) == found[key] for key, base in widths.items())), None)
+    scale = next((c for c in [*candidates, guess] if all(pptsm_v2.make_divisible(base * c) == found[key] for key, base in widths.items())), None)
     if scale is None:
         raise CheckpointError(f"{path}: its channel widths ({', '.join(f'{k[0]} {v}' for k, v in found.items())}) fit no PP-TSMv2 scale")
     spec = {"arch": "pptsm_v2", "scale": scale, "depths": depths, "class_expand": need("last_conv.weight", 0),

@@ -22,17 +22,19 @@ def missing(*modules: str) -> str | None:
 class _Lazy:
     """A module imported on its first attribute, through Polygraphy's ``mod.lazy_import`` (quiet). Checked with
     ``missing`` first: a module that is not installed raises ImportError ``NAME not importable``, and Polygraphy
-    is never asked to install it (whatever POLYGRAPHY_AUTOINSTALL_DEPS says)."""
+    is never asked to install it (whatever POLYGRAPHY_AUTOINSTALL_DEPS says). Once imported, it is read from
+    ``sys.modules`` on every use, as an ``import`` statement would."""
 
     def __init__(self, name: str):
-        self._name, self._module, self._checked = name, mod.lazy_import(name, log=False), False
+        self._name, self._module = name, mod.lazy_import(name, log=False)
 
     def __getattr__(self, attr: str):
-        if not self._checked:
-            reason = None if self._name in sys.modules else missing(self._name)
-            if reason:
-                raise ImportError(reason)
-            self._checked = True
+        module = sys.modules.get(self._name)
+        if module is not None:
+            return getattr(module, attr)
+        reason = missing(self._name)
+        if reason:
+            raise ImportError(reason)
         return getattr(self._module, attr)
 
 

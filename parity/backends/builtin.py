@@ -5,25 +5,27 @@ so a plugin can take a place between two of them.
 """
 from __future__ import annotations
 
+from ..artifacts import cached_fp16
+from ..precision.int8 import cached_int8
+from . import gpu
+from .dygraph import DygraphRunner
+from .onnxrt import ort_runner
+from .openvino import OpenVinoRunner, precision_reason
+from .paddle_inference import PaddleInferenceRunner, fast_cpu_mode
 from .registry import Backend, ModelArtifacts
+from .tensorrt import trt_runner
 
 
 def _paddle_cpu(art: ModelArtifacts):
-    from .paddle_inference import PaddleInferenceRunner, fast_cpu_mode
-
     return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name="paddle", mode=fast_cpu_mode(art.paddle_model, art.cache))
 
 
 def _dygraph(art: ModelArtifacts):
-    from .dygraph import DygraphRunner
-
     return DygraphRunner(art.weights, art.dygraph, name="paddle-dygraph")
 
 
 def _openvino(precision: str):
     def make(art: ModelArtifacts):
-        from .openvino import OpenVinoRunner
-
         return OpenVinoRunner(art.onnx, precision, art.threads, name="openvino" if precision == "fp32" else f"openvino-{precision}")
 
     return make
@@ -31,8 +33,6 @@ def _openvino(precision: str):
 
 def _openvino_probe(precision: str):
     def probe():
-        from .openvino import precision_reason
-
         return precision_reason(precision)
 
     return probe
@@ -40,49 +40,33 @@ def _openvino_probe(precision: str):
 
 def _paddle_mode(mode: str, name: str):
     def make(art: ModelArtifacts):
-        from .paddle_inference import PaddleInferenceRunner
-
         return PaddleInferenceRunner(art.paddle_model, threads=art.threads, name=name, mode=mode)
 
     return make
 
 
 def _ort_cpu(art: ModelArtifacts):
-    from .onnxrt import ort_runner
-
     return ort_runner(art.onnx, "onnxruntime", art.threads)
 
 
 def _ort_cpu_fp16(art: ModelArtifacts):
-    from ..artifacts import cached_fp16
-    from .onnxrt import ort_runner
-
     return ort_runner(lambda: str(cached_fp16(art.onnx, art.cache)), "onnxruntime-fp16", art.threads)
 
 
 def _ort_cpu_int8(art: ModelArtifacts):
-    from ..precision.int8 import cached_int8
-    from .onnxrt import ort_runner
-
     return ort_runner(lambda: str(cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0]), "onnxruntime-int8", art.threads)
 
 
 def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
-    from .gpu import ort_gpu_runner
-
-    return ort_gpu_runner(art, trt_fp16, name)
+    return gpu.ort_gpu_runner(art, trt_fp16, name)
 
 
 def _paddle_gpu(art: ModelArtifacts, trt_precision: str | None, name: str):
-    from .gpu import paddle_gpu_runner
-
-    return paddle_gpu_runner(art, trt_precision, name)
+    return gpu.paddle_gpu_runner(art, trt_precision, name)
 
 
 def _trt(precision: str):
     def make(art: ModelArtifacts):
-        from .tensorrt import trt_runner
-
         return trt_runner(art, precision, f"tensorrt-{precision}")
 
     return make
@@ -90,8 +74,6 @@ def _trt(precision: str):
 
 def _probe(kind: str, *args):
     def probe():
-        from . import gpu
-
         return getattr(gpu, kind)(*args)
 
     return probe

@@ -6,6 +6,12 @@ from collections import OrderedDict
 
 from polygraphy.backend.base import BaseRunner
 
+from ..checkpoint import load_checkpoint
+from ..models import ModelSpec, build_model
+from ..optional import lazy
+
+paddle = lazy("paddle")
+
 
 class DygraphRunner(BaseRunner):
     """Runs a PaddleVideo checkpoint (any form ``parity export`` accepts) through ``parity.models`` in eval mode."""
@@ -15,11 +21,6 @@ class DygraphRunner(BaseRunner):
         self.weights, self.spec = weights, spec
 
     def activate_impl(self):
-        import paddle
-
-        from ..checkpoint import load_checkpoint
-        from ..models import ModelSpec, build_model
-
         if not paddle.in_dynamic_mode():
             paddle.disable_static()
         self.model = build_model(ModelSpec(**self.spec))
@@ -30,8 +31,6 @@ class DygraphRunner(BaseRunner):
         raise NotImplementedError("the dygraph runner takes feed dicts without input checks")
 
     def infer_impl(self, feed_dict):
-        import paddle
-
         (x,) = feed_dict.values()
         start = time.perf_counter()
         with paddle.no_grad():

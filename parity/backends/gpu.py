@@ -6,26 +6,39 @@ that they can be checked without a GPU; the runners only apply them.
 Engine caches (Paddle-TRT's ``optim_cache_dir``, the TRT EP's ``trt_engine_cache_path``) are a folder
 per content key (``engine_key``): neither library keys its engines by the weights, so a shared folder
 would hand one model's engines to another with the same tensor names. Which engine files a run built or
-found recorded under its key is its evidence (``engine_evidence``); any other file is not.
+found recorded under its key is its evidence (``engine_evidence``, engine_cache.py); any other file is not.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
+import importlib.metadata
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
+import numpy as np
+from polygraphy.backend.onnxrt import OnnxrtRunner
+
+from ..artifacts import sha256_file, sha256_json
+from ..artifacts.cache import code_hash
 from ..artifacts.ort import session
-from ..optional import missing
+from ..optional import lazy, missing
+from .engine_cache import ORT_TRT_ENGINES, PADDLE_TRT_ENGINES, engine_evidence, engine_files
+from .onnxrt import ort_runner
+from .paddle_inference import PaddleInferenceRunner
 from .registry import BACKENDS
 
+ort = lazy("onnxruntime")
+paddle = lazy("paddle")
+inference = lazy("paddle.inference")
+
 # The harness code that builds and checks engines: its hash is part of every engine key.
-ENGINE_CODE = ("parity.backends.gpu", "parity.backends.tensorrt", "parity.backends.paddle_inference", "parity.precision.int8")
-# Serialized engines each library writes into its cache folder.
-PADDLE_TRT_ENGINES = ("trt_serialized*",)  # Paddle-TRT: _opt_cache/trt_serialized_<paddle key>
-ORT_TRT_ENGINES = ("*.engine",)  # ORT's TensorRT EP: TensorrtExecutionProvider_TRTKernel_graph_..._sm<cc>.engine
+ENGINE_CODE = ("parity.backends.gpu", "parity.backends.engine_cache", "parity.backends.tensorrt", "parity.backends.paddle_inference", "parity.precision.int8")
 INSTALL_HINT = "install the GPU set: `nox -s gpu`, or the pins in the README's GPU section"
 
 
@@ -66,8 +79,6 @@ def gpu_names() -> tuple[str, ...]:
 
 
 def _libcuda():
-    import ctypes
-
     for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
         try:
             return ctypes.CDLL(name)
@@ -83,8 +94,6 @@ def cuda_device(ordinal: int = 0, lib=None) -> dict | None:
     CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER exactly as TensorRT, ORT and Paddle do. Without the driver
     library, nvidia-smi's list narrowed by CUDA_VISIBLE_DEVICES.
     """
-    import ctypes
-
     lib = lib if lib is not None else _libcuda()
     if lib is None:
         rows = visible_rows(_smi_rows(), os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -125,8 +134,6 @@ def _module_reason(*modules: str) -> str | None:
 
 
 def _dist_version(*names: str) -> str:
-    import importlib.metadata
-
     for name in names:
         try:
             return f"{name}=={importlib.metadata.version(name)}"
@@ -148,9 +155,6 @@ def library_versions() -> dict:
 def engine_key(model_files, precision: str, calibration: str = "", tf32: bool | str = False, device: dict | None = None,
                versions: dict | None = None) -> dict:
     """What an engine depends on: the model files' content, precision, calibration set, libraries, GPU, TF32 and our code."""
-    from ..artifacts import sha256_file
-    from ..artifacts.cache import code_hash
-
     device = device if device is not None else cuda_device()
     return {
         "model_sha256": [sha256_file(f) for f in model_files],
@@ -165,46 +169,11 @@ def engine_key(model_files, precision: str, calibration: str = "", tf32: bool | 
 
 def keyed_engine_dir(root: str | Path, stage: str, key: dict) -> Path:
     """The folder of ``stage`` for this key (``ROOT/STAGE/KEY``), with the key beside the engines."""
-    from ..artifacts import sha256_json
-
     folder = Path(root) / stage / sha256_json(key)[:20]
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "key.json").is_file():
         (folder / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True))
     return folder
-
-
-def engine_files(folder: str | Path, patterns: tuple[str, ...]) -> dict[str, str]:
-    """Every engine file under ``folder`` matching ``patterns``: {relative path: sha256}."""
-    import fnmatch
-
-    from ..artifacts import sha256_file
-
-    out = {}
-    for path in sorted(Path(folder).rglob("*")):
-        if path.is_file() and any(fnmatch.fnmatch(path.name, p) for p in patterns):
-            out[str(path.relative_to(folder))] = sha256_file(path)
-    return out
-
-
-RECORD = "engines.json"
-
-
-def engine_evidence(folder: str | Path, patterns: tuple[str, ...], before: dict[str, str] | None = None) -> dict:
-    """Which engine files under ``folder`` were built in this run (absent or different in ``before``, the listing
-    taken before the library started) and which were loaded as recorded for this key by the run that built them.
-    Anything else (``stray``) is a file that happens to be there. Built files are added to the key's record."""
-    folder = Path(folder)
-    now = engine_files(folder, patterns)
-    record_path = folder / RECORD
-    recorded = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    before = before or {}
-    built = {f: h for f, h in now.items() if before.get(f) != h}
-    loaded = {f: h for f, h in now.items() if f not in built and recorded.get(f) == h}
-    stray = sorted(f for f in now if f not in built and f not in loaded)
-    if built:
-        record_path.write_text(json.dumps({**recorded, **built}, indent=2, sort_keys=True))
-    return {"cache": str(folder), "key": folder.name, "built": sorted(built), "loaded": sorted(loaded), "stray": stray}
 
 
 def trt_engines_built(cache_dir: str, before: dict[str, str] | None = None, patterns: tuple[str, ...] = PADDLE_TRT_ENGINES) -> bool:
@@ -220,8 +189,6 @@ def ort_provider_reason(provider: str) -> str | None:
     reason = _module_reason("onnxruntime")
     if reason:
         return reason
-    import onnxruntime as ort
-
     if provider not in ort.get_available_providers():
         return f"unavailable: onnxruntime {ort.__version__} has no {provider} ({INSTALL_HINT})"
     return cuda_device_reason()
@@ -314,10 +281,6 @@ def trt_ep_session_loader(model, providers: list, provider_options: list, requir
 def trt_ep_runner(model, name: str, cache_dir: str, providers: list, options: list, allow_fallback: bool, threads: int | None = None):
     """Polygraphy's OnnxrtRunner over a profiled TRT EP session: after the first inference the profile is read,
     the share of nodes TensorRT ran checked (``trt_share_error``) and kept, with the engine files, as ``evidence()``."""
-    import tempfile
-
-    from polygraphy.backend.onnxrt import OnnxrtRunner
-
     class TrtEpRunner(OnnxrtRunner):
         def activate_impl(self):
             self._before = engine_files(cache_dir, ORT_TRT_ENGINES)
@@ -353,8 +316,6 @@ def trt_ep_runner(model, name: str, cache_dir: str, providers: list, options: li
 
 def ort_gpu_runner(art, trt_fp16: bool | None, name: str):
     """``onnxruntime-cuda`` (``trt_fp16`` None) or the TRT EP, its engines in a folder of their own content key."""
-    from .onnxrt import ort_runner
-
     if trt_fp16 is None:
         providers, options = ort_cuda_providers()
         return ort_runner(art.onnx, name, art.threads, providers, options)
@@ -424,13 +385,9 @@ def paddle_gpu_reason(with_trt: bool) -> str | None:
     reason = _module_reason("paddle")
     if reason:
         return reason
-    import paddle
-
     if not paddle.is_compiled_with_cuda():
         return f"unavailable: paddlepaddle {paddle.__version__} is a CPU build ({INSTALL_HINT})"
     if with_trt:
-        from paddle import inference
-
         compiled = tuple(inference.get_trt_compile_version())
         if compiled == (0, 0, 0):
             return "unavailable: paddlepaddle-gpu was built without TensorRT"
@@ -473,11 +430,6 @@ def shape_collection_plan(shape_file: str, device_id: int = 0) -> list[tuple[str
 
 def collect_tuned_shapes(art, cache_dir: str) -> str:
     """Run the model at its smallest and largest batch with shape collection on; returns the shape file."""
-    import os
-
-    import numpy as np
-    from paddle import inference
-
     shape_file = os.path.join(cache_dir, "shape_range.pbtxt")
     if os.path.isfile(shape_file):
         return shape_file
@@ -492,8 +444,6 @@ def collect_tuned_shapes(art, cache_dir: str) -> str:
         handle.copy_from_cpu(np.zeros(shape, np.float32))
         predictor.run()
     del handle, predictor  # Paddle writes the shape file when the predictor goes
-    import gc
-
     gc.collect()
     if not os.path.isfile(partial):
         raise RuntimeError(f"Paddle wrote no shape-range file ({partial}) after collect_shape_range_info")
@@ -503,8 +453,6 @@ def collect_tuned_shapes(art, cache_dir: str) -> str:
 
 def paddle_gpu_runner(art, trt_precision: str | None, name: str):
     """``paddle-gpu``, or Paddle-TRT with its engines and shape-range file in a folder of their own content key."""
-    from .paddle_inference import PaddleInferenceRunner
-
     # TF32 stays off through NVIDIA_TF32_OVERRIDE=0, set by the isolated worker before paddle is imported
     # (GPU backends always run in their own process): see backend_environment.
     cache_dir = None
@@ -515,8 +463,6 @@ def paddle_gpu_runner(art, trt_precision: str | None, name: str):
         cache_dir = str(keyed_engine_dir(art.cache.root, "paddle-trt", key))
 
     def config():
-        from paddle import inference
-
         base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
         tuned = collect_tuned_shapes(art, cache_dir) if trt_precision else None
         return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir, tuned_shapes=tuned))
@@ -527,8 +473,6 @@ def paddle_gpu_runner(art, trt_precision: str | None, name: str):
 
 def apply_plan(config, plan: list[tuple[str, tuple]]):
     """Call each planned method on ``config``; ``("PrecisionType", name)`` becomes the enum member."""
-    from paddle import inference
-
     for method, args in plan:
         args = tuple(getattr(inference.PrecisionType, a[1]) if isinstance(a, tuple) and a and a[0] == "PrecisionType" else a for a in args)
         getattr(config, method)(*args)

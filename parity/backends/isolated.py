@@ -18,14 +18,14 @@ from collections import OrderedDict
 from polygraphy.backend.base import BaseRunner
 
 from ..errors import one_line
+from .gpu import backend_environment
+from .registry import BACKENDS
 
 
 def _make(factory: str, art):
     if ":" in factory:
         module, func = factory.split(":", 1)
         return getattr(importlib.import_module(module), func)(art)
-    from . import BACKENDS
-
     return BACKENDS[factory].make_runner(art)
 
 
@@ -75,8 +75,6 @@ class IsolatedRunner(BaseRunner):
         super().__init__(name=name, prefix="isolated-runner")
         self.factory, self.art, self.timeout = factory, art, timeout or 3600.0
         if env is None:
-            from .gpu import backend_environment
-
             env = backend_environment(factory)
         self.env = env
 

@@ -1,6 +1,8 @@
 """ONNX Runtime backends, through Polygraphy's OnnxrtRunner."""
 from __future__ import annotations
 
+from polygraphy.backend.onnxrt import OnnxrtRunner
+
 from ..artifacts.ort import session
 
 
@@ -23,6 +25,4 @@ def session_loader(model, providers: list, threads: int | None = None, provider_
 def ort_runner(model, name: str, threads: int | None = None, providers: list | None = None, provider_options: list | None = None,
                require_trt: bool = False):
     """Polygraphy's OnnxrtRunner over ``session_loader`` (CPU unless ``providers`` says otherwise)."""
-    from polygraphy.backend.onnxrt import OnnxrtRunner
-
     return OnnxrtRunner(session_loader(model, providers or ["CPUExecutionProvider"], threads, provider_options, require_trt), name=name)

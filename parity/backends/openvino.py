@@ -10,9 +10,13 @@ import functools
 import time
 from collections import OrderedDict
 
+import numpy as np
 from polygraphy.backend.base import BaseRunner
 
-from ..optional import missing
+from ..optional import lazy, missing
+
+ov = lazy("openvino")
+ops = lazy("openvino.opset13")
 
 PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
@@ -27,10 +31,6 @@ def precision_reason(precision: str) -> str | None:
     """
     if reason := missing("openvino"):
         return f"unavailable: {reason}"
-    import numpy as np
-    import openvino as ov
-    from openvino import opset13 as ops
-
     x = ops.parameter([1, 4], np.float32)
     model = ov.Model([ops.relu(ops.multiply(x, ops.constant(np.ones((1, 4), np.float32))))], [x])
     try:
@@ -51,8 +51,6 @@ class OpenVinoRunner(BaseRunner):
         self.onnx_path, self.precision, self.threads = str(onnx_path), precision, threads
 
     def activate_impl(self):
-        import openvino as ov
-
         config = {"INFERENCE_PRECISION_HINT": PRECISIONS[self.precision]}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads

@@ -1,14 +1,25 @@
 """Paddle Inference as a Polygraphy runner."""
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
 import time
 from collections import OrderedDict
+from pathlib import Path
 
+import numpy as np
 from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
-from ..artifacts import PaddleModel
+from ..artifacts import PaddleModel, sha256_file
 from ..native import captured_output
+from ..optional import lazy
+from .engine_cache import PADDLE_TRT_ENGINES, engine_evidence, engine_files
+
+inference = lazy("paddle.inference")
 
 # CPU modes, measured on PP-TSMv2 16x224 and PP-TSM v1 8x224 (benchmarks/paddle_configs.py, 2 cores):
 # - "native": oneDNN off, IR optimization off. The program as exported; ignores most of the thread count.
@@ -23,8 +34,6 @@ CRASHING_FUSE_PASS = "conv_activation_onednn_fuse_pass"
 
 def make_config(model: PaddleModel, threads: int | None = None, mode: str = "native"):
     """A CPU ``paddle.inference.Config`` for ``model`` in one of ``CPU_MODES``."""
-    from paddle import inference
-
     config = inference.Config(str(model.model_file), str(model.params_file))
     config.disable_gpu()
     config.disable_glog_info()
@@ -62,15 +71,6 @@ def fast_cpu_mode(model: PaddleModel, cache) -> str:
     Each candidate is tried once in a child process (a segfault there costs nothing) on a zero
     input; the answer is cached by the model's content hash and the Paddle version.
     """
-    import importlib.metadata
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from ..artifacts import sha256_file
-
     def probe(folder: Path) -> None:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])), "GLOG_minloglevel": "3"}
@@ -103,12 +103,8 @@ class PaddleInferenceRunner(BaseRunner):
         self._evidence = None
 
     def activate_impl(self):
-        from paddle import inference
-
         self._before = None
         if self.trt_cache_dir is not None:  # what is there before Paddle starts: none of it was built by this run
-            from .gpu import PADDLE_TRT_ENGINES, engine_files
-
             self._before = engine_files(self.trt_cache_dir, PADDLE_TRT_ENGINES)
         with captured_output():  # Paddle's analysis passes print to stdout
             self.predictor = inference.create_predictor(self._config_factory())
@@ -121,8 +117,6 @@ class PaddleInferenceRunner(BaseRunner):
         return self._evidence or (dict(self.notes) if self.notes else None)
 
     def get_input_metadata_impl(self):
-        import numpy as np
-
         meta = TensorMetadata()
         for name in self.predictor.get_input_names():
             meta.add(name, dtype=np.dtype("float32"), shape=self.predictor.get_input_handle(name).shape())
@@ -138,8 +132,6 @@ class PaddleInferenceRunner(BaseRunner):
                 self.predictor.run()
             self._warmed_up = True
         if not self._engines_checked:  # Paddle-TRT builds its engines by the first run: none means no TensorRT ran
-            from .gpu import PADDLE_TRT_ENGINES, engine_evidence
-
             engines = engine_evidence(self.trt_cache_dir, PADDLE_TRT_ENGINES, self._before)
             self._evidence = {"kind": "paddle-trt", "engines": engines, **self.notes}
             if not engines["built"] and not engines["loaded"]:

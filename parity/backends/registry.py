@@ -24,9 +24,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
-from ..artifacts import ArtifactCache, PaddleModel
+from ..artifacts import ArtifactCache, PaddleModel, sha256_file
 from ..errors import HarnessError, one_line
 from ..precision.tolerance import PRECISION_RANK
+from .external import load_logits_file, make_runner, parse_command
 
 GROUP = "pptsm_parity.backends"
 BUILTIN = "parity.backends.builtin:BUILTIN"  # the built-in backends' entry point
@@ -79,10 +80,16 @@ class ModelArtifacts:
     batch: int = 1
 
     def input_shapes(self) -> dict:
-        from .tensorrt import profile_shapes
-
         mn, opt, mx = profile_shapes(self.num_seg, self.size, self.batch)
         return {"min": list(mn), "opt": list(opt), "max": list(mx)}
+
+
+def profile_shapes(num_seg: int, size: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) input shapes: batch from 1 to the run's batch size; T and size fixed."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    clip = (num_seg, 3, size, size)
+    return (1, *clip), (batch, *clip), (batch, *clip)
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ def load_plugins(group: str = GROUP) -> dict[str, Backend]:
     """Every backend of the entry points in ``group``: the built-in ones first, then the others by name."""
     eps = sorted(entry_points(group=group), key=lambda ep: (ep.value != BUILTIN, ep.name))
     if not any(ep.value == BUILTIN for ep in eps):  # a source tree that was never installed: the built-in ones all the same
-        from .builtin import BUILTIN as builtin
+        from .builtin import BUILTIN as builtin  # cycle: builtin.py builds its entries from this module's Backend
 
         found = {b.name: b for b in builtin}
     else:
@@ -310,14 +317,9 @@ def external_backends(cfg) -> list[Backend]:
         if precision not in ("fp32", "fp16", "int8"):
             raise HarnessError(f"--external-precision {name}={precision}: expected fp32, fp16 or int8")
         if spec["kind"] == "command":
-            from .external import parse_command
-
             parse_command(name, spec["command"])  # refuse a bad template before anything runs
             what = f"your program: {spec['command']}"
         else:
-            from ..artifacts import sha256_file
-            from .external import load_logits_file
-
             path = Path(spec["file"])
             if not path.is_file():
                 raise HarnessError(f"--logits {name}={path}: file not found")
@@ -325,8 +327,6 @@ def external_backends(cfg) -> list[Backend]:
             what = f"saved logits: {path} (sha256 {sha256_file(path)[:16]})"
 
         def make(art, name=name, spec=spec):
-            from .external import make_runner
-
             return make_runner(name, spec, art.classes)
 
         out.append(Backend(name, precision, what, (), "external", make))

@@ -16,15 +16,24 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..artifacts import ArtifactCache, sha256_file, sha256_json
+import numpy as np
+from polygraphy import config as polygraphy_config
+from polygraphy.backend import trt as ptrt  # Polygraphy's TensorRT loaders: tensorrt itself is imported when they run
+
+from ..artifacts import ArtifactCache, cached_fp16, sha256_file, sha256_json
+from ..artifacts.cache import code_hash
 from ..errors import HarnessError
+from ..optional import lazy
+from ..precision import int8
+from . import gpu
+from .registry import profile_shapes
+
+trt = lazy("tensorrt")
 
 
 def _no_autoinstall() -> None:
     # paddle2onnx 2.x turns this on process-wide; a missing module must never become a pip install.
-    from polygraphy import config
-
-    config.AUTOINSTALL_DEPS = False
+    polygraphy_config.AUTOINSTALL_DEPS = False
 
 
 @dataclass(frozen=True)
@@ -56,14 +65,6 @@ class EngineSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def profile_shapes(num_seg: int, size: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(min, opt, max) input shapes: batch from 1 to the run's batch size; T and size fixed."""
-    if batch < 1:
-        raise ValueError(f"batch must be at least 1, got {batch}")
-    clip = (num_seg, 3, size, size)
-    return (1, *clip), (batch, *clip), (batch, *clip)
 
 
 def int8_path(trt) -> str:
@@ -111,8 +112,6 @@ class CalibrationBatches:
         return tuple(self.tensors[0].shape) if self.tensors else ()
 
     def __iter__(self):
-        import numpy as np
-
         shape = self.shape()
         samples = [row for t in self.tensors for row in np.asarray(t, np.float32).reshape(-1, *t.shape[1:])]
         if not samples:
@@ -132,32 +131,23 @@ def create_config(spec: EngineSpec, timing_cache: str | None = None, plan: dict 
 
     ``calibration``: the calibration clips' input tensors, for an INT8 build with Polygraphy's Calibrator.
     """
-    from polygraphy.backend.trt import CreateConfig, Profile
-
     _no_autoinstall()
     plan = plan or {"fp16": spec.precision == "fp16", "tf32": spec.tf32}
-    profile = Profile().add(spec.input_name, min=spec.min_shape, opt=spec.opt_shape, max=spec.max_shape)
+    profile = ptrt.Profile().add(spec.input_name, min=spec.min_shape, opt=spec.opt_shape, max=spec.max_shape)
     calibrator = None
     if plan.get("calibrator"):
-        from polygraphy.backend.trt import Calibrator
-
-        calibrator = Calibrator(CalibrationBatches(spec.input_name, calibration or []), cache=calibration_cache)
-    return CreateConfig(fp16=plan["fp16"], tf32=plan["tf32"], int8=plan.get("int8"), calibrator=calibrator, profiles=[profile],
+        calibrator = ptrt.Calibrator(CalibrationBatches(spec.input_name, calibration or []), cache=calibration_cache)
+    return ptrt.CreateConfig(fp16=plan["fp16"], tf32=plan["tf32"], int8=plan.get("int8"), calibrator=calibrator, profiles=[profile],
                         load_timing_cache=timing_cache)
 
 
 def engine_spec(onnx: Path, precision: str, input_name: str, num_seg: int, size: int, batch: int = 1, calibration_sha256: str = "") -> EngineSpec:
-    import tensorrt as trt
-
-    from ..artifacts.cache import code_hash
-    from .gpu import ENGINE_CODE, cuda_device, library_versions
-
-    device = cuda_device() or {}
+    device = gpu.cuda_device() or {}
     mn, opt, mx = profile_shapes(num_seg, size, batch)
     return EngineSpec(sha256_file(onnx), trt.__version__, device.get("name", "unknown"), precision, input_name, mn, opt, mx,
                       fp16_path=fp16_path(trt) if precision == "fp16" else "", int8_path=int8_path(trt) if precision == "int8" else "",
                       calibration_sha256=calibration_sha256, compute_capability=device.get("compute_capability", ""),
-                      polygraphy_version=library_versions()["polygraphy"], code=code_hash(*ENGINE_CODE))
+                      polygraphy_version=gpu.library_versions()["polygraphy"], code=code_hash(*gpu.ENGINE_CODE))
 
 
 def build_engine(onnx: Path, spec: EngineSpec, cache: ArtifactCache, calibration: Path | None = None, pre=None, built: list | None = None) -> Path:
@@ -169,11 +159,6 @@ def build_engine(onnx: Path, spec: EngineSpec, cache: ArtifactCache, calibration
     Calibration clips are decoded only when the engine (or that QDQ model) is built, never on a cache hit.
     ``built``, when given, gets True appended if this call built the engine.
     """
-    import tensorrt as trt
-    from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
-
-    from ..artifacts import cached_fp16
-
     _no_autoinstall()
     plan = build_plan(spec, trt)
     timing_cache = cache.root / "trt-timing" / f"{spec.tensorrt_version}-{spec.gpu.replace(' ', '_')}.cache"
@@ -184,17 +169,13 @@ def build_engine(onnx: Path, spec: EngineSpec, cache: ArtifactCache, calibration
         if plan["onnx"] == "fp16":
             source = cached_fp16(onnx, cache)
         elif plan["onnx"] == "int8-qdq":
-            from ..precision.int8 import cached_int8
-
-            source = cached_int8(onnx, calibration, pre, cache, target="tensorrt")[0]
+            source = int8.cached_int8(onnx, calibration, pre, cache, target="tensorrt")[0]
         else:
             source = onnx
             if plan.get("calibrator"):
-                from ..precision.int8 import calibration_tensors
-
-                tensors = calibration_tensors(calibration, pre)[0]
-        loader = EngineBytesFromNetwork(
-            NetworkFromOnnxPath(str(source), strongly_typed=plan["strongly_typed"] or None),
+                tensors = int8.calibration_tensors(calibration, pre)[0]
+        loader = ptrt.EngineBytesFromNetwork(
+            ptrt.NetworkFromOnnxPath(str(source), strongly_typed=plan["strongly_typed"] or None),
             config=create_config(spec, str(timing_cache) if timing_cache.is_file() else None, plan, tensors, str(d / "calibration.cache")),
             save_timing_cache=str(timing_cache),
         )
@@ -235,15 +216,11 @@ def read_sidecar(engine: Path, trust: bool = False) -> dict | None:
 
 def check_engine_sidecar(engine: Path, precision: str, trust: bool = False, onnx: Path | None = None) -> dict | None:
     """Compare a prebuilt engine's sidecar with this machine and the run's model: a mismatch is a clear error."""
-    import tensorrt as trt
-
-    from .gpu import cuda_device, gpu_names
-
     meta = read_sidecar(engine, trust)
     if meta is None:
         return None
-    device = cuda_device() or {}
-    gpus = (device["name"],) if device.get("name") else gpu_names()
+    device = gpu.cuda_device() or {}
+    gpus = (device["name"],) if device.get("name") else gpu.gpu_names()
     problem = engine_mismatch(meta, precision, trt.__version__, gpus, device.get("compute_capability", ""))
     if problem is None and onnx is not None and meta.get("onnx_sha256") and meta["onnx_sha256"] != sha256_file(onnx):
         problem = f"was built from another model (ONNX sha256 {meta['onnx_sha256'][:16]}, --onnx is {sha256_file(onnx)[:16]})"
@@ -315,8 +292,6 @@ def trt_runner(art, precision: str, name: str):
     backend builds its own from ``--onnx``. On activation the engine inspector's per-layer data types
     must match ``precision`` (unless an engine without sidecar is trusted: then they are only reported).
     """
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
     _no_autoinstall()
     trust = bool(getattr(art, "trust_engine", False))
     record: dict = {"kind": "tensorrt", "precision": precision}
@@ -336,28 +311,22 @@ def trt_runner(art, precision: str, name: str):
             record["trt_engine_skipped"] = f"{art.trt_engine} is a {meta.get('precision')} engine; {name} built its own"
         calibration = ""
         if precision == "int8":
-            from ..precision.int8 import calibration_key
-
-            calibration = calibration_key(art.calibration, art.pre)
+            calibration = int8.calibration_key(art.calibration, art.pre)
         spec = engine_spec(art.onnx, precision, art.input_name, art.num_seg, art.size, art.batch, calibration)
         built: list = []
         path = build_engine(art.onnx, spec, art.cache, art.calibration, art.pre, built)
         record.update(engine=str(path), source="built" if built else "cache", key=spec.key(), model_sha256=spec.onnx_sha256, verified=True)
         return path
 
-    class CheckedTrtRunner(TrtRunner):
+    class CheckedTrtRunner(ptrt.TrtRunner):
         def activate_impl(self):
-            from .gpu import _undecorated
-
-            _undecorated(TrtRunner.activate_impl)(self)
-            import tensorrt as trt
-
+            gpu._undecorated(ptrt.TrtRunner.activate_impl)(self)
             check_engine(self.engine, trt, precision, record)
 
         def evidence(self) -> dict:
             return dict(record)
 
-    return CheckedTrtRunner(EngineFromBytes(lambda: engine_path().read_bytes()), name=name)
+    return CheckedTrtRunner(ptrt.EngineFromBytes(lambda: engine_path().read_bytes()), name=name)
 
 
 def check_engine(engine, trt, precision: str, record: dict) -> dict:

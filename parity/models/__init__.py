@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import paddle.nn as nn
+from ..optional import lazy
+
+# Their layers subclass paddle.nn.Layer, so importing them imports paddle: they load when a model is built.
+recognizer = lazy("parity.models.recognizer")
+pptsm_v2 = lazy("parity.models.pptsm_v2")
+pptsm_r50 = lazy("parity.models.pptsm_r50")
 
 
 @dataclass
@@ -24,37 +29,9 @@ class ModelSpec:
         return asdict(self)
 
 
-class Recognizer2D(nn.Layer):
-    """Folds the segment axis into the batch, runs the backbone, then the head (if any).
-
-    PP-TSMv2 keeps its classifier in the backbone (its MoViNetHead passes through), so it has
-    no head here; PP-TSM v1 has ``head`` = ppTSMHead.
-    """
-
-    def __init__(self, backbone: nn.Layer, num_seg: int, head: nn.Layer | None = None):
-        super().__init__()
-        self.backbone = backbone
-        self.num_seg = num_seg
-        if head is not None:
-            self.head = head
-        self._has_head = head is not None
-
-    def forward(self, x):
-        # [N, T, 3, H, W] -> [N*T, 3, H, W]
-        x = x.reshape([-1] + list(x.shape[2:]))
-        x = self.backbone(x)
-        return self.head(x) if self._has_head else x
-
-    def rep(self):
-        if hasattr(self.backbone, "rep"):
-            self.backbone.rep()
-
-
-def build_model(spec: ModelSpec) -> Recognizer2D:
+def build_model(spec: ModelSpec) -> recognizer.Recognizer2D:
     if spec.arch == "pptsm_v2":
-        from .pptsm_v2 import PPTSM_v2_LCNet
-
-        backbone = PPTSM_v2_LCNet(
+        backbone = pptsm_v2.PPTSM_v2_LCNet(
             scale=spec.scale,
             depths=tuple(spec.depths),
             class_num=spec.num_classes,
@@ -63,9 +40,8 @@ def build_model(spec: ModelSpec) -> Recognizer2D:
             use_temporal_att=spec.temporal_attention,
             class_expand=spec.class_expand,
         )
-        return Recognizer2D(backbone, spec.num_seg)
+        return recognizer.Recognizer2D(backbone, spec.num_seg)
     if spec.arch == "pptsm_r50":
-        from .pptsm_r50 import ResNetTweaksTSM, ppTSMHead
-
-        return Recognizer2D(ResNetTweaksTSM(num_seg=spec.num_seg), spec.num_seg, ppTSMHead(spec.num_classes, num_seg=spec.num_seg))
+        return recognizer.Recognizer2D(pptsm_r50.ResNetTweaksTSM(num_seg=spec.num_seg), spec.num_seg,
+                                       pptsm_r50.ppTSMHead(spec.num_classes, num_seg=spec.num_seg))
     raise ValueError(f"unknown architecture {spec.arch!r} (known: pptsm_v2, pptsm_r50)")
