@@ -4,7 +4,7 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("PARITY_PROGRESS", "0")
 
-pytest_plugins = ["fixtures.artifacts"]
+pytest_plugins = ["fixtures.artifacts", "fixtures.paddlevideo"]
 
 
 # Fixtures that train, export or convert a model, or install Paddle 2.6 (cached, but minutes on a cold cache).
