@@ -192,6 +192,21 @@ def test_localize_command(demo_artifacts, tmp_path, capsys):
     assert "no divergence" in capsys.readouterr().out
 
 
+def test_localize_command_and_run_localize_pick_the_same_clip(demo_artifacts, demo_run_config, parity_cache, tmp_path, capsys):
+    """One ranking of the worst clip (compare.badness): `parity localize` and `run --localize` explain the same clip."""
+    from fixtures.defects import scale_conv_weight
+    from parity.run import run
+
+    bad = tmp_path / "bad.onnx"
+    scale_conv_weight(demo_artifacts.onnx, bad, 1.05, 3)
+    assert main(["localize", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--clips", str(demo_artifacts.val_list),
+                 "--onnx", str(bad), "--json"]) == 1
+    picked = json.loads(capsys.readouterr().out)["clip"]
+    cfg = dataclasses.replace(demo_run_config, onnx=str(bad), backends=["paddle", "onnxruntime"], localize=True, report=str(tmp_path / "r"))
+    (diagnosis,) = run(cfg, cache=parity_cache).diagnosis
+    assert diagnosis["clip"] == picked
+
+
 def test_run_localize_writes_diagnosis_and_the_report_shows_it(demo_artifacts, demo_run_config, parity_cache, tmp_path):
     from fixtures.defects import scale_conv_weight
     from parity.report import write_report

@@ -4,12 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..artifacts import ArtifactCache, PaddleModel, cached_fp16
 from ..artifacts.model_files import model_input
 from ..backends import BACKENDS, ModelArtifacts
 from ..clips import load_clips
+from ..compare import worst_rows
+from ..config import RunConfig
 from ..diagnose.lint import lint, repair
 from ..diagnose.localize import localize
+from ..engines.local import logit_rows
 from ..errors import HarnessError
 from ..inputs import prepare_inputs
 from ..precision.advise import advise, write_settings
@@ -71,21 +76,34 @@ def cmd_localize(args) -> int:
     _, num_seg, size = model_input(ModelArtifacts(paddle_model=model, onnx=onnx))
     pre = PreprocessConfig.for_size(num_seg or 8, size or 224)
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
-    target = cached_fp16(onnx, cache) if BACKENDS[args.backend].precision == "fp16" else onnx
-    worst = None
-    for clip in load_clips(args.clips):  # the clip whose final outputs differ most
-        try:
-            x = load_clip_tensor(clip.path, pre, clip.num_frames)
-        except ClipError as exc:
-            say(f"  skipped clip: {exc}")
-            continue
-        diagnosis = localize(model, target, x, args.backend, args.against, str(clip.path), BACKENDS[args.backend].precision)
-        final = diagnosis.curve[-1]["error"] if diagnosis.curve else 0.0
-        if worst is None or final > worst[0]:
-            worst = (final, diagnosis)
-    if worst is None:
+    precision = BACKENDS[args.backend].precision
+    target = cached_fp16(onnx, cache) if precision == "fp16" else onnx
+    art = ModelArtifacts(paddle_model=model, onnx=onnx, cache=cache, pre=pre, num_seg=pre.num_seg, size=pre.target_size)
+    art.input_name = model_input(art)[0]
+    clips, rows = [], {args.against: [], args.backend: []}
+    runners = [BACKENDS[name].make_runner(art) for name in rows]
+    for runner in runners:
+        runner.activate()
+    try:
+        for clip in load_clips(args.clips):  # each clip through both sides once; the worst is picked as `run --localize` picks
+            try:
+                x = load_clip_tensor(clip.path, pre, clip.num_frames)
+            except ClipError as exc:
+                say(f"  skipped clip: {exc}")
+                continue
+            clips.append(clip)
+            for name, runner in zip(rows, runners):
+                rows[name].append(logit_rows(runner.infer({art.input_name: x}, check_inputs=False), 1)[0])
+    finally:
+        for runner in runners:
+            runner.deactivate()
+    if not clips:
         raise HarnessError(f"{args.clips}: no readable clip")
-    diagnosis = worst[1]
+    tol = RunConfig().tolerance_for(args.backend, precision, args.backend)
+    (i,) = worst_rows(np.stack(rows[args.against]), np.stack(rows[args.backend]), tol, 1)
+    clip = clips[i]
+    diagnosis = localize(model, target, load_clip_tensor(clip.path, pre, clip.num_frames), args.backend, args.against, str(clip.path),
+                         precision)
     if args.json:
         print(json.dumps(diagnosis.to_dict(), indent=2))
     elif diagnosis.first_divergence is None:
