@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .classes import per_class
 from .errors import HarnessError
 
 MARGIN_GROWTH = 2.0  # a tolerance margin more than twice the previous release's is a warning
@@ -78,8 +79,6 @@ def model(release) -> str:
 
 
 def _per_class(release) -> dict | None:
-    from .classes import per_class
-
     if getattr(release, "per_class", None):
         return release.per_class
     return per_class(release) if release.logits else None

@@ -18,8 +18,12 @@ from .clips import load_clips
 from .diagnose.lint import review
 from .inputs import prepare_inputs
 from .models import ModelSpec, build_model
+from .optional import lazy
 from .preprocess import PreprocessConfig
 from .train import TrainConfig, predict, top1, train
+
+paddle = lazy("paddle")
+paddle2onnx = lazy("paddle2onnx")
 
 # The code each stage is built by: its source is part of the stage's cache key.
 CLIPS_CODE = ("parity.synth",)
@@ -71,8 +75,6 @@ def build_trained_model(cache: ArtifactCache, settings: DemoSettings, train_list
     }
 
     def build(d: Path) -> None:
-        import paddle
-
         tensor_cache = cache.root / "tensors"
         x, y = _tensors(prepare_inputs(load_clips(train_list), pre, tensor_cache, desc="decode train"))
         xv, yv = _tensors(prepare_inputs(load_clips(val_list), pre, tensor_cache, desc="decode val"))
@@ -103,8 +105,6 @@ def _tensors(inputs) -> tuple[np.ndarray, np.ndarray]:
 
 def load_trained(folder: Path):
     """Rebuild the dygraph model saved by ``build_trained_model``."""
-    import paddle
-
     spec = ModelSpec(**json.loads((folder / "model_spec.json").read_text()))
     model = build_model(spec)
     model.set_state_dict(paddle.load(str(folder / "model.pdparams")))
@@ -123,8 +123,6 @@ def build_export(cache: ArtifactCache, trained: Path) -> PaddleModel:
 
 
 def build_onnx(cache: ArtifactCache, paddle_model: PaddleModel, opset: int = 11) -> Path:
-    import paddle2onnx
-
     key = {
         "model": sha256_file(paddle_model.model_file),
         "params": sha256_file(paddle_model.params_file),

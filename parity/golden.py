@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts.cache import sha256_file
+from .clips import Clip
 from .errors import HarnessError, one_line
 from .results import verify_report_files
 
@@ -116,8 +117,6 @@ class Golden:
 
     def clips(self) -> list:
         """The clips the outputs were saved for, as a clip list (found below ``clips_root``, or at their absolute path)."""
-        from .clips import Clip
-
         return [Clip(self.clips_root / c["path"], c["label"]) for c in self.meta["clips"]]
 
     @property

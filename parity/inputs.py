@@ -5,6 +5,8 @@ streaming around it lives in ``parity.stream``.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import sha256_file, sha256_json
 from .clips import Clip, special_kind
-from .errors import one_line
+from .errors import HarnessError, one_line
 from .preprocess import ClipError, PreprocessConfig, clip_tensor, decoder_name, load_clip_frames
+from .progress import progress
 
 
 class NotRegularFile(ClipError, OSError):
@@ -80,8 +84,6 @@ class TensorCache:
 
     def check(self) -> None:
         """The folder exists (made if need be) and can be written; else a one-line HarnessError."""
-        from .errors import HarnessError
-
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryFile(dir=self.folder).close()
@@ -94,14 +96,10 @@ class TensorCache:
         return [sha256, cfg.to_dict(), decoder]
 
     def path(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> Path:
-        from .artifacts import sha256_json
-
         return self.folder / f"{sha256_json(self.key(sha256, cfg, decoder))[:32]}{self.SUFFIX}"
 
     def get(self, sha256: str, cfg: PreprocessConfig, decoder: str) -> np.ndarray | None:
         """The entry's tensor when its recorded key and content hash prove it; else None (a problem is kept)."""
-        import json
-
         path = self.path(sha256, cfg, decoder)
         if not path.is_file():
             return None
@@ -124,8 +122,6 @@ class TensorCache:
         return problems
 
     def put(self, sha256: str, cfg: PreprocessConfig, decoder: str, tensor: np.ndarray) -> None:
-        import json
-
         path = self.path(sha256, cfg, decoder)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"key": self.key(sha256, cfg, decoder), "tensor_sha256": tensor_sha256(tensor)}, sort_keys=True)
@@ -145,8 +141,6 @@ class TensorCache:
 
 def tensor_sha256(tensor: np.ndarray) -> str:
     """sha256 of a tensor's dtype, shape and bytes (C order): what a cache entry must still hold."""
-    import hashlib
-
     h = hashlib.sha256(f"{np.dtype(tensor.dtype).str} {list(tensor.shape)} ".encode())
     h.update(np.ascontiguousarray(tensor).tobytes())
     return h.hexdigest()
@@ -212,8 +206,6 @@ def _saved_tensor(path: Path, cfg: PreprocessConfig) -> np.ndarray:
 
 def prepare_inputs(clips: list[Clip], cfg: PreprocessConfig, cache_dir: Path | None = None, desc: str = "decode") -> list[ClipInput]:
     """Every clip decoded in this process, as a list (training and small tools; runs stream instead)."""
-    from .progress import progress
-
     cache = TensorCache(cache_dir) if cache_dir is not None else None
     return [decode_clip(clip, cfg, i, cache) for i, clip in enumerate(progress(clips, desc=desc, unit="clip"))]
 
@@ -224,8 +216,6 @@ def clip_sha256(path: Path) -> str:
     A device, FIFO or socket (the clip, or an entry of its frame folder) is ``NotRegularFile``:
     hashing ``/dev/zero`` would never end, and a FIFO would block until a writer came.
     """
-    from .artifacts import sha256_file, sha256_json
-
     path = Path(path)
     check_regular(path)
     if path.is_dir():

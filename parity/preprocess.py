@@ -13,12 +13,18 @@ Output: float32 ``[1, T, 3, S, S]``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .clips import special_kind
 from .native import captured_output
+from .optional import lazy
+
+cv2 = lazy("cv2")
+av = lazy("av")
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
@@ -121,8 +127,6 @@ def preprocess_frames(frames: list[np.ndarray], cfg: PreprocessConfig) -> np.nda
 
 
 def _preprocess_cpp(frames: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
-    import cv2
-
     out = []
     for frame in frames:
         bgr = np.ascontiguousarray(frame[..., ::-1])  # OpenCV decodes to BGR
@@ -154,13 +158,11 @@ def _last_line(text: str) -> str:
 
 def decoder_name(path: Path) -> str:
     """The decoder (and its version) that reads ``path``: it is part of the tensor cache key."""
-    from importlib.metadata import PackageNotFoundError, version
-
     if path.is_dir():
         dist = "pillow"
     else:
         try:
-            import decord  # noqa: F401
+            import decord  # noqa: F401  (an import, not a lookup: a decord that cannot load means PyAV, as in decode_frames)
 
             dist = "decord"
         except ImportError:
@@ -174,7 +176,7 @@ def decoder_name(path: Path) -> str:
 def decode_frames(path: Path, num_seg: int) -> list[np.ndarray]:
     """Decode the sampled RGB frames of one video: decord first, PyAV where decord is missing."""
     try:
-        import decord
+        import decord  # an import, not a lookup: a decord that is missing or cannot load means PyAV
     except ImportError:
         return _decode_frames_pyav(path, num_seg)
     with captured_output() as err:
@@ -193,8 +195,6 @@ def decode_frames(path: Path, num_seg: int) -> list[np.ndarray]:
 
 
 def _decode_frames_pyav(path: Path, num_seg: int) -> list[np.ndarray]:
-    import av
-
     try:
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -234,7 +234,6 @@ def load_clip_frames(path: str | Path, num_seg: int, num_frames: int | None = No
         return read_frame_folder(path, num_seg, num_frames)
     if path.is_file():
         return decode_frames(path, num_seg)
-    from .clips import special_kind
 
     kind = special_kind(path)
     raise ClipError(f"{path}: not a regular file ({kind})" if kind else f"{path}: file not found")

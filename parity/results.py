@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from .artifacts.cache import sha256_file
 from .backends.registry import LaneKind, Status
 from .compare import Comparison
+from .errors import HarnessError
 from .verdict import Failure
 
 SCHEMA_VERSION = 3
@@ -14,11 +17,6 @@ SCHEMA_VERSION = 3
 
 def verify_report_files(folder, data: dict) -> None:
     """The arrays of a report folder are the ones its results.json pinned (``files_sha256``); else a one-line HarnessError."""
-    from pathlib import Path
-
-    from .artifacts.cache import sha256_file
-    from .errors import HarnessError
-
     pinned = data.get("files_sha256")
     if not isinstance(pinned, dict) or "logits.npz" not in pinned:
         raise HarnessError(f"{folder}: its results.json does not pin logits.npz by sha256 (written by an older version); run it again")

@@ -11,6 +11,8 @@ import enum
 import types
 import typing
 
+from .results import SCHEMA_VERSION, RunResult
+
 # Fields kept in memory but not written to results.json.
 NOT_WRITTEN = {"RunResult": {"logits", "frames", "repro_inputs"}, "BackendRecord": {"pid"}}
 # What write_report adds beside the dataclass fields.
@@ -58,8 +60,6 @@ def dataclass_schema(cls) -> dict:
 
 
 def results_schema() -> dict:
-    from .results import SCHEMA_VERSION, RunResult
-
     schema = dataclass_schema(RunResult)
     schema["properties"].update(WRITTEN_EXTRA)
     schema["required"] = sorted(schema["properties"])

@@ -17,17 +17,22 @@ instead of competing with it.
 from __future__ import annotations
 
 import atexit
+import multiprocessing as mp
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import wait
 
 from .clips import Clip
 from .env import cpu_count
 from .inputs import ClipInput, TensorCache, decode_clip
+from .optional import lazy, missing
 from .preprocess import PreprocessConfig
+
+cv2 = lazy("cv2")
 
 DECODE_NICE = 10
 # Seconds one clip's decode may take before it is that clip's error and its worker is killed. Measured
@@ -94,12 +99,8 @@ def _worker_init() -> None:
         os.nice(DECODE_NICE)
     except OSError:
         pass
-    try:
-        import cv2
-
+    if not missing("cv2"):
         cv2.setNumThreads(1)
-    except ImportError:
-        pass
 
 
 def _worker_main(conn) -> None:
@@ -198,8 +199,6 @@ class _DecodePool:
     """Up to ``workers`` decode processes fed from an in-order window of ``2 x workers`` clips."""
 
     def __init__(self, workers: int, timeout: float | None, stats: DecodeStats):
-        import multiprocessing as mp
-
         self.ctx = mp.get_context("spawn")
         self.size, self.timeout, self.stats = workers, timeout if timeout and timeout > 0 else None, stats
         self.workers: list[_Worker] = []
@@ -245,8 +244,6 @@ class _DecodePool:
 
     def _wait(self) -> None:
         """Block until a busy worker answers, dies or passes its time limit; settle each."""
-        from multiprocessing.connection import wait
-
         busy = [w for w in self.workers if w.slot is not None]
         if not busy:
             return

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .optional import lazy
+
+av = lazy("av")
+
 CLASSES = ("move_left", "move_right", "move_up", "move_down")
 _DIRECTIONS = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}
 # (container suffix, codec, pixel format)
@@ -69,8 +73,6 @@ def render_clip(rng: np.random.Generator, direction: tuple[int, int], spec: Synt
 
 
 def write_video(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fps: int = 25) -> None:
-    import av
-
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]

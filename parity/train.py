@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .optional import lazy
 from .progress import progress
+
+paddle = lazy("paddle")
+F = lazy("paddle.nn.functional")
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,6 @@ def train(model, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig, aug
 
     ``augment(x, y, rng) -> (x, y)``, if given, transforms each batch.
     """
-    import paddle
-    import paddle.nn.functional as F
-
     paddle.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     schedule = paddle.optimizer.lr.CosineAnnealingDecay(cfg.lr, T_max=cfg.steps)
@@ -81,8 +82,6 @@ def train(model, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig, aug
 
 def predict(model, x: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Logits of ``model`` (eval mode) for ``x`` ``[N, T, 3, S, S]``."""
-    import paddle
-
     model.eval()
     out = []
     with paddle.no_grad():

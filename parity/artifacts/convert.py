@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import HarnessError
+from ..optional import lazy
 from .ort import ort_load_error
 from .paddle_model import PaddleModel
+
+onnx = lazy("onnx")
+paddle2onnx = lazy("paddle2onnx")
 
 # Lints a converted model against its Paddle program and, when told to, repairs it in place:
 # (paddle_model, model, repair) -> (repairs, what the lint still finds as dicts). ``parity.diagnose.lint.review``.
@@ -57,9 +61,6 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
     call) pip-install what is missing at run time. The subprocess imports Polygraphy first with
     auto-install off; what the folding needs (onnx-graphsurgeon, sympy) is a dependency of ours.
     """
-    import onnx
-    import paddle2onnx
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "POLYGRAPHY_AUTOINSTALL_DEPS"}

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..optional import lazy
 from .cache import ArtifactCache, sha256_file
+
+onnx = lazy("onnx")
+float16 = lazy("onnxconverter_common.float16")
 
 
 def convert_to_fp16(onnx_path: str | Path, out: str | Path) -> Path:
     """Float16 weights and activations, float32 inputs and outputs (onnxconverter-common)."""
-    import onnx
-    from onnxconverter_common import float16
-
     model = onnx.load(str(onnx_path))
     fp16 = float16.convert_float_to_float16(model, keep_io_types=True)
     out = Path(out)

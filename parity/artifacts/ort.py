@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..optional import lazy
+
+ort = lazy("onnxruntime")
+
 QUIET = 3  # errors only: ORT's warnings (unused initializers, fallbacks it then reports itself) are not the user's business
 
 
@@ -14,8 +18,6 @@ def session(model, providers: list | None = None, threads: int | None = None, pr
     turns profiling on. ``strict``: ORT quietly falls back to the CPU when a requested provider cannot
     start, which for a GPU backend would compare the CPU with itself, so that is raised instead.
     """
-    import onnxruntime as ort
-
     providers = providers or ["CPUExecutionProvider"]
     opts = ort.SessionOptions()
     opts.log_severity_level = QUIET

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HarnessError
+from ..optional import lazy
+
+paddle = lazy("paddle")
+framework_pb2 = lazy("paddle.base.proto.framework_pb2")
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,6 @@ def _pir_json_inputs(doc) -> list[tuple[str, list[int]]]:
 
 def _program_desc_inputs(blob: bytes) -> list[tuple[str, list[int]]]:
     """Read the feed targets of a legacy ProgramDesc (``.pdmodel``) and their shapes."""
-    from paddle.base.proto import framework_pb2
-
     program = framework_pb2.ProgramDesc()
     program.ParseFromString(blob)
     block = program.blocks[0]
@@ -97,8 +99,6 @@ def _program_desc_inputs(blob: bytes) -> list[tuple[str, list[int]]]:
 @contextlib.contextmanager
 def static_mode():
     """Paddle in static mode for the block (dynamic again after, if it was)."""
-    import paddle
-
     was_dynamic = paddle.in_dynamic_mode()
     paddle.enable_static()
     try:
@@ -131,8 +131,6 @@ def output_classes(model: PaddleModel) -> int | None:
 def export_inference_model(model, num_seg: int, size: int, out_prefix: str | Path) -> PaddleModel:
     """Export the way PaddleVideo's export_model.py does: rep() applied, input ``data_batch_0``
     of shape ``[None, T, 3, size, size]``, logits out."""
-    import paddle
-
     model.eval()
     if hasattr(model, "rep"):
         model.rep()

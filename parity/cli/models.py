@@ -9,15 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import demo
 from ..artifacts import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model
 from ..artifacts.model_files import model_input
-from ..backends import BACKENDS, ModelArtifacts
+from ..backends import BACKENDS, ModelArtifacts, tensorrt
 from ..checkpoint import load_checkpoint
 from ..clips import load_clips
 from ..config import ARCHS, RunConfig
 from ..diagnose.lint import review
 from ..errors import HarnessError
 from ..inputs import decode_clip
+from ..models import ModelSpec, build_model
 from ..preprocess import VARIANTS, ClipError, PreprocessConfig, load_clip_tensor
 from ..run import agree, run
 from .common import EXIT_FAIL, EXIT_PASS, finish, say
@@ -30,8 +32,6 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .. import demo  # imports paddle
-
     start = time.time()
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     out = Path(args.out)
@@ -70,8 +70,6 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from ..models import ModelSpec, build_model  # imports paddle
-
     try:
         depths = [int(d) for d in args.depths.split(",")]
     except ValueError:
@@ -116,14 +114,12 @@ def cmd_build(args) -> int:
     reason = backend.availability()
     if reason:
         raise HarnessError(f"cannot build a TensorRT engine here: {reason}")
-    from ..backends.tensorrt import build_engine, engine_spec  # imports tensorrt
-
     onnx = Path(args.onnx)
     if not onnx.is_file():
         raise HarnessError(f"{onnx}: ONNX model not found")
     name, num_seg, size = model_input(ModelArtifacts(onnx=onnx))
-    spec = engine_spec(onnx, args.precision, name, num_seg or 8, size or 224, args.batch)
-    engine = build_engine(onnx, spec, ArtifactCache(args.cache) if args.cache else ArtifactCache())
+    spec = tensorrt.engine_spec(onnx, args.precision, name, num_seg or 8, size or 224, args.batch)
+    engine = tensorrt.build_engine(onnx, spec, ArtifactCache(args.cache) if args.cache else ArtifactCache())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

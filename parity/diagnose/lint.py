@@ -19,7 +19,10 @@ from ..artifacts.onnx_graph import constant_values, probe_shapes
 from ..artifacts.ort import ort_load_error
 from ..artifacts.paddle_model import PaddleModel
 from ..errors import HarnessError, one_line
+from ..optional import lazy
 from .program import PaddleOp, read_program
+
+onnx = lazy("onnx")
 
 SQUEEZE_RULE = "paddle2onnx-squeeze-of-a-non-1-axis"
 
@@ -46,8 +49,6 @@ class Finding:
 
 
 def lint(paddle_model: PaddleModel, onnx_path: str | Path) -> list[Finding]:
-    import onnx
-
     try:
         model = onnx.load(str(onnx_path))
     except Exception as exc:  # DecodeError and others on a bad file
@@ -139,11 +140,9 @@ class _Graph:
         return self.index[id(node)]
 
     def attr(self, node, name, default=None):
-        from onnx import helper
-
         for a in node.attribute:
             if a.name == name:
-                value = helper.get_attribute_value(a)
+                value = onnx.helper.get_attribute_value(a)
                 return list(value) if isinstance(value, (list, tuple)) else value
         return default
 
@@ -392,8 +391,6 @@ def _squeeze_defects(graph: _Graph, ops: list[PaddleOp]) -> list[Finding]:
 
 
 def _model_checks(model, onnx_path) -> list[Finding]:
-    import onnx
-
     out = []
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
@@ -411,8 +408,6 @@ def _model_checks(model, onnx_path) -> list[Finding]:
 
 def repair(model, findings: list[Finding]) -> list[str]:
     """Set every one-to-one value from the Paddle program; returns one line per repair. Nothing else changes."""
-    from onnx import helper
-
     lines = []
     nodes = model.graph.node
     for f in findings:
@@ -425,7 +420,7 @@ def repair(model, findings: list[Finding]) -> list[str]:
             for a in list(node.attribute):
                 if a.name == name:
                     node.attribute.remove(a)
-            node.attribute.append(helper.make_attribute(name, value))
+            node.attribute.append(onnx.helper.make_attribute(name, value))
             lines.append(f"set {f.onnx_node} ({f.onnx_op}) {name} to {value!r} from Paddle's {f.paddle_op} (was {f.onnx_value!r})")
         elif kind == "constant":
             _, tensor, value = f.fix
@@ -434,23 +429,21 @@ def repair(model, findings: list[Finding]) -> list[str]:
         elif kind == "identity":
             _, index = f.fix
             node = nodes[index]
-            nodes[index].CopyFrom(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
+            nodes[index].CopyFrom(onnx.helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
             lines.append(f"replaced {f.onnx_node} (Squeeze of axes {f.onnx_value} of a dimension that is not 1) with Identity")
     return lines
 
 
 def _replace_constant(model, tensor: str, value) -> None:
-    from onnx import numpy_helper
-
     for init in model.graph.initializer:
         if init.name == tensor:
-            old = numpy_helper.to_array(init)
-            init.CopyFrom(numpy_helper.from_array(np.full_like(old, value), tensor))
+            old = onnx.numpy_helper.to_array(init)
+            init.CopyFrom(onnx.numpy_helper.from_array(np.full_like(old, value), tensor))
             return
     for node in model.graph.node:
         if node.op_type == "Constant" and node.output[0] == tensor:
             for a in node.attribute:
                 if a.name == "value":
-                    old = numpy_helper.to_array(a.t)
-                    a.t.CopyFrom(numpy_helper.from_array(np.full_like(old, value), tensor))
+                    old = onnx.numpy_helper.to_array(a.t)
+                    a.t.CopyFrom(onnx.numpy_helper.from_array(np.full_like(old, value), tensor))
             return

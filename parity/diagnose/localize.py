@@ -24,7 +24,13 @@ import numpy as np
 
 from ..artifacts.onnx_graph import intermediates
 from ..artifacts.paddle_model import PaddleModel
+from ..backends.paddle_inference import make_config
+from ..native import captured_output
+from ..optional import lazy
 from .program import op_type, read_program
+
+onnx = lazy("onnx")
+inference = lazy("paddle.inference")
 
 FP32_TOLERANCE = 1e-4  # relative to the tensor's largest magnitude; clean FP32 conversions stay near 1e-6
 
@@ -66,11 +72,6 @@ LEGACY_TYPES = {
 
 def paddle_intermediates(model: PaddleModel, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every op output of one run, keyed by its legacy variable name and by ``type.k`` (k: that type's count)."""
-    from paddle import inference
-
-    from ..backends.paddle_inference import make_config
-    from ..native import captured_output
-
     with captured_output():
         predictor = inference.create_predictor(make_config(model, 1, "native"))
     seen: dict[str, list] = {}
@@ -121,8 +122,6 @@ def _paddle_key(tensor: str) -> str | None:
 def localize(paddle_model: PaddleModel, onnx_model, x: np.ndarray, backend: str = "onnxruntime", against: str = "paddle",
              clip: str = "", precision: str = "fp32") -> Diagnosis:
     """Localize the divergence of ``onnx_model`` (a ModelProto, or a path) from the Paddle program on the input ``x``."""
-    import onnx
-
     if isinstance(onnx_model, (str, Path)):
         onnx_model = onnx.load(str(onnx_model))
     ops = read_program(paddle_model)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.registry import LaneKind
+from ..config import config_from_dict, dump_config
 
 SCRIPT = """#!/usr/bin/env bash
 # Reruns {what} on the {n} worst failing clips of the run finished {finished},
@@ -28,8 +29,6 @@ exec parity run --config parity.toml "$@"
 
 def write_repro(result, folder: Path, finished: str) -> Path | None:
     """Write ``folder/repro`` for the failing comparisons of ``result``; None when nothing failed."""
-    from ..config import config_from_dict, dump_config
-
     failing = [c for c in result.comparisons if not c.passed]
     if not failing or not result.repro_inputs or any(b.kind == LaneKind.GOLDEN for b in result.backends):
         return None  # against golden outputs the stored logits are the reference: rerun with --golden instead

@@ -8,17 +8,15 @@ logits (then the clip's tensor can go), and returns one ``BackendRecord`` per la
 from __future__ import annotations
 
 from ..errors import HarnessError
+from .local import LocalEngine
+from .ray import RayEngine
 
 ENGINES = ("local", "ray")
 
 
 def get_engine(name: str, isolate: bool = False, address: str | None = None, timeout: float | None = None, shared_paths: bool = False):
     if name == "local":
-        from .local import LocalEngine
-
         return LocalEngine(isolate=isolate, timeout=timeout)
     if name == "ray":
-        from .ray import RayEngine
-
         return RayEngine(address=address, shared_paths=shared_paths)
     raise HarnessError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")

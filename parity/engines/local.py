@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..backends.isolated import IsolatedRunner
 from ..backends.registry import Status
 from ..errors import one_line
 from ..inputs import ClipInput
@@ -111,8 +112,6 @@ class LocalEngine:
 
     def _runner(self, lane, art):
         if (self.isolate or lane.backend.isolated) and lane.backend.needs != "external":  # a user's program is its own process already
-            from ..backends.isolated import IsolatedRunner
-
             return IsolatedRunner(lane.backend.name, art, name=lane.name, timeout=self.timeout)
         return lane.backend.make_runner(art)
 

@@ -23,17 +23,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
+from ..backends import BACKENDS
 from ..errors import HarnessError, one_line
 from ..inputs import ClipInput, clip_sha256, decode_clip, decoder_name
+from ..optional import lazy, missing
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT
 from .local import LaneFlow, logit_rows
+from .ray_join import join
 from .transfer import clip_from_payload, clip_payload, receive, send
+
+ray = lazy("ray")
+scheduling_strategies = lazy("ray.util.scheduling_strategies")
 
 
 def _node() -> str:
-    import ray
-
     return ray.get_runtime_context().get_node_id()
 
 
@@ -54,10 +60,6 @@ class _BackendActor:
     """Holds one lane's activated runner for the whole run (wrapped by ``ray.remote``)."""
 
     def __init__(self, backend: str, art, sent=None):
-        import ray
-
-        from ..backends import BACKENDS
-
         self.status, self.reason, self.runner = "ok", None, None
         b = BACKENDS[backend]
         if sent is not None:  # the model files, from the object store into this node's cache
@@ -83,18 +85,14 @@ class _BackendActor:
         return self.runner.evidence() if self.runner is not None and hasattr(self.runner, "evidence") else None
 
     def infer(self, input_name: str, *tensors):
-        import numpy as np
-
         feed = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
         outputs = self.runner.infer({input_name: feed}, check_inputs=False)
         return logit_rows(outputs, len(tensors)), self.runner.inference_time, list(feed.shape)
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise HarnessError("--engine ray needs Ray: pip install 'pptsm-parity[ray]'") from None
+    if missing("ray"):
+        raise HarnessError("--engine ray needs Ray: pip install 'pptsm-parity[ray]'")
     return ray
 
 
@@ -116,8 +114,6 @@ class RayEngine:
         ray = _ray()
         if not ray.is_initialized():
             if self.address and self.address != "auto" and not self.address.startswith("ray://"):
-                from .ray_join import join
-
                 self._joined = join(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -255,8 +251,6 @@ class RayEngine:
         return sorted((n for n, r in nodes.items() if r.get("CPU", 0) > 0), key=lambda n: -nodes[n]["CPU"])
 
     def infer(self, lanes, art, items: Iterable[ClipInput], on_clip: Callable):
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         ray = self._connect()
         # Availability is decided where each actor runs (that node's GPU and packages), not here.
         records = {lane.name: BackendRecord(lane.name, lane.backend.precision, lane.description, "ok", batch=lane.batch, kind=lane.kind)
@@ -290,7 +284,7 @@ class RayEngine:
                 if lane.backend.device == "gpu":  # one per GPU, wherever the GPUs are
                     group = [actor_class.options(num_cpus=0, num_gpus=1).remote(lane.backend.name, art, sent) for _ in range(gpus)]
                 else:  # pinned to a node that offers CPUs, lanes spread over them
-                    place = NodeAffinitySchedulingStrategy(cpu_nodes[number % len(cpu_nodes)], soft=False)
+                    place = scheduling_strategies.NodeAffinitySchedulingStrategy(cpu_nodes[number % len(cpu_nodes)], soft=False)
                     group = [actor_class.options(num_cpus=0, scheduling_strategy=place).remote(lane.backend.name, art, sent)]
                 actors[lane.name] = group
                 try:

@@ -14,6 +14,13 @@ import socket
 from pathlib import Path
 
 from ..errors import HarnessError, one_line
+from ..optional import lazy
+
+# Ray's own modules for what it does not expose (cluster metadata, token mode), as its `ray start` uses them.
+usage_lib = lazy("ray._common.usage.usage_lib")
+raylet = lazy("ray._raylet")
+token_setup = lazy("ray._private.authentication.authentication_token_setup")
+ray_exceptions = lazy("ray.exceptions")
 
 TOKEN_HELP = ("Ray reads the cluster's token from $RAY_AUTH_TOKEN, from the file $RAY_AUTH_TOKEN_PATH names, "
               "or from ~/.ray/auth_token (`ray get-auth-token` prints it on a cluster node)")
@@ -44,17 +51,12 @@ def _quiet_stderr():
 
 
 def _metadata(address: str) -> dict:
-    from ray._common.usage.usage_lib import get_cluster_metadata
-    from ray._raylet import GcsClient
-
     with _quiet_stderr():
-        return get_cluster_metadata(GcsClient(address=address)) or {}
+        return usage_lib.get_cluster_metadata(raylet.GcsClient(address=address)) or {}
 
 
 def _token_mode() -> None:
-    from ray._private.authentication.authentication_token_setup import _enable_token_auth
-
-    _enable_token_auth()  # RAY_AUTH_MODE=token for this process, and Ray's cached config re-read
+    token_setup._enable_token_auth()  # RAY_AUTH_MODE=token for this process, and Ray's cached config re-read
 
 
 def join(address: str) -> dict:
@@ -63,8 +65,6 @@ def join(address: str) -> dict:
     Raises ``HarnessError`` (one line) when nothing answers there, or the cluster wants a token
     this machine does not have or that it refuses.
     """
-    from ray.exceptions import AuthenticationError
-
     host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5).close()
@@ -74,7 +74,7 @@ def join(address: str) -> dict:
     try:
         meta = _metadata(address)
         mode = (explicit or "disabled").lower()
-    except AuthenticationError:
+    except ray_exceptions.AuthenticationError:
         where = token_source()
         if explicit and explicit.lower() != "token":
             raise HarnessError(f"the Ray cluster {address} uses token authentication and RAY_AUTH_MODE={explicit} here: "
@@ -87,7 +87,7 @@ def join(address: str) -> dict:
         mode = "token"
         try:
             meta = _metadata(address)
-        except AuthenticationError:
+        except ray_exceptions.AuthenticationError:
             raise HarnessError(f"the Ray cluster {address} refuses the token from {where}: give the cluster's own; {TOKEN_HELP}") from None
     except Exception as exc:  # RpcError and the like: not a GCS, or not reachable in time
         raise HarnessError(f"cannot join the Ray cluster {address}: {one_line(exc)}") from None

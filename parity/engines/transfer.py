@@ -18,6 +18,9 @@ from pathlib import Path
 
 from ..artifacts import ArtifactCache, PaddleModel, sha256_file
 from ..errors import HarnessError
+from ..optional import lazy
+
+onnx = lazy("onnx")
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,6 @@ def _model_files(art) -> dict[str, list[Path]]:
 
 def _external_data(onnx_path: Path) -> list[Path]:
     """The files an ONNX model keeps its large tensors in (its own folder, by relative name)."""
-    import onnx
-
     model = onnx.load(str(onnx_path), load_external_data=False)
     names = {e.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
              for e in t.external_data if e.key == "location"}

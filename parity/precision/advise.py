@@ -11,6 +11,7 @@ precision's tolerances against the FP32 model.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,15 @@ import numpy as np
 
 from ..artifacts.onnx_graph import intermediates
 from ..artifacts.ort import session
+from ..compare import compare_logits
+from ..config import default_tolerances
+from ..diagnose.lint import tensor_owners
+from ..diagnose.program import read_program
+from ..optional import lazy
+from .int8 import quantize
+
+onnx = lazy("onnx")
+float16 = lazy("onnxconverter_common.float16")
 
 FP16_MAX = 65504.0
 MAX_EVALUATIONS = 40
@@ -44,8 +54,6 @@ def _run(model, tensors: list[np.ndarray]) -> np.ndarray:
 
 
 def _judge(reference: np.ndarray, logits: np.ndarray, tol, precision: str) -> dict:
-    from ..compare import compare_logits
-
     paths = [f"clip{i}" for i in range(len(reference))]
     c = compare_logits("candidate", "fp32", precision, paths, [None] * len(paths), reference, logits, tol)
     return {"passed": c.passed, "max_abs": c.max_abs, "top1_agreement": c.top1_agreement, "reasons": c.reasons}
@@ -84,20 +92,12 @@ def _ranking(model, tensors: list[np.ndarray], low) -> list[str]:
 
 
 def _fp16(model, keep: list[str]):
-    from onnxconverter_common import float16
-
     return float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(keep))
 
 
 def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", tolerances=None, calibration: list[np.ndarray] | None = None,
            paddle_model=None) -> Advice:
     """Find the nodes to keep at FP32 so ``onnx_path`` at ``precision`` passes on ``tensors``."""
-    import tempfile
-
-    import onnx
-
-    from ..config import default_tolerances
-
     tol = (tolerances or default_tolerances())[precision]
     model = onnx.load(str(onnx_path))
     with tempfile.TemporaryDirectory() as tmp:  # INT8 candidates are written here
@@ -106,14 +106,11 @@ def advise(onnx_path: Path, tensors: list[np.ndarray], precision: str = "fp16", 
 
 def _search(model, onnx_path: Path, tensors, precision: str, tol, calibration, tmp: Path) -> Advice:
     """Doubling, bisection and pruning over the ranked nodes; every candidate converted and judged for real."""
-    import onnx
-
     reference = _run(model, tensors)
 
     def lower(keep: list[str]):
         if precision == "fp16":
             return _fp16(model, keep)
-        from .int8 import quantize
 
         out = tmp / f"q{len(keep)}.onnx"
         quantize(onnx_path, calibration or tensors, out, nodes_to_exclude=keep)
@@ -164,9 +161,6 @@ def _finish(advice: Advice, model, paddle_model) -> Advice:
     """The set in each deploy system's settings; Paddle's in Paddle's op types, through paddle2onnx's names."""
     owners = {}
     if paddle_model is not None:
-        from ..diagnose.lint import tensor_owners
-        from ..diagnose.program import read_program
-
         owners = tensor_owners(read_program(paddle_model), model)
     ops = [owners[n] for n in advice.keep_fp32 if n in owners]
     advice.paddle_ops = sorted({op.label for op in ops})
@@ -219,8 +213,6 @@ def paddle_inference_snippet(advice: Advice) -> str:
 
 def write_settings(advice: Advice, model_path: Path, out: Path) -> list[Path]:
     """The mixed-precision ONNX (FP16) and the three settings files."""
-    import onnx
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if advice.precision == "fp16" and advice.after and advice.after["passed"]:

@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import ArtifactCache, sha256_file, sha256_json
+from ..clips import load_clips
 from ..errors import HarnessError
+from ..inputs import clip_sha256, prepare_inputs
+from ..optional import lazy
+
+onnx = lazy("onnx")
+onnxruntime = lazy("onnxruntime")
+quantization = lazy("onnxruntime.quantization")
+qdq_loss_debug = lazy("onnxruntime.quantization.qdq_loss_debug")
 
 CALIBRATION_CLIPS = 64  # at most, from the calibration list, in order
 SQNR_CLIPS = 2
@@ -27,9 +36,6 @@ SQNR_CLIPS = 2
 
 def calibration_tensors(listing: str | Path, pre) -> tuple[list[np.ndarray], list[str]]:
     """The calibration clips' input tensors (the run's preprocessing) and their sha256."""
-    from ..clips import load_clips
-    from ..inputs import prepare_inputs
-
     items = [i for i in prepare_inputs(load_clips(listing)[:CALIBRATION_CLIPS], pre, desc="calibration") if i.ok]
     if not items:
         raise HarnessError(f"{listing}: no readable calibration clip")
@@ -38,9 +44,6 @@ def calibration_tensors(listing: str | Path, pre) -> tuple[list[np.ndarray], lis
 
 def calibration_key(listing: str | Path, pre) -> str:
     """What identifies a calibration set without decoding it: its clips' content hashes and the preprocessing."""
-    from ..clips import load_clips
-    from ..inputs import clip_sha256
-
     hashes = []
     for clip in load_clips(listing)[:CALIBRATION_CLIPS]:
         try:
@@ -67,8 +70,6 @@ class _Reader:
 
 
 def _input_name(path: Path) -> str:
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in inits)
@@ -87,13 +88,11 @@ def constants_to_initializers(model) -> int:
 
     ``quantize_static`` takes only initializers for weights: a Conv weight from a Constant node is quantized as
     an activation (per-tensor, calibrated), not per channel. TensorRT wants its weights per channel."""
-    from onnx import numpy_helper
-
     moved = []
     for node in model.graph.node:
         value = next((a for a in node.attribute if a.name == "value" and a.t is not None), None) if node.op_type == "Constant" else None
         if value is not None and len(node.attribute) == 1:
-            tensor = numpy_helper.from_array(numpy_helper.to_array(value.t), node.output[0])
+            tensor = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(value.t), node.output[0])
             model.graph.initializer.append(tensor)
             moved.append(node)
     for node in moved:
@@ -103,10 +102,6 @@ def constants_to_initializers(model) -> int:
 
 def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exclude: list[str] | None = None, target: str = "onnxruntime") -> dict:
     """QDQ INT8 of ``onnx_path`` into ``out`` for ``target`` (``TARGETS``); returns how (per-channel at 13, or per-tensor at the model's opset)."""
-    import onnx
-    from onnx import version_converter
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     model = onnx.load(str(onnx_path))
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=11)
     name = _input_name(onnx_path)
@@ -115,15 +110,15 @@ def quantize(onnx_path: Path, tensors: list[np.ndarray], out: Path, nodes_to_exc
     if target == "tensorrt":
         record["constants_as_initializers"] = constants_to_initializers(model)
     try:
-        converted = version_converter.convert_version(model, 13) if opset < 13 else model
-        quantize_static(converted, str(out), _Reader(name, tensors), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=nodes_to_exclude or [], extra_options=dict(extra))
+        converted = onnx.version_converter.convert_version(model, 13) if opset < 13 else model
+        quantization.quantize_static(converted, str(out), _Reader(name, tensors), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                                     activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
+                                     calibrate_method=quantization.CalibrationMethod.MinMax, nodes_to_exclude=nodes_to_exclude or [], extra_options=dict(extra))
         record.update(weights="per-channel", opset=13)
     except Exception as exc:  # the version converter or per-channel quantization refused this graph
-        quantize_static(model, str(out), _Reader(name, tensors), quant_format=QuantFormat.QDQ, per_channel=False,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=nodes_to_exclude or [], extra_options=dict(extra))
+        quantization.quantize_static(model, str(out), _Reader(name, tensors), quant_format=quantization.QuantFormat.QDQ, per_channel=False,
+                                     activation_type=quantization.QuantType.QInt8, weight_type=quantization.QuantType.QInt8,
+                                     calibrate_method=quantization.CalibrationMethod.MinMax, nodes_to_exclude=nodes_to_exclude or [], extra_options=dict(extra))
         record.update(weights="per-tensor", opset=opset, why_not_per_channel=" ".join(str(exc).split())[:300])
     return record
 
@@ -156,25 +151,15 @@ def sqnr(float_path: Path, qdq_path: Path, tensors: list[np.ndarray]) -> list[di
     ONNX Runtime's ``qdq_loss_debug``: both models get their intermediate tensors as outputs, run on
     the same clips, and each quantized activation is matched with its float one.
     """
-    import tempfile
-
-    import onnxruntime
-    from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations,
-        compute_activation_error,
-        create_activation_matching,
-        modify_model_output_intermediate_tensors,
-    )
-
     onnxruntime.set_default_logger_severity(3)  # its sessions' notes about unused initializers are not the user's business
     name = _input_name(float_path)
     with tempfile.TemporaryDirectory() as tmp:
         f_aug, q_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
-        modify_model_output_intermediate_tensors(str(float_path), str(f_aug))
-        modify_model_output_intermediate_tensors(str(qdq_path), str(q_aug))
-        float_acts = collect_activations(str(f_aug), _Reader(name, tensors))
-        qdq_acts = collect_activations(str(q_aug), _Reader(name, tensors))
-    errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+        qdq_loss_debug.modify_model_output_intermediate_tensors(str(float_path), str(f_aug))
+        qdq_loss_debug.modify_model_output_intermediate_tensors(str(qdq_path), str(q_aug))
+        float_acts = qdq_loss_debug.collect_activations(str(f_aug), _Reader(name, tensors))
+        qdq_acts = qdq_loss_debug.collect_activations(str(q_aug), _Reader(name, tensors))
+    errors = qdq_loss_debug.compute_activation_error(qdq_loss_debug.create_activation_matching(qdq_acts, float_acts))
     rows = []
     for tensor, err in errors.items():
         value = err.get("xmodel_err")

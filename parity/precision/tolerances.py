@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import run as parity_run
 from ..artifacts import ArtifactCache, PaddleModel
+from ..config import RunConfig, dump_config
 
 BACKENDS = {"fp32": ["onnxruntime", "openvino"], "fp16": ["onnxruntime-fp16"], "int8": ["onnxruntime-int8"]}
 
@@ -39,15 +41,12 @@ def _floor(ref: np.ndarray, outs: list[np.ndarray]) -> dict:
 
 def measure(paddle_model: PaddleModel, onnx: Path, clips: str, cache: ArtifactCache, factor: float = 10.0,
             calibration: str | None = None) -> Proposal:
-    from ..config import RunConfig, dump_config
-    from ..run import run
-
     with tempfile.TemporaryDirectory() as tmp:
         wanted = ["paddle", *BACKENDS["fp32"], *BACKENDS["fp16"], *(BACKENDS["int8"] if calibration else [])]
         cfg = RunConfig(paddle_model=str(paddle_model.model_file), onnx=str(onnx), clips=clips, backends=wanted, report=tmp,
                         calibration=calibration, tensor_cache=str(Path(tmp) / "tensors"))
-        first = run(cfg, cache=cache)
-        again = run(dataclasses.replace(cfg, backends=["paddle"]), cache=cache)
+        first = parity_run.run(cfg, cache=cache)
+        again = parity_run.run(dataclasses.replace(cfg, backends=["paddle"]), cache=cache)
     ref = first.logits["paddle"]
     floors = {"run-to-run": _floor(ref, [again.logits["paddle"]])}
     for precision, names in BACKENDS.items():
