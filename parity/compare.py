@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from math import comb
 from typing import NamedTuple
 
 import numpy as np
+from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
+from polygraphy.logger import G_LOGGER
 
 from .config import Tolerance
 
@@ -94,9 +97,6 @@ class Comparison:
 
 def _polygraphy_set(reference: np.ndarray, backend: np.ndarray, tol: Tolerance):
     """Polygraphy's elementwise comparison of the whole ``[N, C]`` set, as one iteration."""
-    from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
-    from polygraphy.logger import G_LOGGER
-
     results = RunResults()
     for name, logits in (("reference", reference), ("backend", backend)):
         results.append((name, [IterationResult({OUTPUT: logits}, runner_name=name)]))
@@ -282,8 +282,6 @@ def _margins(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def mcnemar_p(ref_logits: np.ndarray, logits: np.ndarray, labels: list[int]) -> float:
     """McNemar's exact test (two-sided) on the clips one of the two gets right and the other wrong."""
-    from math import comb
-
     y = np.asarray(labels)
     ref_ok, ok = np.argmax(ref_logits, 1) == y, np.argmax(logits, 1) == y
     b, c = int(np.sum(ref_ok & ~ok)), int(np.sum(~ref_ok & ok))

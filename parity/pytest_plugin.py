@@ -15,6 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from . import summary
+from .artifacts import ArtifactCache
+from .backends import BACKENDS, select
+from .clips import load_clips
+from .config import load_config_file
+from .errors import HarnessError, one_line
+from .golden import Golden
+from .report import write_report
+from .run import run
+
 _RESULT = pytest.StashKey[object]()
 _RUN_ERROR = pytest.StashKey[str]()
 _CONFIG = pytest.StashKey[object]()
@@ -39,11 +49,8 @@ def pytest_configure(config):
     path = config.getoption("parity_config", default=None)
     if not path:
         return
-    from .config import load_config_file
-    from .errors import HarnessError
-
     try:
-        cfg = load_config_file(path)
+        cfg = load_config_file(path, BACKENDS)
     except HarnessError as exc:
         raise pytest.UsageError(f"--parity-config: {exc}") from None
     if config.getoption("parity_report"):
@@ -65,18 +72,12 @@ class ParityConfigFile(pytest.File):
         self.cfg = cfg
 
     def collect(self):
-        from .errors import HarnessError
-
         try:
             yield from self._items()
         except HarnessError as exc:
             raise self.CollectError(f"--parity-config: {exc}") from None
 
     def _items(self):
-        from .backends import select
-        from .clips import load_clips
-        from .golden import Golden
-
         cfg = self.cfg
         golden = Golden.load(cfg.golden) if cfg.golden else None
         compared = [lane.name for lane in select(cfg, golden.name if golden else None).compared]
@@ -106,10 +107,6 @@ class ParityItem(pytest.Item):
         if _RUN_ERROR in stash:
             raise ParityFailure(stash[_RUN_ERROR])
         if _RESULT not in stash:
-            from .artifacts import ArtifactCache
-            from .errors import HarnessError, one_line
-            from .run import run
-
             cache_dir = self.config.getoption("parity_cache", default=None)
             try:
                 stash[_RESULT] = run(stash[_CONFIG], cache=ArtifactCache(cache_dir) if cache_dir else None)
@@ -162,13 +159,9 @@ def pytest_sessionfinish(session, exitstatus):
     result = session.config.stash.get(_RESULT, None)
     if result is None:
         return
-    from .report import write_report
-
     out = write_report(result, session.config.stash[_CONFIG].report)
     summary_md = session.config.getoption("parity_summary_md", default=None)
     if summary_md:
-        from . import summary
-
         summary.write(result, summary_md, out)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

@@ -19,7 +19,10 @@ import os
 import re
 from pathlib import Path
 
+from .baseline import summary_line
 from .compare import Reason
+from .conclusion import lines as conclusion_lines
+from .errors import HarnessError
 
 MAX_CLIPS = 20
 WORST_CLIPS = 10
@@ -125,8 +128,6 @@ def _class(result, value) -> str:
 
 
 def render(result, report_html: Path | None = None, relative_to: Path | None = None) -> str:
-    from .conclusion import lines as conclusion_lines
-
     verdict = result.verdict.upper()
     lines = [f"## PP-TSM parity: {'✅' if result.verdict == 'pass' else '❌'} **{verdict}**", ""]
     # the conclusion, in the words of the terminal and the report's header
@@ -174,8 +175,6 @@ def render(result, report_html: Path | None = None, relative_to: Path | None = N
                           f"{inert(f['paddle_op'])}"]
     trend = getattr(result, "baseline", None)
     if trend:
-        from .baseline import summary_line
-
         lines += ["", summary_line(trend, inert)]
     if report_html is not None:
         text, url = report_link(Path(report_html), relative_to)
@@ -184,8 +183,6 @@ def render(result, report_html: Path | None = None, relative_to: Path | None = N
 
 
 def write(result, path: str | Path, report_html: Path | None = None) -> Path:
-    from .errors import HarnessError
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
