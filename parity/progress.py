@@ -4,6 +4,10 @@ from __future__ import annotations
 import os
 import sys
 
+from .optional import lazy
+
+tqdm_auto = lazy("tqdm.auto")
+
 
 def enabled() -> bool:
     setting = os.environ.get("PARITY_PROGRESS")
@@ -13,6 +17,4 @@ def enabled() -> bool:
 
 
 def progress(iterable, desc: str, unit: str = "it", total: int | None = None):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, unit=unit, total=total, disable=not enabled(), leave=False, file=sys.stderr)
+    return tqdm_auto.tqdm(iterable, desc=desc, unit=unit, total=total, disable=not enabled(), leave=False, file=sys.stderr)
