@@ -48,6 +48,11 @@ class RunConfig:
     onnx: str | None = _opt(group="inputs", help="ONNX model file")
     clips: str | None = _opt(group="inputs", help="UCF101-format list (path label) or a folder of videos")
     labels: str | None = _opt(group="inputs", help="label-name file (idx name); default: labels.txt beside the list")
+    # PaddleVideo's own config (the -c file of its export_model.py and predict.py): the inference helper and its
+    # parameters, the class count, a label file; --num-seg, --short-size, --target-size and --labels override it
+    pv_config: str | None = _opt(group="inputs", metavar="CONFIG.yaml", help="your PaddleVideo config (what tools/predict.py takes with -c): "
+                                 "its INFERENCE helper and parameters, MODEL's class count; --num-seg/--short-size/--target-size/--labels "
+                                 "override it")
     backends: list[str] = _opt(factory=lambda: ["paddle", "onnxruntime", "onnxruntime-fp16"], group="backends",
                                help="comma-separated backends (default paddle,onnxruntime,onnxruntime-fp16), or 'all' (every backend available here)")
     reference: str = _opt("paddle", group="backends", help="backend the others are compared with (default paddle)")
@@ -233,7 +238,7 @@ def _apply_flag(cfg: RunConfig, f, value) -> None:
             getattr(cfg, f.name)[name] = str(Path(text).resolve()) if f.metadata["flag"].paths else text
     elif value is not None:
         setattr(cfg, f.name, value)
-PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "report", "trt_engine", "golden", "baseline", "tensor_cache", "weights", "calibration")
+PATH_SETTINGS = ("paddle_model", "onnx", "clips", "labels", "pv_config", "report", "trt_engine", "golden", "baseline", "tensor_cache", "weights", "calibration")
 
 
 def tolerance_scopes(backends: Collection[str]) -> list[str]:

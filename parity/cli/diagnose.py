@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import pvconfig
 from ..artifacts import ArtifactCache, PaddleModel, cached_fp16
 from ..artifacts.model_files import model_input
 from ..backends import BACKENDS, ModelArtifacts
@@ -174,12 +175,17 @@ def add_tolerances(sub) -> None:
     p.add_argument("--factor", type=float, default=10.0, help="tolerances are this multiple of the measured floor (default 10)")
     p.add_argument("--out", default="parity.toml", help="the config file to write (default parity.toml)")
     p.add_argument("--cache", help="artifact cache folder")
+    p.add_argument("--pv-config", metavar="CONFIG.yaml", help="your PaddleVideo config: the preprocessing of its INFERENCE helper "
+                   "(written into the proposed config)")
 
 
 def cmd_tolerances(args) -> int:
     model = PaddleModel.locate(args.paddle_model)
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
-    proposal = measure(model, Path(args.onnx), args.clips, cache, args.factor, args.calibration)
+    pv = pvconfig.apply(args)
+    if pv is not None:
+        say(pv.line())
+    proposal = measure(model, Path(args.onnx), args.clips, cache, args.factor, args.calibration, args.pv_config)
     try:
         Path(args.out).write_text(proposal.config_text)
     except OSError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import demo
+from .. import demo, pvconfig
 from ..artifacts import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model
 from ..artifacts.model_files import model_input
 from ..backends import BACKENDS, ModelArtifacts, tensorrt
@@ -138,6 +138,8 @@ def add_preprocess(sub) -> None:
     p.add_argument("--out", help="output folder (with --clips)")
     p.add_argument("--onnx", help="read T and the crop size from this ONNX model (flags that disagree are errors)")
     p.add_argument("--paddle-model", help="read T and the crop size from this exported Paddle model")
+    p.add_argument("--pv-config", metavar="CONFIG.yaml", help="your PaddleVideo config: T and sizes from its INFERENCE "
+                   "(ppTSM_Inference_helper); --num-seg/--short-size/--target-size override it")
     p.add_argument("--num-seg", type=int, help="segments T (default: the model's, else 8)")
     p.add_argument("--short-size", type=int, help="Scale short side (default: crop size x 256/224)")
     p.add_argument("--target-size", type=int, help="CenterCrop size (default: the model's, else 224)")
@@ -160,8 +162,14 @@ def cmd_preprocess(args) -> int:
 
 
 def _preprocess_settings(args) -> PreprocessConfig:
-    """T and sizes from the model when one is given (flags must agree), else the flags, else PP-TSM's defaults, said."""
-    num_seg, size = args.num_seg, args.target_size
+    """T and sizes from a --pv-config (flags over it), the model when one is given (they must agree), else the flags,
+    else PP-TSM's defaults, said."""
+    num_seg, size, short_size = args.num_seg, args.target_size, args.short_size
+    pv = pvconfig.apply(args)
+    if pv is not None:
+        say(pv.line())
+        num_seg, short_size, size = pv.pptsm_settings()
+    flag = pv.flag if pv is not None else pvconfig.OVERRIDE_FLAGS.get
     if args.onnx or args.paddle_model:
         if args.onnx and not Path(args.onnx).is_file():
             raise HarnessError(f"{args.onnx}: ONNX model not found")
@@ -169,12 +177,14 @@ def _preprocess_settings(args) -> PreprocessConfig:
                              onnx=Path(args.onnx) if args.onnx else None)
         _, model_t, model_size = model_input(art)
         where = args.onnx or args.paddle_model
-        num_seg, size = agree("--num-seg", num_seg, model_t, where), agree("--target-size", size, model_size, where)
+        num_seg, size = agree(flag("num_seg"), num_seg, model_t, where), agree(flag("target_size"), size, model_size, where)
+        if pv is not None:
+            pv.check_classes(art)
     defaults = [f"{name} {value}" for name, value, given in (("T", 8, num_seg), ("crop", 224, size)) if given is None]
     if defaults:
         say(f"parity preprocess: no model given (--onnx or --paddle-model), so PP-TSM's defaults: {', '.join(defaults)}")
     try:
-        return PreprocessConfig.for_size(num_seg or 8, size or 224, args.short_size, args.variant)
+        return PreprocessConfig.for_size(num_seg or 8, size or 224, short_size, args.variant)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import golden
+from .. import golden, pvconfig
 from ..artifacts import ArtifactCache
 from ..backends import BACKENDS
 from ..baseline import compare_releases
@@ -24,6 +24,9 @@ def add_run(sub) -> None:
 
 def cmd_run(args) -> int:
     cfg = RunConfig.from_args(args, BACKENDS)
+    pv = pvconfig.apply(cfg)
+    if pv is not None:
+        say(pv.line())
     result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads, shard=args.shard)
     if args.write_config:
         try:

@@ -40,11 +40,11 @@ def _floor(ref: np.ndarray, outs: list[np.ndarray]) -> dict:
 
 
 def measure(paddle_model: PaddleModel, onnx: Path, clips: str, cache: ArtifactCache, factor: float = 10.0,
-            calibration: str | None = None) -> Proposal:
+            calibration: str | None = None, pv_config: str | None = None) -> Proposal:
     with tempfile.TemporaryDirectory() as tmp:
         wanted = ["paddle", *BACKENDS["fp32"], *BACKENDS["fp16"], *(BACKENDS["int8"] if calibration else [])]
         cfg = RunConfig(paddle_model=str(paddle_model.model_file), onnx=str(onnx), clips=clips, backends=wanted, report=tmp,
-                        calibration=calibration, tensor_cache=str(Path(tmp) / "tensors"))
+                        calibration=calibration, tensor_cache=str(Path(tmp) / "tensors"), pv_config=pv_config)
         first = parity_run.run(cfg, cache=cache)
         again = parity_run.run(dataclasses.replace(cfg, backends=["paddle"]), cache=cache)
     ref = first.logits["paddle"]
