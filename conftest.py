@@ -4,11 +4,11 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("PARITY_PROGRESS", "0")
 
-pytest_plugins = ["fixtures.artifacts", "fixtures.paddlevideo"]
+pytest_plugins = ["fixtures.artifacts", "fixtures.paddlevideo", "fixtures.signatures"]
 
 
 # Fixtures that train, export or convert a model, or install Paddle 2.6 (cached, but minutes on a cold cache).
-BUILDING_FIXTURES = {"demo_artifacts", "paddle26_python", "small_pptsm_r50", "softmax_model"}
+BUILDING_FIXTURES = {"demo_artifacts", "paddle26_python", "small_pptsm_r50", "softmax_model", "signature_models"}
 
 
 def pytest_collection_modifyitems(items):
