@@ -183,7 +183,8 @@ def _by_type(nodes, *types):
 def _norm_axes(axes, rank):
     if axes is None:
         return None
-    axes = [axes] if isinstance(axes, int) else list(axes)
+    # A PIR program gives an axis held by a ``full`` op (paddle.concat's) as a float: 1.0
+    axes = [int(axes)] if isinstance(axes, (int, float)) else [int(a) for a in axes]
     return sorted(a % rank for a in axes) if rank else sorted(axes)
 
 
