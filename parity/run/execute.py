@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .. import pvconfig
 from ..artifacts import ArtifactCache, sha256_json
 from ..backends import LaneKind, Status
 from ..clips import load_label_names
@@ -56,7 +57,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         cfg, reference=p.selection.reference, records=records, judgement=judgement, followups=follow,
         clip_records=collector.clip_records, paths=collector.paths, logits=logits, frames=collector.frames, artifacts=artifacts,
         tolerances={k: t.to_dict() for k, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
-        preprocess={**p.pre.to_dict(), "input_name": p.art.input_name}, environment=environment(),
+        preprocess={**p.pre.to_dict(), "input_name": p.art.input_name, **pvconfig.record(cfg)}, environment=environment(),
         label_names=load_label_names(labels), config=config_to_dict(cfg), lint=findings,
         run={
             "engine": cfg.engine,

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import pvconfig
 from ..artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
 from ..artifacts.model_files import check_batch, model_classes, model_input
 from ..backends import BACKENDS, ModelArtifacts, Selection, select
@@ -116,11 +117,18 @@ def dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
 
 
 def preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> PreprocessConfig:
-    """T and size from the model (flags must agree); with golden outputs, their preprocessing. Sets ``art.pre``."""
+    """T and size from the model (flags, or a --pv-config's ppTSM_Inference_helper with the flags over it, must agree);
+    with golden outputs, their preprocessing. Sets ``art.pre``."""
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
-    num_seg = agree("--num-seg", cfg.num_seg, art.num_seg, model_path)
-    size = agree("--target-size", cfg.target_size, art.size, model_path)
-    short_size, variant = cfg.short_size, cfg.preprocess_variants()[0]
+    num_seg, size, short_size = cfg.num_seg, cfg.target_size, cfg.short_size
+    pv = pvconfig.apply(cfg)  # --pv-config: its INFERENCE parameters, the flags over them; its class count checked
+    if pv is not None:
+        pv.check_classes(art)
+        num_seg, short_size, size = pv.pptsm_settings()
+    flag = pv.flag if pv is not None else pvconfig.OVERRIDE_FLAGS.get
+    num_seg = agree(flag("num_seg"), num_seg, art.num_seg, model_path)
+    size = agree(flag("target_size"), size, art.size, model_path)
+    variant = cfg.preprocess_variants()[0]
     if golden is not None:
         # The stored logits are only comparable on the very tensors they were computed from.
         g = golden.meta["preprocess"]
@@ -192,6 +200,9 @@ def _relative(path: Path, root: Path) -> str:
 def label_file(cfg: RunConfig) -> Path | None:
     if cfg.labels:
         return Path(cfg.labels)
+    pv = pvconfig.apply(cfg)
+    if pv is not None and pv.labels:
+        return Path(pv.labels)
     return Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None
 
 
@@ -214,6 +225,8 @@ def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) 
         artifacts["onnx_sha256"] = sha256_file(art.onnx)
     if labels and labels.is_file():
         artifacts["labels"] = str(labels.resolve())
+    if cfg.pv_config:
+        artifacts["pv_config_sha256"] = sha256_file(Path(cfg.pv_config))
     # every other file the verdict depends on, by content
     if golden is not None:
         artifacts["golden_npz_sha256"] = golden.meta.get("npz_sha256")
