@@ -18,6 +18,14 @@ from parity.recipes import make
 PP_TIMESFORMER = {"mean": [0, 0, 0], "std": [1, 1, 1]}  # configs/recognition/pptimesformer: INFERENCE
 
 
+@pytest.fixture(autouse=True)
+def _keep_global_random():
+    """These tests seed Python's global ``random`` (PaddleVideo's MultiCrop draws from it); later tests get it back."""
+    state = random.getstate()
+    yield
+    random.setstate(state)
+
+
 def _run(ops, results):
     for op in ops:
         results = op(results)
