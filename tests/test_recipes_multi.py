@@ -154,3 +154,17 @@ def test_a_video_shorter_than_slowfasts_clip_fails_in_both(ppvideo_pipelines, tm
         recipe.preprocess(path)
     with pytest.raises(Exception):  # noqa: B017  (decord's own error type)
         slowfast_reference(ppvideo_pipelines, path, recipe.params)
+
+
+def test_timesformer_without_a_stream_duration_and_in_avi(ppvideo_pipelines, tmp_path):
+    """Matroska gives PyAV no stream duration (PaddleVideo then decodes the whole video); AVI/MPEG-4 has one."""
+    import av
+
+    rng = np.random.default_rng(7)
+    mkv = _write(tmp_path / "whole.mkv", _frames(rng, 30, 120, 160))
+    avi = _write(tmp_path / "part.avi", _frames(rng, 30, 150, 110), codec="mpeg4")
+    with av.open(str(mkv)) as container:
+        assert container.streams.video[0].duration is None
+    recipe = make("TimeSformer_Inference_helper")
+    for path in (mkv, avi):
+        _assert_same(recipe.preprocess(path), timesformer_reference(ppvideo_pipelines, path, recipe.params))
