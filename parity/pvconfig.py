@@ -88,8 +88,8 @@ class Applied:
         """(num_seg, short_size, target_size) of a ppTSM_Inference_helper config, for the PP-TSM preprocessing."""
         if self.config.helper != PPTSM:
             raise HarnessError(f"{self.config.path}: {self.config.helper} is not run by this path; it takes {PPTSM}")
-        p = self.recipe.params
-        return p["num_seg"], p["short_size"], p["target_size"]
+        pre = self.recipe.config()  # the PP-TSM recipe's own rules (seg_len 1)
+        return pre.num_seg, pre.short_size, pre.target_size
 
 
 def load_pv_config(path: str | Path) -> PVConfig:

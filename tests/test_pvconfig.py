@@ -289,6 +289,14 @@ def test_flags_override_the_config_and_say_so(tmp_path):
     assert (applied.flag("num_seg"), applied.flag("target_size"), plain.flag("num_seg")) == ("--num-seg", "--target-size", "--pv-config num_seg")
 
 
+def test_a_pptsm_config_with_seg_len_is_refused_in_one_line(tmp_path):
+    """PP-TSM samples one frame per segment; the PP-TSM recipe's rule, not a second copy here."""
+    needs_recipe("ppTSM_Inference_helper")
+    applied = apply(RunConfig(pv_config=str(pv_yaml(tmp_path, "ppTSM_Inference_helper", inference={"num_seg": 8, "seg_len": 2}))))
+    with pytest.raises(HarnessError, match="seg_len 2 is not supported"):
+        applied.pptsm_settings()
+
+
 def test_a_flag_the_helper_does_not_take_is_one_line(tmp_path):
     needs_recipe("SlowFast_Inference_helper")
     path = pv_yaml(tmp_path, "SlowFast_Inference_helper")
@@ -347,7 +355,8 @@ def test_pv_config_is_a_setting_of_the_config_file(tmp_path):
 def test_the_cli_refuses_a_broken_config_in_one_line(tmp_path, capsys):
     path = tmp_path / "broken.yaml"
     path.write_text("MODEL: {}\n")
-    for argv in (["run", "--paddle-model", "m.json", "--clips", "x"], ["preprocess", "v.mp4", "-o", "t.npy"]):
+    for argv in (["run", "--paddle-model", "m.json", "--clips", "x"], ["preprocess", "v.mp4", "-o", "t.npy"],
+                 ["tolerances", "--paddle-model", "m.json", "--onnx", "m.onnx", "--clips", "x"]):
         assert main([*argv, "--pv-config", str(path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"parity: error: {path}: no INFERENCE section with a helper name (INFERENCE: name: ..._Inference_helper); " \

@@ -180,11 +180,11 @@ def add_tolerances(sub) -> None:
 
 
 def cmd_tolerances(args) -> int:
-    model = PaddleModel.locate(args.paddle_model)
-    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     pv = pvconfig.apply(args)
     if pv is not None:
         say(pv.line())
+    model = PaddleModel.locate(args.paddle_model)
+    cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
     proposal = measure(model, Path(args.onnx), args.clips, cache, args.factor, args.calibration, args.pv_config)
     try:
         Path(args.out).write_text(proposal.config_text)
