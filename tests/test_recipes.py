@@ -63,6 +63,32 @@ def ppvideo_helpers(ppvideo_source, paddle_pipelines) -> dict[str, type]:
     return helpers
 
 
+# Beside recipe_videos (all at most 320 pixels): larger frames that every helper scales down, 16:9.
+LARGE_VIDEO_SIZES = ((640, 360, 48), (1280, 720, 40))
+
+
+@pytest.fixture(scope="session")
+def large_videos(tmp_path_factory) -> list:
+    """Real H.264 videos at 640x360 and 1280x720: a gradient drifting under a moving block, with light noise."""
+    from fixtures.faults import _write
+
+    folder = tmp_path_factory.mktemp("recipe_large_videos")
+    rng = np.random.default_rng(42)
+    videos = []
+    for w, h, n in LARGE_VIDEO_SIZES:
+        yy, xx = np.mgrid[0:h, 0:w]
+        frames = np.empty((n, h, w, 3), dtype=np.uint8)
+        for i in range(n):
+            frames[i, ..., 0] = (xx + 9 * i) % 256
+            frames[i, ..., 1] = (yy * 255 // h + 5 * i) % 256
+            frames[i, ..., 2] = 128
+            frames[i] += rng.integers(0, 12, (h, w, 3), dtype=np.uint8)
+            x = (i * w // 48) % (w - h // 4)
+            frames[i, h // 3:h // 3 + h // 4, x:x + h // 4] = 250
+        videos.append(_write(folder / f"large_{w}x{h}.mp4", frames))
+    return videos
+
+
 @pytest.fixture()
 def np_int(monkeypatch):
     """``np.int`` (removed in NumPy 1.24) as the builtin ``int`` it was an alias of: PaddleVideo's Sampler with
@@ -109,7 +135,7 @@ BIT_EXACT = [
 
 
 @pytest.mark.parametrize("helper, params", BIT_EXACT, ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()) or "defaults")
-def test_recipe_equals_the_helpers_preprocess_bit_for_bit(helper, params, recipe_videos, ppvideo_helpers, np_int):
+def test_recipe_equals_the_helpers_preprocess_bit_for_bit(helper, params, recipe_videos, large_videos, ppvideo_helpers, np_int):
     """Every value identical (np.array_equal), same shape and float32, on each video.
 
     TokenShift's Paddle bilinear is redone in numpy with the kernel's float32 order of operations, so it is
@@ -118,12 +144,12 @@ def test_recipe_equals_the_helpers_preprocess_bit_for_bit(helper, params, recipe
     recipe = make(helper, params)
     if recipe.decoder == "decord":
         pytest.importorskip("decord")
-    for path in recipe_videos:
+    for path in [*recipe_videos, *large_videos]:
         ours = recipe.preprocess(path)
         theirs = reference(ppvideo_helpers, helper, recipe.params, path)
         assert_bit_equal(ours, theirs)
         layout = recipe.layouts[0]
-        assert ours[0].shape[0] == 1 and ours[0].shape[layout.index("c")] == 3
+        assert ours[0].shape[0] == 1 and ours[0].shape[layout.index("c")] == 3 and ours[0].flags.c_contiguous
 
 
 def test_views_are_the_models_rows_per_clip():
@@ -186,3 +212,24 @@ def test_paddle_bilinear_is_paddles_own(size, out):
     x = np.random.default_rng(sum(size)).standard_normal((3, 2, *size)).astype(np.float32)
     theirs = paddle.nn.functional.interpolate(paddle.to_tensor(x), size=out, mode="bilinear", align_corners=False).numpy()
     assert np.array_equal(ops.paddle_bilinear(x, *out), theirs)
+
+
+def test_without_decord_the_frames_come_from_pyav_and_are_the_same(recipe_videos, monkeypatch):
+    """Where decord has no wheel, ppTSN and VideoSwin decode with PyAV as parity/preprocess.py does; on H.264 the
+    frames are decord's own."""
+    pytest.importorskip("decord")
+    from parity.recipes import ops
+
+    pick = lambda count: [0, count // 2, count - 1, count // 2]
+    with_decord = [ops.decord_frames(path, pick, per_frame=True) for path in recipe_videos]
+    monkeypatch.setitem(__import__("sys").modules, "decord", None)
+    for path, theirs in zip(recipe_videos, with_decord):
+        ours = ops.decord_frames(path, pick)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_pptsm_takes_one_frame_per_segment():
+    from parity.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="seg_len 2"):
+        make("ppTSM_Inference_helper", {"seg_len": 2}).preprocess("clip.mp4")

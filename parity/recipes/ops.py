@@ -32,13 +32,16 @@ def decord_frames(path: str | Path, pick, per_frame: bool = False) -> list[np.nd
     """decord's frames of ``path`` at the indices ``pick(frame_count)`` returns.
 
     ``per_frame`` reads each distinct index alone (``reader[i]``), as PaddleVideo's Sampler does with
-    ``use_pil=False``; otherwise one ``get_batch`` call, as with ``use_pil=True``.
+    ``use_pil=False``; otherwise one ``get_batch`` call, as with ``use_pil=True``. Where decord is not installed
+    (it has no wheels for some platforms), every frame is decoded with PyAV and indexed, as parity/preprocess.py does.
     """
-    import decord
-
     path = Path(path)
     if not path.is_file():
         raise ClipError(f"{path}: file not found")
+    try:
+        import decord
+    except ImportError:
+        return _pyav_frames(path, pick)
     with captured_output() as err:
         try:
             reader = decord.VideoReader(str(path))
@@ -59,6 +62,19 @@ def decord_frames(path: str | Path, pick, per_frame: bool = False) -> list[np.nd
         detail = _first_line(err["text"]).split(": ", 1)[-1] or str(failure).splitlines()[0]
         raise ClipError(f"{path}: cannot decode: {detail}")
     return frames
+
+
+def _pyav_frames(path: Path, pick) -> list[np.ndarray]:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise ClipError(f"{path}: cannot decode: {exc}") from None
+    if not frames:
+        raise ClipError(f"{path}: cannot decode: video has no frames")
+    return [frames[int(i)] for i in pick(len(frames))]
 
 
 def start_end_index(video_size: float, clip_size: float, clip_idx: int = 0, num_clips: int = 1) -> tuple[float, float]:

@@ -31,4 +31,4 @@ class PPTSMRecipe(Recipe):
         return PreprocessConfig.for_size(self.params["num_seg"], self.params["target_size"], self.params["short_size"])
 
     def preprocess(self, path: str | Path) -> list[np.ndarray]:
-        return [load_clip_tensor(path, self.config())]
+        return [np.ascontiguousarray(load_clip_tensor(path, self.config()))]

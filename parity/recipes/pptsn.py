@@ -39,4 +39,4 @@ class PPTSNRecipe(Recipe):
             views = ops.ten_crop(scaled, p["target_size"])
         except ValueError as exc:
             raise ClipError(f"{path}: {exc}") from None
-        return [ops.normalize_tchw(views)[None]]
+        return [np.ascontiguousarray(ops.normalize_tchw(views)[None])]

@@ -50,4 +50,4 @@ class VideoSwinRecipe(Recipe):
                 raise ClipError(f"{path}: {exc}") from None
             x, y = ops.round_center_offset(w, CROP), ops.round_center_offset(h, CROP)
             out.append(frame[y:y + CROP, x:x + CROP])
-        return [ops.normalize_0_255_cthw(out, p["mean"], p["std"])[None]]
+        return [np.ascontiguousarray(ops.normalize_0_255_cthw(out, p["mean"], p["std"])[None])]
