@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fixtures.faults import _frames, _write
-from parity.errors import HarnessError
+from parity.preprocess import ClipError
 from parity.recipes import make
 
 PP_TIMESFORMER = {"mean": [0, 0, 0], "std": [1, 1, 1]}  # configs/recognition/pptimesformer: INFERENCE
@@ -96,7 +96,7 @@ def test_timesformer_defaults_views_and_layout():
 def test_paddle_bilinear_matches_paddle_on_odd_sizes():
     """The resize alone, on sizes the videos do not reach (up and down, one axis unchanged), against Paddle's kernel."""
     paddle = pytest.importorskip("paddle")
-    from parity.recipes.timesformer import paddle_bilinear
+    from parity.recipes.ops import paddle_bilinear  # TimeSformer's JitterScale
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 2, 301, 397)).astype(np.float32)
@@ -150,7 +150,7 @@ def test_a_video_shorter_than_slowfasts_clip_fails_in_both(ppvideo_pipelines, tm
     """40 frames at 25 fps: the clip wants 53, the sampler asks for frame 40, which decord does not have."""
     path = _write(tmp_path / "short.mp4", _frames(np.random.default_rng(3), 40, 112, 160))
     recipe = make("SlowFast_Inference_helper")
-    with pytest.raises(HarnessError, match="asks for frame 40"):
+    with pytest.raises(ClipError, match="asks for frame 40"):
         recipe.preprocess(path)
     with pytest.raises(Exception):  # noqa: B017  (decord's own error type)
         slowfast_reference(ppvideo_pipelines, path, recipe.params)

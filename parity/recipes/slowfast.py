@@ -30,7 +30,6 @@ the helper's own postprocess therefore skips Base's softmax (mean over rows when
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import HarnessError
-from . import Recipe, register
+from ..preprocess import ClipError
+from . import Recipe, ops, register
 
 TARGET_FPS = 30  # DecodeSampler's default, which the helper does not pass
 MEAN = (0.45, 0.45, 0.45)  # fixed in the helper's preprocess, not parameters
@@ -54,21 +53,12 @@ def sample_indices(frames: int, fps: float, num_frames: int, sampling_rate: int)
     return np.clip(np.linspace(start, start + clip - 1, num_frames).astype(np.int64), 0, frames)
 
 
-def scaled_size(width: int, height: int, size: int) -> tuple[int, int] | None:
-    """JitterScale's (width, height) for PIL, or None when the short side is already ``size``."""
-    if (width <= height and width == size) or (height <= width and height == size):
-        return None
-    if width < height:
-        return size, int(math.floor(float(height) / width * size))
-    return int(math.floor(float(width) / height * size)), size
-
-
 def crop_offset(width: int, height: int, size: int, rng: random.Random) -> tuple[int, int] | None:
     """MultiCrop's random (x, y), drawn x first; None when the frame is already ``size x size`` (no draw)."""
     if width == size and height == size:
         return None
     if width < size or height < size:
-        raise HarnessError(f"MultiCrop({size}) needs frames at least {size}x{size}, got {width}x{height}")
+        raise ClipError(f"MultiCrop({size}) needs frames at least {size}x{size}, got {width}x{height}")
     x = rng.randint(0, width - size)
     y = rng.randint(0, height - size)
     return x, y
@@ -93,16 +83,22 @@ class SlowFastRecipe(Recipe):
 
         p = self.params
         num_frames, rate, size, alpha = int(p["num_frames"]), int(p["sampling_rate"]), int(p["target_size"]), int(p["alpha"])
-        reader = decord.VideoReader(str(path))
-        count = len(reader)
-        index = sample_indices(count, reader.get_avg_fps(), num_frames, rate)
+        if not Path(path).is_file():
+            raise ClipError(f"{path}: file not found")
+        try:
+            reader = decord.VideoReader(str(path))
+            count, fps = len(reader), reader.get_avg_fps()
+        except Exception as exc:  # decord raises bare RuntimeError/DECORDError
+            detail = " ".join(str(exc).split())[:200] or repr(exc)  # one line
+            raise ClipError(f"{path}: cannot decode: {detail}") from None
+        index = sample_indices(count, fps, num_frames, rate)
         if index.max(initial=0) >= count:
-            raise HarnessError(f"{path}: {count} frames, but SlowFast's sampler asks for frame {int(index.max())} "
-                               f"({num_frames} frames every {rate} at 30 fps); PaddleVideo's decord call fails there too")
+            raise ClipError(f"{path}: {count} frames, but SlowFast's sampler asks for frame {int(index.max())} "
+                            f"({num_frames} frames every {rate} at 30 fps); PaddleVideo's decord call fails there too")
         images = [Image.fromarray(frame) for frame in reader.get_batch(index).asnumpy()]  # uint8 [H, W, 3]: RGB
-        new = scaled_size(*images[0].size, size)
-        if new is not None:
-            images = [img.resize(new, Image.BILINEAR) for img in images]
+        w, h = images[0].size
+        if not ops.is_short_side(w, h, size):
+            images = [img.resize(ops.jitter_scale_size(w, h, size), Image.BILINEAR) for img in images]
         frames = np.stack([np.asarray(img) for img in images])  # uint8 [T, H, W, 3]
         offset = crop_offset(frames.shape[2], frames.shape[1], size, random.Random(CROP_SEED))
         if offset is not None:
