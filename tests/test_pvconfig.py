@@ -10,13 +10,18 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from parity import synth
 from parity.cli import main
+from parity.clips import load_clips
 from parity.config import RunConfig, load_config_file
 from parity.errors import HarnessError
+from parity.preprocess import PreprocessConfig, load_clip_tensor
 from parity.pvconfig import apply, load_pv_config
+from parity.recipes import RECIPES
 
 # Each helper's __init__ defaults (PaddleVideo tools/utils.py), and the recipe module that implements it.
 HELPERS = {
@@ -289,6 +294,16 @@ def test_flags_override_the_config_and_say_so(tmp_path):
     assert (applied.flag("num_seg"), applied.flag("target_size"), plain.flag("num_seg")) == ("--num-seg", "--target-size", "--pv-config num_seg")
 
 
+@pytest.mark.parametrize("helper", list(HELPERS))
+def test_a_flag_wins_over_every_helpers_config_and_is_reported(helper, tmp_path):
+    needs_recipe(helper)
+    written = WRITTEN[helper]["target_size"]
+    applied = apply(RunConfig(pv_config=str(pv_yaml(tmp_path, helper)), target_size=written + 32))
+    assert applied.recipe.params == {**HELPERS[helper][1], **WRITTEN[helper], "target_size": written + 32}
+    assert applied.overrides == {"target_size": {"config": written, "from_default": False, "flag": written + 32}}
+    assert applied.line().endswith(f"overridden by flags: target_size {written + 32} (config: {written})")
+
+
 def test_a_pptsm_config_with_seg_len_is_refused_in_one_line(tmp_path):
     """PP-TSM samples one frame per segment; the PP-TSM recipe's rule, not a second copy here."""
     needs_recipe("ppTSM_Inference_helper")
@@ -306,7 +321,6 @@ def test_a_flag_the_helper_does_not_take_is_one_line(tmp_path):
 
 
 def test_an_unsupported_helper_is_one_line_listing_the_supported_ones(tmp_path):
-    from parity.recipes import RECIPES
 
     path = pv_yaml(tmp_path, "ppTSM_Inference_helper", inference={"num_seg": 8})
     path.write_text(path.read_text().replace("ppTSM_Inference_helper", "BMN_Inference_helper"))
@@ -373,8 +387,6 @@ def test_run_with_pv_config_on_the_demo_model(demo_artifacts, parity_cache, tmp_
     """One real `parity run --pv-config`: the preprocessing comes from the config (short_size overridden by the flag),
     the class count is checked, and results.json records the config and the override."""
     needs_recipe("ppTSM_Inference_helper")
-    from parity import synth
-
     path = demo_config(tmp_path, len(synth.CLASSES), short_size=140)
     report = tmp_path / "report"
     code = main(["run", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--onnx", str(demo_artifacts.onnx),
@@ -404,10 +416,21 @@ def test_a_class_count_that_is_not_the_models_is_one_line(demo_artifacts, tmp_pa
 
 def test_a_config_num_seg_the_model_does_not_take_names_the_config(demo_artifacts, tmp_path, capsys):
     needs_recipe("ppTSM_Inference_helper")
-    from parity import synth
-
     path = demo_config(tmp_path, len(synth.CLASSES), num_seg=16)
     code = main(["run", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--clips", str(demo_artifacts.val_list),
                  "--pv-config", str(path), "--report", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "the model takes pv-config num_seg 8, but --pv-config num_seg 16 was given" in err[-1]
+
+
+def test_preprocess_with_pv_config_writes_the_configs_tensor(demo_artifacts, tmp_path, capsys):
+    """`parity preprocess --pv-config`: T and sizes from the config (the model agreeing), the flags over it, said in one line."""
+    needs_recipe("ppTSM_Inference_helper")
+    path = demo_config(tmp_path, len(synth.CLASSES), short_size=140)
+    clip = load_clips(str(demo_artifacts.val_list))[0].path
+    out = tmp_path / "t.npy"
+    assert main(["preprocess", str(clip), "-o", str(out), "--pv-config", str(path), "--paddle-model",
+                 str(demo_artifacts.paddle_model.model_file), "--short-size", "128"]) == 0
+    assert f"PaddleVideo config {path}: ppTSM_Inference_helper, 4 classes; overridden by flags: short_size 128 (config: 140)" \
+        in capsys.readouterr().err
+    assert np.array_equal(np.load(out), load_clip_tensor(clip, PreprocessConfig(8, 128, 112)))
