@@ -321,7 +321,6 @@ def test_a_flag_the_helper_does_not_take_is_one_line(tmp_path):
 
 
 def test_an_unsupported_helper_is_one_line_listing_the_supported_ones(tmp_path):
-
     path = pv_yaml(tmp_path, "ppTSM_Inference_helper", inference={"num_seg": 8})
     path.write_text(path.read_text().replace("ppTSM_Inference_helper", "BMN_Inference_helper"))
     with pytest.raises(HarnessError) as err:
