@@ -106,7 +106,8 @@ def load_pv_config(path: str | Path) -> PVConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise HarnessError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())  # a YAML error's text spans lines
+        raise HarnessError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise HarnessError(f"{path}: not a PaddleVideo config (expected MODEL, DATASET, PIPELINE and INFERENCE sections)")
     inference = data.get("INFERENCE")

@@ -340,6 +340,7 @@ def test_an_unknown_inference_parameter_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("text, says", [
     ("MODEL:\n  head: [unclosed\n", "not valid YAML at line"),
+    ("MODEL:\n  head: \x07bell\n", "not valid YAML"),
     ("MODEL:\n    head:\n        num_classes: 400\n", "no INFERENCE section"),
     ("INFERENCE: ppTSM_Inference_helper\n", "no INFERENCE section"),
     ("- just\n- a list\n", "not a PaddleVideo config"),
