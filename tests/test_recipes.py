@@ -125,10 +125,11 @@ def test_defaults_are_the_helpers_own(helper, ppvideo_helpers):
 # (helper, params): the defaults, and the configs' INFERENCE sections where they differ.
 BIT_EXACT = [
     ("ppTSM_Inference_helper", {}),
-    ("ppTSM_Inference_helper", {"num_seg": 16}),  # pptsm_k400_videos_uniform (16 frames)
+    ("ppTSM_Inference_helper", {"num_seg": 16}),  # pptsm/v2/pptsm_lcnet_k400_16frames_uniform
+    ("ppTSM_Inference_helper", {"num_seg": 50, "short_size": 192, "target_size": 172}),  # movinet_k400_frame
     ("ppTSN_Inference_helper", {}),
     ("VideoSwin_Inference_helper", {}),  # 4 x 32 frames
-    ("VideoSwin_Inference_helper", {"num_seg": 1, "seg_len": 32, "short_size": 256}),  # videoswin_base_k400_videos
+    ("VideoSwin_Inference_helper", {"num_seg": 1, "seg_len": 32, "short_size": 256}),  # videoswin_{base,small}_k400_videos
     ("VideoSwin_Inference_helper", {"num_seg": 2, "seg_len": 8, "frame_interval": 3}),  # clips spread over every video
     ("TokenShift_Inference_helper", {}),
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..native import captured_output
-from ..preprocess import ClipError
+from ..preprocess import ClipError, crop_box, scale_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -181,9 +181,9 @@ def interval_indices(num_frames: int, num_seg: int, seg_len: int, frame_interval
 
 
 def fixed_ratio_size(width: int, height: int, short_size: int) -> tuple[int, int]:
-    """Scale(fixed_ratio=True): short side -> ``short_size``, long side ``int(short_size * 4 / 3)``."""
-    long_size = int(short_size * 4.0 / 3.0)
-    return (short_size, long_size) if width <= height else (long_size, short_size)
+    """Scale(fixed_ratio=True): short side -> ``short_size``, long side ``int(short_size * 4 / 3)`` (the rule
+    parity/preprocess.py has for PP-TSM, kept there)."""
+    return scale_size(width, height, short_size)
 
 
 def keep_ratio_rounded_size(width: int, height: int, short_size: int) -> tuple[int, int]:
@@ -204,9 +204,13 @@ def cv2_resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
 
 
-def round_center_offset(length: int, target: int) -> int:
-    """CenterCrop(do_round=True): ``int(round((length - target) / 2))`` with Python's round (half to even)."""
-    return int(round((length - target) / 2.0))
+def center_crop(frame: np.ndarray, target: int) -> np.ndarray:
+    """CenterCrop(do_round=True) of an ``[H, W, 3]`` array: offsets ``int(round((side - target) / 2))`` with Python's
+    round (half to even), the rule parity/preprocess.py's ``crop_box`` holds."""
+    height, width = frame.shape[:2]
+    check_crop(width, height, target)
+    x1, y1, x2, y2 = crop_box(width, height, target)
+    return frame[y1:y2, x1:x2]
 
 
 def check_crop(width: int, height: int, target: int) -> None:
@@ -286,7 +290,8 @@ def _bilinear_taps(in_size: int, out_size: int, single_position: bool):
 
 def paddle_bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """``paddle.nn.functional.interpolate(x, (out_h, out_w), mode="bilinear", align_corners=False)`` on CPU for a
-    float32 ``[..., H, W]`` array, with Paddle's float32 order of operations: the four taps summed left to right,
+    float32 ``[..., H, W]`` array, bit for bit as Paddle 3 (checked on 3.3.1; Paddle 2's kernel took the column
+    position in double too, which moves about one value in a thousand by one float32 step), in its order of operations: the four taps summed left to right,
     (low row, low col), (high row, low col), (low row, high col), (high row, high col), each ``pixel * w_row * w_col``."""
     in_h, in_w = x.shape[-2:]
     if (in_h, in_w) == (out_h, out_w):

@@ -1,4 +1,4 @@
-"""ppTSM_Inference_helper (PP-TSM, PP-TSMv2, TSM): the harness's own PaddleVideo preprocessing (parity/preprocess.py).
+"""ppTSM_Inference_helper (PP-TSM, PP-TSMv2, TSM, MoViNet): the harness's own PaddleVideo preprocessing (parity/preprocess.py).
 
 decord, the middle frame of each of ``num_seg`` parts, Scale(short_size) to a fixed 4:3 with PIL bilinear,
 CenterCrop(target_size) with Python's round, /255 and ImageNet mean/std: ``[1, num_seg, 3, S, S]`` (``ntchw``).
@@ -21,7 +21,7 @@ from . import Recipe, register
 class PPTSMRecipe(Recipe):
     helper = "ppTSM_Inference_helper"
     defaults = {"num_seg": 8, "seg_len": 1, "short_size": 256, "target_size": 224, "top_k": 1}
-    models = "PP-TSM, PP-TSMv2, TSM"
+    models = "PP-TSM, PP-TSMv2, TSM, MoViNet"
     decoder = "decord"
     layouts = ("ntchw",)
 

@@ -43,11 +43,8 @@ class VideoSwinRecipe(Recipe):
             h, w = frame.shape[:2]
             if not ops.is_short_side(w, h, p["short_size"]):
                 frame = ops.cv2_resize(frame, ops.keep_ratio_rounded_size(w, h, p["short_size"]))
-                h, w = frame.shape[:2]
             try:
-                ops.check_crop(w, h, CROP)
+                out.append(ops.center_crop(frame, CROP))
             except ValueError as exc:
                 raise ClipError(f"{path}: {exc}") from None
-            x, y = ops.round_center_offset(w, CROP), ops.round_center_offset(h, CROP)
-            out.append(frame[y:y + CROP, x:x + CROP])
         return [np.ascontiguousarray(ops.normalize_0_255_cthw(out, p["mean"], p["std"])[None])]
