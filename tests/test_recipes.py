@@ -132,6 +132,7 @@ BIT_EXACT = [
     ("VideoSwin_Inference_helper", {"num_seg": 1, "seg_len": 32, "short_size": 256}),  # videoswin_{base,small}_k400_videos
     ("VideoSwin_Inference_helper", {"num_seg": 2, "seg_len": 8, "frame_interval": 3}),  # clips spread over every video
     ("TokenShift_Inference_helper", {}),
+    ("TokenShift_Inference_helper", {"num_seg": 2}),  # a 53-frame window at 25 fps: the pts window cuts the longer videos
 ]
 
 
