@@ -82,6 +82,11 @@ class RunConfig:
     report: str = _opt("reports/latest", group="output", help="report folder (default reports/latest)")
     # decode processes; None: one per core, 0: decode in the main process
     workers: int | None = _opt(group="scale", help="decode processes (default: one per core; 0 decodes in the main process)")
+    # how backends share the cores: chosen from measured costs (auto), or forced (parity.schedule)
+    schedule: str = _opt("auto", group="scale", choices="parity.schedule:SCHEDULES",
+                         help="how backends share the cores: auto (default: chosen from each backend's measured cost at 1 thread and "
+                              "at every core, on runs of 50+ clips), turns (each backend in turn with every core) or lanes (each in its "
+                              "own process on its own cores, all at once)")
     # clips per inference call (the model's batch dimension must be dynamic)
     batch_size: int = _opt(1, group="scale", help="clips per inference call (default 1; needs the model's batch dimension to be dynamic)")
     # also run every backend at this batch, compared with itself at batch_size
@@ -378,7 +383,7 @@ def config_to_dict(cfg: RunConfig) -> dict:
 
 # Settings that cannot change a verdict: where things are written, how the work is spread, diagnostics
 # that run after the verdict. Every other setting is part of the judging configuration.
-NOT_JUDGING = ("report", "labels", "workers", "tensor_cache", "engine", "ray_address", "ray_shared_paths", "localize", "advise", "baseline")
+NOT_JUDGING = ("report", "labels", "workers", "schedule", "tensor_cache", "engine", "ray_address", "ray_shared_paths", "localize", "advise", "baseline")
 
 
 def judging_settings(cfg: RunConfig) -> dict:

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from polygraphy.backend.base import BaseRunner
 
 from ..errors import one_line
+from ..schedule import passive_wait
 from .gpu import backend_environment
 from .registry import BACKENDS
 
@@ -29,8 +30,11 @@ def _make(factory: str, art):
     return BACKENDS[factory].make_runner(art)
 
 
-def _worker(conn, factory: str, art, log_path: str, env: dict | None = None) -> None:
+def _worker(conn, factory: str, art, log_path: str, env: dict | None = None, cpus: tuple[int, ...] = ()) -> None:
     os.environ.update(env or {})  # before anything imports paddle or CUDA; overrides what the parent had
+    passive_wait()  # thread pools that sleep when done, unless the user said otherwise (parity.schedule)
+    if cpus:  # a lane of the ``lanes`` schedule: its own cores, so lanes running at once never share one
+        os.sched_setaffinity(0, cpus)
     # What native code prints (and its crash report) goes to a log the parent reads.
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
@@ -71,9 +75,10 @@ def _evidence(runner) -> dict | None:
 class IsolatedRunner(BaseRunner):
     """A runner whose work happens in a child process (spawned, so no state is shared)."""
 
-    def __init__(self, factory: str, art, name: str | None = None, timeout: float | None = None, env: dict | None = None):
+    def __init__(self, factory: str, art, name: str | None = None, timeout: float | None = None, env: dict | None = None,
+                 cpus: tuple[int, ...] = ()):
         super().__init__(name=name, prefix="isolated-runner")
-        self.factory, self.art, self.timeout = factory, art, timeout or 3600.0
+        self.factory, self.art, self.timeout, self.cpus = factory, art, timeout or 3600.0, tuple(cpus)
         if env is None:
             env = backend_environment(factory)
         self.env = env
@@ -112,7 +117,8 @@ class IsolatedRunner(BaseRunner):
         fd, self._log = tempfile.mkstemp(prefix="parity-backend-", suffix=".log")
         os.close(fd)
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log, self.env), daemon=True)
+        self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log, self.env, self.cpus),
+                                    daemon=True)
         self._process.start()
         child.close()
         try:
@@ -133,14 +139,27 @@ class IsolatedRunner(BaseRunner):
         raise NotImplementedError("isolated runners take feed dicts without input checks")
 
     def infer_impl(self, feed_dict):
+        self.submit(feed_dict)
+        return self.collect()
+
+    def submit(self, feed_dict) -> None:
+        """Send a feed without waiting for the answer (``collect`` takes it): lanes of the ``lanes`` schedule run at once."""
         try:
             self._conn.send(("infer", dict(feed_dict)))
         except OSError:  # a broken pipe: the process is gone, maybe after saying why (out of memory mid-clip)
             if self._conn.poll(0):
                 self._receive()
             raise self._died() from None
+
+    def collect(self):
+        """The answer to the last ``submit``: the output dict (``inference_time`` is the child's own timing)."""
         outputs, self.inference_time, self._evidence = self._receive()
         return outputs
+
+    @property
+    def connection(self):
+        """What ``multiprocessing.connection.wait`` waits on for this runner's answer."""
+        return self._conn
 
     def deactivate_impl(self):
         try:

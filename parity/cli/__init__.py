@@ -14,6 +14,7 @@ warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 from ..errors import INTERRUPTED, HarnessError, one_line  # noqa: E402
+from ..schedule import passive_wait  # noqa: E402
 from . import diagnose, info, models, run  # noqa: E402
 from .common import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, say, summary  # noqa: E402, F401  (the exit codes and summary, for callers)
 
@@ -49,6 +50,7 @@ def _unraisable(hook):
 
 
 def main(argv: list[str] | None = None) -> int:
+    passive_wait()  # OpenMP pools sleep when done (unless the user set them): before Paddle loads, here and in every child
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
