@@ -18,11 +18,14 @@ from ..diagnose.localize import localize
 from ..engines.local import logit_rows
 from ..errors import HarnessError
 from ..inputs import prepare_inputs
+from ..optional import lazy
 from ..precision.advise import advise, write_settings
 from ..precision.int8 import calibration_tensors
 from ..precision.tolerances import measure
 from ..preprocess import ClipError, PreprocessConfig, load_clip_tensor
 from .common import EXIT_FAIL, EXIT_PASS, say
+
+onnx = lazy("onnx")
 
 
 def add_lint(sub) -> None:
@@ -34,8 +37,6 @@ def add_lint(sub) -> None:
 
 
 def cmd_lint(args) -> int:
-    import onnx
-
     model = PaddleModel.locate(args.paddle_model)
     if not Path(args.onnx).is_file():
         raise HarnessError(f"{args.onnx}: ONNX model not found")
