@@ -35,16 +35,21 @@ def cost_key(lanes, art, cores: int, pre) -> str:
                         "pre": pre.to_dict() if hasattr(pre, "to_dict") else str(pre), "version": 1})
 
 
-def measure(lanes, art, first_clip, pre, cores: int, timeout: float | None = None) -> Measured:
-    """The costs of ``lanes`` (cached under ``cost_key``, else measured now on ``first_clip``)."""
+def measure(lanes, art, first_clip, pre, cores: int, timeout: float | None = None, cached_only: bool = False) -> Measured | None:
+    """The costs of ``lanes`` (cached under ``cost_key``, else measured now on ``first_clip``; None if ``cached_only``)."""
     key = cost_key(lanes, art, cores, pre)
     path = Path(art.cache.root) / STAGE / f"{key}.json"
     if path.is_file():
         try:
             data = json.loads(path.read_text())
-            return Measured([Cost(**c) for c in data["costs"]], data["decode"], "cached", 0.0, data.get("startup", 0.0))
+            costs = {c["name"]: Cost(**c) for c in data["costs"]}
+            costs = [dataclasses.replace(costs[lane.name]) if lane.name in costs else None for lane in lanes]
+            if all(costs):
+                return Measured(costs, data["decode"], "cached", 0.0, data.get("startup", 0.0))
         except (ValueError, KeyError, TypeError):
             pass  # a damaged entry: measured again
+    if cached_only:
+        return None
     started = time.perf_counter()
     cpu = time.process_time()
     tensor = load_clip_tensor(Path(first_clip.path), pre)
@@ -109,13 +114,20 @@ def plan_schedule(plan, cores: int) -> Schedule:
     measured = None
     if why:
         schedule = dataclasses.replace(turns, reason=why)
-    elif mode == "lanes":
-        schedule = spread(names, cores)
+    elif mode == "lanes":  # as asked: the best lanes by the costs measured before, else the lanes spread evenly
+        measured = measure(lanes, art, None, plan.pre, cores, cached_only=True)
+        schedule = (dataclasses.replace(choose(measured.costs, cores, measured.decode, force_lanes=True), reason="as asked")
+                    if measured else spread(names, cores))
     else:
+        few = len(plan.clips) < PROBE_MIN_CLIPS  # then only costs measured before are used
         try:
-            measured = measure(lanes, art, next(iter(plan.clips))[1], plan.pre, cores, cfg.backend_timeout)
+            measured = measure(lanes, art, next(iter(plan.clips))[1], plan.pre, cores, cfg.backend_timeout, cached_only=few)
         except Exception as exc:  # a backend that cannot be measured: today's schedule, and the run goes on
             schedule = dataclasses.replace(turns, reason=one_line(exc))
+        if measured is None:
+            if few:
+                schedule = dataclasses.replace(turns, reason=f"{len(plan.clips)} clips: too few to measure (auto measures from "
+                                                             f"{PROBE_MIN_CLIPS})")
         else:
             schedule = choose(measured.costs, cores, measured.decode)
             saving = (schedule.turns - schedule.predicted) * len(plan.clips)
@@ -147,6 +159,4 @@ def _turns_only(plan, lanes, mode: str, budget) -> str:
         return "a user's own program runs as it is"
     if len(lanes) < 2 and mode == "auto":
         return "one backend"
-    if mode == "auto" and len(plan.clips) < PROBE_MIN_CLIPS:
-        return f"{len(plan.clips)} clips: too few to measure (auto measures from {PROBE_MIN_CLIPS})"
     return ""
