@@ -199,7 +199,9 @@ def test_the_ray_engine_ends_a_decode_past_the_time_limit(videos, hang_hook, tmp
 
     hung = tmp_path / "hang.mp4"
     shutil.copy(videos[0], hung)
-    engine, stats = RayEngine(), DecodeStats()
+    # shared paths: the hang hook writes the worker's pid beside the path the task opens (sent as bytes, a clip is
+    # opened under a temporary name on the worker's node)
+    engine, stats = RayEngine(shared_paths=True), DecodeStats()
     try:
         items = _within(300, lambda: list(engine.decode(list(enumerate(Clip(p, 0) for p in [videos[1], hung, videos[2]])), CFG, 0,
                                                         stats=stats, decode_timeout=20)))
