@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import ArtifactCache
-from .backends import LaneKind, Status, select
+from .backends import BACKENDS, LaneKind, Status, select
 from .config import config_from_dict, judging_settings
 from .errors import HarnessError
 from .preprocess import load_clip_tensor
@@ -112,7 +112,7 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
     first = shards[0]
 
     cfg = config_from_dict(first["config"])
-    cfg.validate()
+    cfg.validate(BACKENDS)
     golden = first["reference"] if cfg.golden else None  # the shards ran against golden outputs: their reference is those
     selection = select(cfg, golden)
     clips = sorted((ClipRecord(**c) for s in shards for c in s["clips"]), key=lambda c: c.index)
