@@ -36,7 +36,7 @@ class Plan:
 
 def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None) -> Plan:
     """Models -> preprocessing -> backend selection (the reference checked first) -> this shard's clips -> threads."""
-    cfg.validate()
+    cfg.validate(BACKENDS)
     art, golden = open_models(cfg, cache or ArtifactCache(), threads)
     pre = preprocess_config(cfg, art, golden)
     selection = select(cfg, golden.name if golden else None)
