@@ -59,6 +59,7 @@ class ClipComparison:
     problems: list[str] = field(default_factory=list)
     margin: float | None = None  # the reference's top-1 minus top-2 logit: how close the clip was to a tie
     reference_prob: float | None = None  # the reference's softmax probability of its top-1 class
+    view: int | None = None  # in a per-view comparison: which of the clip's views (model output rows) this row is
 
 
 @dataclass
@@ -90,6 +91,9 @@ class Comparison:
     reason_codes: list[Reason]  # one per reason, in its order
     clips: list[ClipComparison]
     base_backend: str | None = None  # the backend its lane runs (``onnxruntime`` for ``onnxruntime@b4``)
+    # A per-view comparison (``NAME[views]``): every view row of every clip compared, ``views`` rows per clip (its
+    # ``clips`` are (clip, view) rows). None: one row per clip (the views aggregated as the helper's postprocess does).
+    views: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -269,6 +273,20 @@ def compare_logits(
         clips=clips,
         base_backend=base_backend or backend,
     )
+
+
+def compare_views(lane: str, reference: str, precision: str, paths: list[str], labels: list[int | None], ref_rows: np.ndarray,
+                  rows: np.ndarray, tol: Tolerance, base_backend: str | None = None) -> Comparison:
+    """Every view row of every clip: ``rows`` and ``ref_rows`` ``[clips, views, C]``, compared row by row under the same
+    rule and tolerance as the aggregated rows; named ``LANE[views]``, each clip row carrying its ``view``."""
+    clips, views = rows.shape[:2]
+    comp = compare_logits(f"{lane}[views]", reference, precision, [p for p in paths for _ in range(views)],
+                          [label for label in labels for _ in range(views)], ref_rows.reshape(clips * views, -1),
+                          rows.reshape(clips * views, -1), tol, None, base_backend or lane)
+    for i, clip in enumerate(comp.clips):
+        clip.view = i % views
+    comp.views = views
+    return comp
 
 
 def _margins(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -124,7 +124,8 @@ def _write_files(result: RunResult, out: Path) -> None:
     # Strict JSON has no NaN or Infinity: such values are null, and listed here.
     data["nonfinite_values"] = replaced
     if result.logits:
-        np.savez_compressed(out / "logits.npz", **result.logits)
+        # a model's view rows beside the aggregated ones: NAME[views], [clips, views, C]
+        np.savez_compressed(out / "logits.npz", **result.logits, **{f"{n}[views]": v for n, v in result.view_logits.items()})
     if result.frames:
         np.savez_compressed(out / "frames.npz", **result.frames)
     # results.json pins the arrays beside it: `parity merge` and `parity golden save` read them only if they match

@@ -34,6 +34,7 @@ class ClipRecord:
     error: str | None = None
     sha256: str | None = None
     index: int = 0  # position in the full clip list (shards keep it)
+    views: int | None = None  # the model's output rows for this clip (its views), when more than one; None: one row
 
 
 @dataclass
@@ -122,6 +123,10 @@ class RunResult:
     baseline: dict | None = None  # `--baseline`: this release's numbers beside the previous release's
     # The worst failing clips' input tensors (path, label, [1, T, 3, S, S]): the report's repro bundle.
     repro_inputs: list[tuple] = field(default_factory=list, repr=False)
+    # A model with several output rows per clip (views): every view row of every clip compared, per lane (``NAME[views]``);
+    # ``comparisons`` hold the aggregated row per clip. ``view_logits``: [clips, views, C] per lane (logits.npz ``NAME[views]``).
+    view_comparisons: list[Comparison] = field(default_factory=list)
+    view_logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION}
@@ -132,6 +137,7 @@ class RunResult:
         # The pid says where a runner ran (tests check isolation with it); it is not a result.
         data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]
         data["comparisons"] = [c.to_dict() for c in self.comparisons]
+        data["view_comparisons"] = [c.to_dict() for c in self.view_comparisons]
         data["failures"] = [f.to_dict() for f in self.failures]
         data["clips"] = [asdict(c) for c in self.clips]
         return data

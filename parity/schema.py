@@ -14,7 +14,7 @@ import typing
 from .results import SCHEMA_VERSION, RunResult
 
 # Fields kept in memory but not written to results.json.
-NOT_WRITTEN = {"RunResult": {"logits", "frames", "repro_inputs"}, "BackendRecord": {"pid"}}
+NOT_WRITTEN = {"RunResult": {"logits", "frames", "repro_inputs", "view_logits"}, "BackendRecord": {"pid"}}
 # What write_report adds beside the dataclass fields.
 WRITTEN_EXTRA = {
     "schema_version": {"type": "integer"},

@@ -28,7 +28,8 @@ from multiprocessing.connection import wait
 
 from .clips import Clip
 from .env import cpu_count
-from .inputs import ClipInput, TensorCache, decode_clip
+from .helper_inputs import decode
+from .inputs import ClipInput, TensorCache
 from .optional import lazy, missing
 from .preprocess import PreprocessConfig
 
@@ -104,7 +105,7 @@ def _worker_init() -> None:
 
 
 def _worker_main(conn) -> None:
-    """A decode worker: one clip at a time, ``decode_clip`` arguments in, ``ClipInput`` out, until told to stop."""
+    """A decode worker: one clip at a time, ``helper_inputs.decode`` arguments in, ``ClipInput`` out, until told to stop."""
     _worker_init()
     while True:
         try:
@@ -113,7 +114,7 @@ def _worker_main(conn) -> None:
             return
         if args is None:
             return
-        conn.send(decode_clip(*args))
+        conn.send(decode(*args))
 
 
 def decode_stream(
@@ -124,8 +125,11 @@ def decode_stream(
     stats: DecodeStats | None = None,
     variants: tuple[str, ...] = (),
     decode_timeout: float | None = DECODE_TIMEOUT,
+    recipe=None,
 ) -> Iterator[ClipInput]:
     """Yield every ``(index, clip)`` decoded, in order. ``workers=0`` decodes in this process.
+
+    ``recipe``: another PaddleVideo helper's preprocessing (``parity.recipes``), run by each worker instead of ``cfg``'s.
 
     A decode that runs longer than ``decode_timeout`` seconds (None: no limit), timed from when a
     worker takes the clip, is the clip's error ("took longer than ... s") and its worker is killed
@@ -137,13 +141,13 @@ def decode_stream(
     stats = stats if stats is not None else DecodeStats()
     if workers <= 0:
         for index, clip in clips:
-            item = decode_clip(clip, cfg, index, cache, variants)
+            item = decode(clip, cfg, index, cache, variants, recipe)
             stats.count(item)
             yield item
         return
     pool = _DecodePool(workers, decode_timeout, stats)
     try:
-        yield from pool.stream(clips, lambda index, clip: (clip, cfg, index, cache, variants))
+        yield from pool.stream(clips, lambda index, clip: (clip, cfg, index, cache, variants, recipe))
     except BaseException:  # Ctrl-C, an error downstream, the consumer closing the stream early
         pool.kill()
         raise

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .backends.registry import LaneKind
-from .compare import Comparison, Reason, compare_logits, elementwise
+from .compare import Comparison, Reason, compare_logits, compare_views, elementwise
 from .config import Tolerance
 from .diagnose.hops import hop_matrix
 
@@ -48,6 +48,9 @@ class Judgement:
     hops: list[dict] = field(default_factory=list)
     first_failing_hop: dict | None = None
     hop_matrix: dict = field(default_factory=dict)
+    # Another helper's model with several output rows per clip (its views): every view row of every clip compared,
+    # one ``NAME[views]`` comparison per compared lane (``comparisons`` compare the aggregated row per clip).
+    view_comparisons: list[Comparison] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
@@ -61,16 +64,21 @@ LOOSE_PROBE_SCALE = 1.05
 
 
 def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[str], labels: list, cfg, changed: int = 0,
-          lint: list[dict] | None = None) -> Judgement:
+          lint: list[dict] | None = None, view_logits: dict[str, np.ndarray] | None = None) -> Judgement:
     """Compare every lane with what it is compared against, then decide: the only place a verdict is decided.
 
     The verdict passes only when every lane that ran matched, none crashed, the lint found nothing
     (with ``--lint error``), and nothing stopped the harness (the reference failed, a required backend
     did not run, golden clips changed). An unavailable backend is reported, never counted as passed.
     ``parity run``, ``parity merge`` and the pytest plugin all show these failures; none re-derives them.
+
+    ``logits`` are one row per clip (a model with views: aggregated as the helper's postprocess does); ``view_logits``
+    ``[clips, views, C]`` per lane that gave them: each compared lane's view rows are judged too (``view_comparisons``),
+    under the same tolerance, and a view row that fails fails the gate.
     """
     by_name = {r.name: r for r in records}
-    comparisons, notes, failures = [], list(selection.notes), []
+    comparisons, notes, failures, per_view = [], list(selection.notes), [], []
+    view_logits = view_logits or {}
     reference = by_name[selection.reference]
     if reference.status != "ok":
         failures.append(Failure(f"reference {selection.reference} did not run ({reference.reason}); nothing was compared",
@@ -82,10 +90,20 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
                 comparisons.append(compare_logits(lane.name, lane.against, lane.backend.precision, paths, labels, logits[lane.against],
                                                   logits[lane.name], tol, by_name[lane.name].clip_errors, lane.backend.name))
                 notes += _loose_warnings(lane.name, logits[lane.against], tol)
+                if lane.name in view_logits and lane.against in view_logits:
+                    per_view.append(compare_views(lane.name, lane.against, lane.backend.precision, paths, labels,
+                                                  view_logits[lane.against], view_logits[lane.name], tol, lane.backend.name))
+        if view_logits and not per_view and comparisons:
+            notes.append("the model gives several rows per clip (views), but only the aggregated rows were compared: "
+                         "the reference's view rows are not here (golden outputs keep one row per clip)")
         if not comparisons:
             failures.append(Failure("no backend besides the reference ran; nothing was compared", Reason.NOTHING_COMPARED))
     for c in comparisons:
         failures += [Failure(f"{c.backend} vs {c.reference}: {reason}", code, c.backend, 1, "comparison")
+                     for reason, code in zip(c.reasons, c.reason_codes)]
+    for c in per_view:  # the lane's own failure: its views are its outputs
+        lane = c.backend.removesuffix("[views]")
+        failures += [Failure(f"{c.backend} vs {c.reference}[views]: {reason}", code, lane, 1, "comparison")
                      for reason, code in zip(c.reasons, c.reason_codes)]
     for r in records:
         notes += r.notes
@@ -116,7 +134,7 @@ def judge(selection, records: list, logits: dict[str, np.ndarray], paths: list[s
         else:
             notes.append(f"lint: {len(lint)} finding(s) in the ONNX model against the Paddle program (reported only: --lint {cfg.lint})")
     hops, first_failing_hop, matrix = hop_matrix(records, logits, paths, labels, cfg)
-    return Judgement("fail" if failures else "pass", comparisons, notes, failures, attribution, hops, first_failing_hop, matrix)
+    return Judgement("fail" if failures else "pass", comparisons, notes, failures, attribution, hops, first_failing_hop, matrix, per_view)
 
 
 def _finite_max(diff: np.ndarray) -> float:

@@ -61,7 +61,8 @@ class PaddleModel:
 
 
 def _pir_json_inputs(doc) -> list[tuple[str, list[int]]]:
-    """Walk a PIR program (JSON) for its ``data`` ops and their name/shape attributes."""
+    """Walk a PIR program (JSON) for its ``data`` ops and their name/shape attributes, in the program's order (the
+    export's input order: SlowFast's slow_input before fast_input, as the helper's arrays come)."""
     found = []
     stack = [doc]
     while stack:
@@ -71,12 +72,12 @@ def _pir_json_inputs(doc) -> list[tuple[str, list[int]]]:
                 attrs = {a.get("N"): a.get("AT", {}).get("D") for a in node["A"] if isinstance(a, dict)}
                 if "name" in attrs and "shape" in attrs:
                     found.append((attrs["name"], [int(d) for d in attrs["shape"]]))
-            stack.extend(node.values())
+            stack.extend(reversed(list(node.values())))  # a stack: pushed reversed, so popped in document order
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend(reversed(node))
     if not found:
         raise ValueError("no data op found")
-    return sorted(found)
+    return found
 
 
 def _program_desc_inputs(blob: bytes) -> list[tuple[str, list[int]]]:

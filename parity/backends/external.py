@@ -2,7 +2,8 @@
 
 Command templates take placeholders:
 - ``{video}``: the clip's file, for programs that decode and preprocess themselves (the C++ deploy);
-- ``{tensor}``: an ``.npy`` of the harness's own ``[1, T, 3, H, W]`` float32 input;
+- ``{tensor}``: an ``.npy`` of the harness's own ``[1, T, 3, H, W]`` float32 input (a model of several inputs,
+  another PaddleVideo helper's: an ``.npz`` with one array per input, keyed by the model's input names);
 - ``{out}``: where the program writes its logits, ``.npy`` or whitespace-separated text;
 - ``{list}`` (video files) or ``{tensor_list}`` (``.npy`` inputs) with ``{out_dir}``: the batch form, one
   call over a list file (one input per line), logits in ``out_dir/<line number, from 0>.npy`` or ``.txt``.
@@ -84,8 +85,9 @@ class ExternalRunner:
 
     takes_clips = True
 
-    def __init__(self, name: str, template: str, classes: int, timeout: float = 600.0):
+    def __init__(self, name: str, template: str, classes: int, timeout: float = 600.0, input_names: tuple[str, ...] = ()):
         self.name, self.template, self.classes, self.timeout = name, template, classes, timeout
+        self.input_names = tuple(input_names)
         self.argv = parse_command(name, template)
         self.batch_form = any("{list}" in a or "{tensor_list}" in a for a in self.argv)
         self.tensors = any("{tensor}" in a or "{tensor_list}" in a for a in self.argv)
@@ -162,6 +164,11 @@ class ExternalRunner:
     def _tensor(self, item, work: Path, i: int) -> str:
         if not self.tensors:
             return ""
+        if isinstance(item.tensor, tuple):  # several model inputs: one array per input name, in the model's order
+            names = self.input_names if len(self.input_names) == len(item.tensor) else [f"input_{k}" for k in range(len(item.tensor))]
+            path = work / f"{i}.input.npz"
+            np.savez(path, **dict(zip(names, item.tensor)))
+            return str(path)
         path = work / f"{i}.input.npy"  # never the path of {out}: a program that writes nothing must not leave its input as logits
         np.save(path, item.tensor)
         return str(path)
@@ -283,7 +290,7 @@ def _load_csv(path: Path) -> dict[str, np.ndarray]:
     return table
 
 
-def make_runner(name: str, spec: dict, classes: int):
+def make_runner(name: str, spec: dict, classes: int, input_names: tuple[str, ...] = ()):
     if spec["kind"] == "command":
-        return ExternalRunner(name, spec["command"], classes, spec.get("timeout") or 600.0)
+        return ExternalRunner(name, spec["command"], classes, spec.get("timeout") or 600.0, input_names)
     return SavedLogitsRunner(name, spec["file"], classes)

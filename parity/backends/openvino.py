@@ -61,9 +61,10 @@ class OpenVinoRunner(BaseRunner):
         raise NotImplementedError("OpenVINO runners take feed dicts without input checks")
 
     def infer_impl(self, feed_dict):
-        (x,) = feed_dict.values()
+        # one input by position (PP-TSM's); several by the model's input names
+        feed = {0: next(iter(feed_dict.values()))} if len(feed_dict) == 1 else dict(feed_dict)
         start = time.perf_counter()
-        result = self.request.infer({0: x})
+        result = self.request.infer(feed)
         self.inference_time = time.perf_counter() - start
         return OrderedDict(logits=next(iter(result.values())).copy())
 

@@ -78,10 +78,38 @@ class ModelArtifacts:
     num_seg: int = 8
     size: int = 224
     batch: int = 1
+    # Another PaddleVideo helper's run (``parity.recipes``): its name, the model's inputs as the model files declare
+    # them (``model_files.InputSpec``, in the model's order) and the model's output rows per clip (its views).
+    # PP-TSM's runs leave them empty: one input, ``input_name`` [N, T, 3, size, size], one row per clip.
+    helper: str | None = None
+    inputs: tuple = ()
+    views: int = 1
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's input names, in its order: what every runner's feed dict is keyed by."""
+        return tuple(i.name for i in self.inputs) if self.inputs else (self.input_name,)
 
     def input_shapes(self) -> dict:
         mn, opt, mx = profile_shapes(self.num_seg, self.size, self.batch)
         return {"min": list(mn), "opt": list(opt), "max": list(mx)}
+
+    def profiles(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """(min, opt, max) shapes per input name (TensorRT's optimization profile): the batch dimension from one clip's
+        rows (its views) to the run's batch of clips; every other dimension as the model fixes it."""
+        if not self.inputs:
+            return {self.input_name: profile_shapes(self.num_seg, self.size, self.batch)}
+        return {i.name: input_profile(i.name, i.dims, self.views, self.batch) for i in self.inputs}
+
+
+def input_profile(name: str, dims, views: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """One input's (min, opt, max): ``views`` rows per clip, 1 to ``batch`` clips; its other dims must be fixed."""
+    if batch < 1 or views < 1:
+        raise ValueError(f"batch and views must be at least 1, got {batch} and {views}")
+    rest = tuple(int(d) for d in dims[1:])
+    if any(d <= 0 for d in rest):
+        raise HarnessError(f"input {name} has dynamic dims {list(dims)}: a TensorRT profile needs them fixed (export with fixed T, H, W)")
+    return (views, *rest), (views * batch, *rest), (views * batch, *rest)
 
 
 def profile_shapes(num_seg: int, size: int, batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -138,6 +166,10 @@ class Backend:
                 return "unavailable: no calibration clips given (--calibration LIST)"
             if self.needs == "weights" and artifacts.weights is None:
                 return "unavailable: no training checkpoint given (--weights)"
+            if artifacts.helper and (self.needs == "weights" or self.needs_calibration):
+                what = "the training checkpoint's model" if self.needs == "weights" else "INT8 calibration"
+                return (f"unavailable: {what} is PP-TSM's; this run's preprocessing is {artifacts.helper} "
+                        "(compare its exported model instead)")
         return None
 
 
@@ -327,7 +359,7 @@ def external_backends(cfg) -> list[Backend]:
             what = f"saved logits: {path} (sha256 {sha256_file(path)[:16]})"
 
         def make(art, name=name, spec=spec):
-            return make_runner(name, spec, art.classes)
+            return make_runner(name, spec, art.classes, art.input_names)
 
         out.append(Backend(name, precision, what, (), "external", make))
     return out

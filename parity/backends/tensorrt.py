@@ -59,12 +59,22 @@ class EngineSpec:
     compute_capability: str = ""  # of the device the engine was built on (CUDA_VISIBLE_DEVICES honoured)
     polygraphy_version: str = ""
     code: str = ""  # hash of the harness code that builds engines (gpu.ENGINE_CODE)
+    # A model of several inputs (another PaddleVideo helper's): the profile of each input after the first, as
+    # (name, min, opt, max). Empty for one input, and then left out of the key (PP-TSM's keys are unchanged).
+    extra_inputs: tuple = ()
 
     def key(self) -> str:
-        return sha256_json(asdict(self))[:24]
+        return sha256_json(self.to_dict())[:24]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not data["extra_inputs"]:
+            del data["extra_inputs"]
+        return data
+
+    def input_profiles(self) -> list[tuple]:
+        """(name, min, opt, max) of every input, in the model's order: one optimization profile over them all."""
+        return [(self.input_name, self.min_shape, self.opt_shape, self.max_shape), *(tuple(e) for e in self.extra_inputs)]
 
 
 def int8_path(trt) -> str:
@@ -133,7 +143,9 @@ def create_config(spec: EngineSpec, timing_cache: str | None = None, plan: dict 
     """
     _no_autoinstall()
     plan = plan or {"fp16": spec.precision == "fp16", "tf32": spec.tf32}
-    profile = ptrt.Profile().add(spec.input_name, min=spec.min_shape, opt=spec.opt_shape, max=spec.max_shape)
+    profile = ptrt.Profile()
+    for name, mn, opt, mx in spec.input_profiles():
+        profile.add(name, min=mn, opt=opt, max=mx)
     calibrator = None
     if plan.get("calibrator"):
         calibrator = ptrt.Calibrator(CalibrationBatches(spec.input_name, calibration or []), cache=calibration_cache)
@@ -141,13 +153,20 @@ def create_config(spec: EngineSpec, timing_cache: str | None = None, plan: dict 
                         load_timing_cache=timing_cache)
 
 
-def engine_spec(onnx: Path, precision: str, input_name: str, num_seg: int, size: int, batch: int = 1, calibration_sha256: str = "") -> EngineSpec:
+def engine_spec(onnx: Path, precision: str, input_name: str, num_seg: int, size: int, batch: int = 1, calibration_sha256: str = "",
+                profiles: dict | None = None) -> EngineSpec:
+    """The engine's key. ``profiles`` (``ModelArtifacts.profiles()``): {input name: (min, opt, max)} of a model of
+    several inputs, in its order; without it, PP-TSM's one input ``input_name`` [N, num_seg, 3, size, size]."""
     device = gpu.cuda_device() or {}
-    mn, opt, mx = profile_shapes(num_seg, size, batch)
+    if profiles:
+        (input_name, (mn, opt, mx)), *rest = profiles.items()
+        extra = tuple((name, *shapes) for name, shapes in rest)
+    else:
+        (mn, opt, mx), extra = profile_shapes(num_seg, size, batch), ()
     return EngineSpec(sha256_file(onnx), trt.__version__, device.get("name", "unknown"), precision, input_name, mn, opt, mx,
                       fp16_path=fp16_path(trt) if precision == "fp16" else "", int8_path=int8_path(trt) if precision == "int8" else "",
                       calibration_sha256=calibration_sha256, compute_capability=device.get("compute_capability", ""),
-                      polygraphy_version=gpu.library_versions()["polygraphy"], code=code_hash(*gpu.ENGINE_CODE))
+                      polygraphy_version=gpu.library_versions()["polygraphy"], code=code_hash(*gpu.ENGINE_CODE), extra_inputs=extra)
 
 
 def build_engine(onnx: Path, spec: EngineSpec, cache: ArtifactCache, calibration: Path | None = None, pre=None, built: list | None = None) -> Path:
@@ -312,7 +331,8 @@ def trt_runner(art, precision: str, name: str):
         calibration = ""
         if precision == "int8":
             calibration = int8.calibration_key(art.calibration, art.pre)
-        spec = engine_spec(art.onnx, precision, art.input_name, art.num_seg, art.size, art.batch, calibration)
+        spec = engine_spec(art.onnx, precision, art.input_name, art.num_seg, art.size, art.batch, calibration,
+                           art.profiles() if art.inputs else None)
         built: list = []
         path = build_engine(art.onnx, spec, art.cache, art.calibration, art.pre, built)
         record.update(engine=str(path), source="built" if built else "cache", key=spec.key(), model_sha256=spec.onnx_sha256, verified=True)

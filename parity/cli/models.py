@@ -11,13 +11,14 @@ import numpy as np
 
 from .. import demo, pvconfig
 from ..artifacts import ArtifactCache, PaddleModel, convert_to_onnx, export_inference_model
-from ..artifacts.model_files import model_input
+from ..artifacts.model_files import model_input, model_inputs
 from ..backends import BACKENDS, ModelArtifacts, tensorrt
 from ..checkpoint import load_checkpoint
 from ..clips import load_clips
 from ..config import ARCHS, RunConfig
 from ..diagnose.lint import review
 from ..errors import HarnessError
+from ..helper_inputs import arrays_of, recipe_tensor
 from ..inputs import decode_clip
 from ..models import ModelSpec, build_model
 from ..preprocess import VARIANTS, ClipError, PreprocessConfig, load_clip_tensor
@@ -133,7 +134,8 @@ def cmd_build(args) -> int:
 def add_preprocess(sub) -> None:
     p = sub.add_parser("preprocess", help="write the exact float32 [1, T, 3, H, W] tensors the harness feeds the model")
     p.add_argument("source", nargs="?", help="a video file or a UCF101 frame folder (img_00001.jpg, ...)")
-    p.add_argument("-o", "--output", help="output .npy (with SOURCE)")
+    p.add_argument("-o", "--output", help="output .npy (with SOURCE); another helper's (--pv-config): OUT.npy for a one-input "
+                   "model, OUT.npz with one array per input (the model's input names with --onnx/--paddle-model, else input_0..)")
     p.add_argument("--clips", help="a clip list or folder: every clip's tensor into --out, with a manifest, for a device without Python")
     p.add_argument("--out", help="output folder (with --clips)")
     p.add_argument("--onnx", help="read T and the crop size from this ONNX model (flags that disagree are errors)")
@@ -147,6 +149,9 @@ def add_preprocess(sub) -> None:
 
 
 def cmd_preprocess(args) -> int:
+    applied = pvconfig.apply(args)
+    if applied is not None and applied.config.helper != pvconfig.PPTSM:
+        return _preprocess_helper(args, applied)
     cfg = _preprocess_settings(args)
     if args.clips:
         return _preprocess_all(args, cfg)
@@ -158,6 +163,43 @@ def cmd_preprocess(args) -> int:
         raise HarnessError(str(exc)) from None
     np.save(args.output, tensor)
     print(f"wrote {args.output}: float32 {list(tensor.shape)} ({args.variant} preprocessing)")
+    return EXIT_PASS
+
+
+def _preprocess_helper(args, applied) -> int:
+    """Another helper's input, exactly as the model takes it: one array per model input, in the model's order."""
+    say(applied.line())
+    recipe = applied.recipe
+    if args.clips:
+        raise HarnessError(f"parity preprocess --clips: {recipe.helper}'s inputs are written one clip at a time: give SOURCE -o OUT")
+    if not args.source or not args.output:
+        raise HarnessError("parity preprocess: give SOURCE -o OUT (.npy for a one-input model, .npz for several)")
+    names = None
+    if args.onnx or args.paddle_model:
+        if args.onnx and not Path(args.onnx).is_file():
+            raise HarnessError(f"{args.onnx}: ONNX model not found")
+        art = ModelArtifacts(paddle_model=PaddleModel.locate(args.paddle_model) if args.paddle_model else None,
+                             onnx=Path(args.onnx) if args.onnx else None)
+        names = [i.name for i in model_inputs(art, tuple(recipe.layouts))]
+        applied.check_classes(art)
+    if not Path(args.source).exists():
+        raise HarnessError(f"{args.source}: file not found")
+    try:
+        arrays = list(arrays_of(recipe_tensor(recipe, Path(args.source))))
+    except Exception as exc:  # a decoder's own exception types: one line naming the clip
+        raise HarnessError(f"{args.source}: cannot decode: {' '.join(str(exc).split())[:300]}") from None
+    names = names or [f"input_{i}" for i in range(len(arrays))]
+    out = Path(args.output)
+    if out.suffix == ".npy" and len(arrays) > 1:
+        raise HarnessError(f"{out}: {recipe.helper}'s model takes {len(arrays)} inputs ({', '.join(names)}); write an .npz")
+    if out.suffix == ".npz" or len(arrays) > 1:
+        out = out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+        np.savez(out, **dict(zip(names, arrays)))
+    else:
+        out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+        np.save(out, arrays[0])
+    shapes = ", ".join(f"{n} float32 {list(a.shape)}" for n, a in zip(names, arrays))
+    print(f"wrote {out}: {shapes} ({recipe.helper})")
     return EXIT_PASS
 
 

@@ -10,21 +10,47 @@ import numpy as np
 from ..backends.isolated import IsolatedRunner
 from ..backends.registry import Status
 from ..errors import one_line
+from ..helper_inputs import arrays_of
 from ..inputs import ClipInput
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT, decode_stream
 
 
-def logit_rows(outputs: dict, count: int) -> np.ndarray:
-    """A runner's output dict -> ``[count, classes]`` float32 logits (the model has one output)."""
+def logit_rows(outputs: dict, count: int, views: int = 1) -> np.ndarray:
+    """A runner's output dict -> ``[count, classes]`` float32 logits (the model has one output); with ``views`` > 1
+    (another helper's views folded into the batch), ``[count, views, classes]``: each clip's rows, in order."""
     if len(outputs) != 1:
         raise RuntimeError(f"model has {len(outputs)} outputs; expected one (logits)")
-    return np.asarray(next(iter(outputs.values())), dtype=np.float32).reshape(count, -1)
+    out = np.asarray(next(iter(outputs.values())), dtype=np.float32)
+    if views == 1:
+        return out.reshape(count, -1)
+    if out.ndim != 2 or out.shape[0] != count * views:
+        raise RuntimeError(f"model output has shape {list(out.shape)}; expected [{count * views}, classes] "
+                           f"({count} clip(s) x {views} views)")
+    return out.reshape(count, views, -1)
 
 
-def batch_feed(items: list[ClipInput], variant: str | None = None) -> np.ndarray:
-    """The lane's input for a batch: the run's preprocessing, or another variant's (preprocessing attribution)."""
-    return items[0].feed(variant) if len(items) == 1 else np.concatenate([i.feed(variant) for i in items])
+def batch_feed(items: list[ClipInput], variant: str | None = None) -> np.ndarray | tuple[np.ndarray, ...]:
+    """The lane's input for a batch: the run's preprocessing, or another variant's (preprocessing attribution).
+    A clip of several model inputs gives a tuple: each input's arrays concatenated along the batch axis."""
+    return batch_arrays([i.feed(variant) for i in items])
+
+
+def batch_arrays(tensors: list) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Clips' tensors (an array each, or a tuple per model input) -> one batch, concatenated per input on axis 0."""
+    if len(tensors) == 1:
+        return tensors[0]
+    if isinstance(tensors[0], tuple):
+        return tuple(np.concatenate(parts) for parts in zip(*tensors))
+    return np.concatenate(tensors)
+
+
+def feed_dict(names: tuple[str, ...], feed) -> dict[str, np.ndarray]:
+    """``{input name: array}`` in the model's input order, for any runner."""
+    arrays = arrays_of(feed)
+    if len(arrays) != len(names):
+        raise RuntimeError(f"the preprocessing gives {len(arrays)} input(s); the model takes {len(names)} ({', '.join(names)})")
+    return dict(zip(names, arrays))
 
 
 class LaneFlow:
@@ -106,9 +132,11 @@ class LocalEngine:
         # A timeout can only be enforced on a backend in its own process: it makes every backend isolated.
         self.isolate, self.timeout = isolate or timeout is not None, timeout
 
-    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT) -> Iterator[ClipInput]:
-        """Every clip decoded, in order (``parity.stream.decode_stream``); ``decode_timeout`` bounds each clip's decode."""
-        return decode_stream(clips, cfg, workers, cache, stats, variants, decode_timeout)
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT,
+               recipe=None) -> Iterator[ClipInput]:
+        """Every clip decoded, in order (``parity.stream.decode_stream``); ``decode_timeout`` bounds each clip's decode;
+        ``recipe``: another helper's preprocessing instead of ``cfg``'s."""
+        return decode_stream(clips, cfg, workers, cache, stats, variants, decode_timeout, recipe)
 
     def _runner(self, lane, art):
         if (self.isolate or lane.backend.isolated) and lane.backend.needs != "external":  # a user's program is its own process already
@@ -132,10 +160,10 @@ class LocalEngine:
                 flow.start(lane.name)
             for item in items:
                 for name, batch in flow.add(item):
-                    self._infer(flow, runners, name, batch, art.input_name, flow.lanes[name].variant)
+                    self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
                 flow.deliver()
             for name, batch in flow.remainders():
-                self._infer(flow, runners, name, batch, art.input_name, flow.lanes[name].variant)
+                self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
             flow.deliver()
         finally:
             for name, runner in runners.items():
@@ -151,7 +179,7 @@ class LocalEngine:
         return [records[lane.name] for lane in lanes]
 
     @staticmethod
-    def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], input_name: str, variant: str | None = None) -> None:
+    def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], art, variant: str | None = None) -> None:
         runner = runners[name]
         try:
             if getattr(runner, "takes_clips", False):  # a user's program: per-clip errors are the clips', not the backend's
@@ -159,10 +187,11 @@ class LocalEngine:
                 flow.records[name].clip_errors.update(runner.clip_errors)
                 flow.done(name, batch, rows, runner.inference_time)
                 return
-            feed = batch_feed(batch, variant)
-            flow.records[name].fed(feed.shape)
-            outputs = runner.infer({input_name: feed}, check_inputs=False)
-            flow.done(name, batch, logit_rows(outputs, len(batch)), runner.inference_time)
+            feed = feed_dict(art.input_names, batch_feed(batch, variant))
+            for array in feed.values():
+                flow.records[name].fed(array.shape)
+            outputs = runner.infer(feed, check_inputs=False)
+            flow.done(name, batch, logit_rows(outputs, len(batch), art.views), runner.inference_time)
         except Exception as exc:  # any backend failure is that backend's error; the others go on
             flow.records[name].keep_evidence(runner)  # what it proved before it failed (an engine refused, say)
             flow.fail(name, exc)

@@ -23,15 +23,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from ..backends import BACKENDS
 from ..errors import HarnessError, one_line
+from ..helper_inputs import decode
 from ..inputs import ClipInput, clip_sha256, decode_clip, decoder_name
 from ..optional import lazy, missing
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT
-from .local import LaneFlow, logit_rows
+from .local import LaneFlow, batch_arrays, feed_dict, logit_rows
 from .ray_join import join
 from .transfer import clip_from_payload, clip_payload, receive, send
 
@@ -43,13 +42,13 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _decode_task(clip, payload, cfg, index: int, cache, variants) -> tuple[ClipInput, str]:
+def _decode_task(clip, payload, cfg, index: int, cache, variants, recipe=None) -> tuple[ClipInput, str]:
     """One clip decoded on a cluster node, from its path (shared paths) or its bytes (written to a temp folder here)."""
     if payload is None:
-        return decode_clip(clip, cfg, index, cache, variants), _node()
+        return decode(clip, cfg, index, cache, variants, recipe), _node()
     with tempfile.TemporaryDirectory(prefix="parity-clip-") as tmp:
         local = clip_from_payload(payload, clip.path.name, Path(tmp))
-        item = decode_clip(dataclasses.replace(clip, path=local), cfg, index, None, variants)
+        item = decode(dataclasses.replace(clip, path=local), cfg, index, None, variants, recipe)
     item.clip = clip
     if item.error:
         item.error = item.error.replace(str(local), str(clip.path))
@@ -84,10 +83,10 @@ class _BackendActor:
     def evidence(self) -> dict | None:
         return self.runner.evidence() if self.runner is not None and hasattr(self.runner, "evidence") else None
 
-    def infer(self, input_name: str, *tensors):
-        feed = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
-        outputs = self.runner.infer({input_name: feed}, check_inputs=False)
-        return logit_rows(outputs, len(tensors)), self.runner.inference_time, list(feed.shape)
+    def infer(self, input_names: tuple[str, ...], views: int, *tensors):
+        feed = feed_dict(input_names, batch_arrays(list(tensors)))
+        outputs = self.runner.infer(feed, check_inputs=False)
+        return logit_rows(outputs, len(tensors), views), self.runner.inference_time, list(next(iter(feed.values())).shape)
 
 
 def _ray():
@@ -183,15 +182,17 @@ class RayEngine:
             except OSError:  # a full disk costs the cache entry, not the clip
                 pass
 
-    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT) -> Iterator[ClipInput]:
+    def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT,
+               recipe=None) -> Iterator[ClipInput]:
         """Every clip decoded by Ray tasks, in order. A clip not decoded ``decode_timeout`` seconds after it
         reaches the head of the queue (every clip before it is done, so its task has had a CPU) is its
         error and its task is force-cancelled (its worker process killed). When the stream stops early
         (Ctrl-C, an error downstream) the tasks in flight are force-cancelled, not waited for.
-        Joins the cluster now, so a cluster that cannot be joined is the run's one-line error before any output."""
-        return self._decode(self._connect(), clips, cfg, cache, stats, variants, decode_timeout)
+        Joins the cluster now, so a cluster that cannot be joined is the run's one-line error before any output.
+        ``recipe`` (another helper's preprocessing) decodes in the tasks too; its tensors skip the driver's tensor cache."""
+        return self._decode(self._connect(), clips, cfg, cache if recipe is None else None, stats, variants, decode_timeout, recipe)
 
-    def _decode(self, ray, clips, cfg, cache, stats, variants, decode_timeout) -> Iterator[ClipInput]:
+    def _decode(self, ray, clips, cfg, cache, stats, variants, decode_timeout, recipe=None) -> Iterator[ClipInput]:
         task = ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")(_decode_task)
         window = max(2, 2 * self.cluster["cpus"])
         limit = decode_timeout if decode_timeout and decode_timeout > 0 else None
@@ -205,13 +206,13 @@ class RayEngine:
                         break
                     index, clip = nxt
                     if self.shared_paths:
-                        pending.append((index, clip, task.remote(clip, None, cfg, index, cache, variants), []))
+                        pending.append((index, clip, task.remote(clip, None, cfg, index, cache, variants, recipe), []))
                         continue
                     known = self._on_driver(clip, cfg, index, cache, variants)
                     if isinstance(known, ClipInput):
                         pending.append((index, clip, known, []))
                     else:
-                        pending.append((index, clip, task.remote(clip, known[0], cfg, index, None, variants), known[1]))
+                        pending.append((index, clip, task.remote(clip, known[0], cfg, index, None, variants, recipe), known[1]))
                 if not pending:
                     return
                 index, clip, ref, notes = pending[0]
@@ -303,10 +304,10 @@ class RayEngine:
                 refs[(item.index, None)] = ray.put(item.tensor)
                 for variant, tensor in item.alt_tensors.items():
                     refs[(item.index, variant)] = ray.put(tensor)
-                self._run_batches(ray, flow, actors, flow.add(item), refs, art.input_name, turn)
+                self._run_batches(ray, flow, actors, flow.add(item), refs, art, turn)
                 turn += 1
                 flow.deliver()
-            self._run_batches(ray, flow, actors, flow.remainders(), refs, art.input_name, turn)
+            self._run_batches(ray, flow, actors, flow.remainders(), refs, art, turn)
             flow.deliver()
         finally:
             for name, group in actors.items():
@@ -322,14 +323,14 @@ class RayEngine:
         return [records[lane.name] for lane in lanes]
 
     @staticmethod
-    def _run_batches(ray, flow: LaneFlow, actors: dict, batches, refs: dict, input_name: str, turn: int) -> None:
+    def _run_batches(ray, flow: LaneFlow, actors: dict, batches, refs: dict, art, turn: int) -> None:
         """Every lane's full batch at once (each on its own actor), then gather."""
         calls = []
         for name, batch in batches:
             group = actors[name]
             actor = group[turn % len(group)]
             variant = flow.lanes[name].variant
-            calls.append((name, batch, actor.infer.remote(input_name, *[refs[(i.index, variant)] for i in batch])))
+            calls.append((name, batch, actor.infer.remote(art.input_names, art.views, *[refs[(i.index, variant)] for i in batch])))
         for name, batch, call in calls:
             try:
                 rows, seconds, shape = ray.get(call)

@@ -17,7 +17,7 @@ from .followups import Followups
 def assemble(cfg: RunConfig, *, reference: str, records: list, judgement, followups: Followups, clip_records: list,
              paths: list[str], logits: dict, frames: dict, artifacts: dict, tolerances: dict, preprocess: dict,
              environment: dict, label_names: dict, run: dict, config: dict, lint: list[dict] | None,
-             training: dict | None = None) -> RunResult:
+             training: dict | None = None, view_logits: dict | None = None) -> RunResult:
     """The judged run and what follows it, as one result; then what is derived from it (``derive``)."""
     return derive(RunResult(
         verdict=judgement.verdict,
@@ -47,6 +47,8 @@ def assemble(cfg: RunConfig, *, reference: str, records: list, judgement, follow
         int8=followups.int8,
         advice=followups.advice,
         repro_inputs=followups.repro_inputs,
+        view_comparisons=judgement.view_comparisons,
+        view_logits=view_logits or {},
     ), cfg)
 
 

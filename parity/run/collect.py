@@ -10,6 +10,7 @@ from ..backends import Status
 from ..compare import badness, clip_verdict
 from ..engines import get_engine
 from ..golden import ClipChanged, NotInGolden
+from ..helper_inputs import arrays_of
 from ..inputs import ClipInput, TensorCache
 from ..preprocess import MEAN, STD
 from ..progress import progress
@@ -24,10 +25,11 @@ class Collector:
     """Each clip's record and logits rows, and (for the first clips that fail or flip anywhere) small frames for
     the report, and the tensors of the worst ones by ``compare.badness``."""
 
-    def __init__(self, selection, cfg, golden=None):
-        self.selection, self.cfg, self.golden = selection, cfg, golden
+    def __init__(self, selection, cfg, golden=None, recipe=None):
+        self.selection, self.cfg, self.golden, self.recipe = selection, cfg, golden, recipe
         self.clip_records: list[ClipRecord] = []
-        self.rows: dict[str, list[np.ndarray]] = {}
+        self.rows: dict[str, list[np.ndarray]] = {}  # one row per clip: a model's views aggregated (``recipe.aggregate``)
+        self.view_rows: dict[str, list[np.ndarray]] = {}  # [views, C] per clip, for lanes whose model gives several rows
         self.paths: list[str] = []
         self.labels: list[int | None] = []
         self.frames: dict[str, np.ndarray] = {}
@@ -52,6 +54,8 @@ class Collector:
 
     def on_clip(self, item: ClipInput, rows: dict[str, np.ndarray]) -> None:
         record = self._pending.pop(item.index)
+        views = {name: row for name, row in rows.items() if row.ndim == 2}  # [views, C]: the model's rows for this clip
+        rows = {name: self._aggregate(row) if name in views else row for name, row in rows.items()}
         if self.golden is not None:
             rows = {**rows, self.selection.reference: item.golden_row}
         classes = len(next(iter(rows.values()))) if rows else None
@@ -61,18 +65,38 @@ class Collector:
             return
         for name, row in rows.items():
             self.rows.setdefault(name, []).append(row)
+        for name, row in views.items():
+            self.view_rows.setdefault(name, []).append(row)
+        if views:
+            record.views = len(next(iter(views.values())))
         self.paths.append(str(item.clip.path))
         self.labels.append(item.clip.label)
         score = self._flagged(rows)
         if score is None:
             return
         if len(self.frames) < MAX_THUMBNAIL_CLIPS:
-            self.frames[str(item.clip.path)] = thumbnail_frames(item.tensor)
+            frames = self._thumbnails(item)
+            if frames is not None:
+                self.frames[str(item.clip.path)] = frames
         entry = (badness(True, score, item.index), str(item.clip.path), item.clip.label, item.tensor)
         if len(self.worst) < REPRO_CLIPS:
             heapq.heappush(self.worst, entry)
         elif entry[0] > self.worst[0][0]:
             heapq.heapreplace(self.worst, entry)
+
+    def _aggregate(self, rows: np.ndarray) -> np.ndarray:
+        """A clip's view rows ``[views, C]`` -> ``[C]``, as the helper's postprocess does."""
+        return self.recipe.aggregate(rows) if self.recipe is not None else np.asarray(rows, np.float32).mean(axis=0)
+
+    def _thumbnails(self, item: ClipInput) -> np.ndarray | None:
+        """PP-TSM's frames; another helper's only for one input of a video layout (its first view), else none."""
+        if self.recipe is None:
+            return thumbnail_frames(item.tensor)
+        arrays = arrays_of(item.tensor)
+        if len(arrays) != 1 or tuple(self.recipe.layouts)[:1] not in (("ntchw",), ("ncthw",)):
+            return None
+        array = arrays[0][:1]
+        return thumbnail_frames(array.transpose(0, 2, 1, 3, 4) if self.recipe.layouts[0] == "ncthw" else array)
 
     def repro(self) -> list[tuple]:
         """The worst clips kept, worst first: ``(badness, path, label, tensor)``."""
@@ -94,17 +118,23 @@ class Collector:
         ok = {r.name for r in records if r.status == Status.OK}
         return {name: np.stack(rows) for name, rows in self.rows.items() if name in ok and len(rows) == len(self.paths)}
 
+    def view_logits(self, records: list[BackendRecord]) -> dict[str, np.ndarray]:
+        """``[clips, views, classes]`` per lane that ran to the end and gave several rows per clip."""
+        ok = {r.name for r in records if r.status == Status.OK}
+        return {name: np.stack(rows) for name, rows in self.view_rows.items() if name in ok and len(rows) == len(self.paths)}
+
 
 def stream(plan) -> tuple[Collector, list[BackendRecord], DecodeStats, dict | None]:
     """Decode -> admit -> every lane, one bar over the clips; the engine's facts (a Ray cluster's) beside."""
     cfg, selection = plan.cfg, plan.selection
     engine = get_engine(cfg.engine, isolate=cfg.isolate, address=cfg.ray_address, timeout=cfg.backend_timeout, shared_paths=cfg.ray_shared_paths)
-    collector, stats = Collector(selection, cfg, plan.golden), DecodeStats()
+    collector, stats = Collector(selection, cfg, plan.golden, plan.recipe), DecodeStats()
     cache = TensorCache(cfg.tensor_cache) if cfg.tensor_cache else None
     if cache is not None:
         cache.check()
     variants = tuple(lane.variant for lane in selection.attributions)
-    items = engine.decode(plan.clips, plan.pre, plan.budget.workers, cache, stats, variants, cfg.decode_timeout)
+    recipe = {"recipe": plan.recipe} if plan.recipe is not None else {}  # another helper's preprocessing decodes instead
+    items = engine.decode(plan.clips, plan.pre, plan.budget.workers, cache, stats, variants, cfg.decode_timeout, **recipe)
     admitted = (i for i in progress(items, desc="clips", unit="clip", total=len(plan.clips)) if collector.admit(i))
     records = engine.infer(selection.lanes, plan.art, admitted, collector.on_clip)
     return collector, records, stats, engine.facts() if hasattr(engine, "facts") else None

@@ -18,19 +18,22 @@ from ..stream import DecodeStats
 from ..verdict import judge
 from .assemble import assemble
 from .collect import stream
-from .followups import followups, lint_models
+from .followups import followups, helper_followups, lint_models
 from .plan import artifact_record, label_file, plan
 
 
-def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None) -> RunResult:
+def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None,
+        recipe=None) -> RunResult:
     """Stream every clip through every backend once, compare with the reference, decide.
 
     Stages: plan (models, preprocessing, lanes, this shard's clips, threads) -> decode (parallel, each clip once)
     -> every lane's runner (activated once) -> the judge -> follow-ups -> the result. Memory holds only the
     clips in flight plus per-clip numbers.
+
+    ``recipe``: another PaddleVideo helper's ``parity.recipes.Recipe`` given directly; else --pv-config's helper.
     """
     started = time.perf_counter()
-    p = plan(cfg, cache, threads, shard)
+    p = plan(cfg, cache, threads, shard, recipe)
     findings = lint_models(cfg, p.art)
     collector, records, stats, cluster = stream(p)
     check_interrupted()
@@ -40,16 +43,19 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     if p.golden is not None:
         stored = f"stored outputs of {p.golden.meta['reference']} ({p.golden.folder}, saved {p.golden.meta['saved']})"
         records.insert(0, BackendRecord(p.selection.reference, "fp32", stored, Status.OK, kind=LaneKind.GOLDEN))
-    logits = collector.logits(records)
+    logits, view_logits = collector.logits(records), collector.view_logits(records)
     p.selection.notes += [f"warning: {n}" for n in p.clips.notes] + _cache_notes(stats)
-    judgement = judge(p.selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings)
+    judgement = judge(p.selection, records, logits, collector.paths, collector.labels, cfg, collector.changed, findings, view_logits)
     kept = {path: tensor for _, path, _, tensor in collector.worst}
 
     def tensor_of(path: str):
         """The kept tensor of a worst clip, else the clip decoded again (the same bits)."""
         return kept[path] if path in kept else load_clip_tensor(Path(path), p.pre)
 
-    follow = followups(cfg, p.art, judgement.comparisons, records, collector.clip_records, tensor_of)
+    if p.recipe is None:
+        follow = followups(cfg, p.art, judgement.comparisons, records, collector.clip_records, tensor_of)
+    else:
+        follow = helper_followups(cfg, p.recipe.helper, judgement.comparisons + judgement.view_comparisons)
     artifacts = artifact_record(cfg, p.art, p.golden)
     judging = {"settings": judging_settings(cfg), "content": {k: v for k, v in artifacts.items() if k.endswith("sha256")}}
     labels = label_file(cfg)
@@ -57,8 +63,9 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         cfg, reference=p.selection.reference, records=records, judgement=judgement, followups=follow,
         clip_records=collector.clip_records, paths=collector.paths, logits=logits, frames=collector.frames, artifacts=artifacts,
         tolerances={k: t.to_dict() for k, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
-        preprocess={**p.pre.to_dict(), "input_name": p.art.input_name, **pvconfig.record(cfg)}, environment=environment(),
-        label_names=load_label_names(labels), config=config_to_dict(cfg), lint=findings,
+        preprocess={**p.pre.to_dict(), "input_name": p.art.input_name, **pvconfig.record(cfg), **_helper_record(p)},
+        environment=environment(),
+        label_names=load_label_names(labels), config=config_to_dict(cfg), lint=findings, view_logits=view_logits,
         run={
             "engine": cfg.engine,
             "cluster": cluster,  # the Ray cluster: version, auth, nodes, CPUs, GPUs, what the run used
@@ -75,6 +82,13 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
+
+
+def _helper_record(p) -> dict:
+    """Another helper's run: the recipe it decoded with, the model's inputs (names, dims, layouts) and rows per clip."""
+    if p.recipe is None:
+        return {}
+    return {"recipe": p.recipe.to_dict(), "inputs": [i.to_dict() for i in p.art.inputs], "views_per_clip": p.art.views}
 
 
 def _cache_notes(stats: DecodeStats) -> list[str]:

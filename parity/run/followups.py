@@ -76,6 +76,15 @@ def followups(cfg: RunConfig, art: ModelArtifacts, comparisons, records, clip_re
     return out
 
 
+def helper_followups(cfg: RunConfig, helper: str, comparisons) -> Followups:
+    """Another helper's run: the repro bundle, --localize and --advise work on PP-TSM's one [1, T, 3, S, S] input (the
+    repro reruns it with --inputs), so they are not made; said once when they were asked for or something failed."""
+    wanted = [what for what, asked in (("--localize", cfg.localize), ("--advise", cfg.advise),
+                                       ("the repro bundle", any(not c.passed for c in comparisons))) if asked]
+    notes = [f"{', '.join(wanted)}: not made for {helper} (they take PP-TSM's one input)"] if wanted else []
+    return Followups(notes=notes)
+
+
 def _localizable(name: str, needs: str) -> bool:
     """A backend whose intermediates can be exposed, on one side of a localization: "onnx" (ONNX Runtime) or "paddle" (the program)."""
     return name in BACKENDS and BACKENDS[name].localizable and BACKENDS[name].needs == needs

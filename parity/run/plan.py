@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import pvconfig
 from ..artifacts import ArtifactCache, PaddleModel, sha256_file, sha256_json
-from ..artifacts.model_files import check_batch, model_classes, model_input
+from ..artifacts.model_files import check_batch, model_classes, model_input, model_inputs
 from ..backends import BACKENDS, ModelArtifacts, Selection, select
 from ..checkpoint import spec_from_checkpoint
 from ..clips import load_clips
@@ -17,6 +17,7 @@ from ..errors import HarnessError
 from ..golden import GOLDEN_JSON, Golden
 from ..models import ModelSpec
 from ..preprocess import PreprocessConfig
+from ..recipes import Recipe
 from ..stream import ThreadBudget
 
 
@@ -32,13 +33,20 @@ class Plan:
     clips: IndexedClips
     shard: tuple[int, int] | None
     budget: ThreadBudget
+    # Another PaddleVideo helper's preprocessing (``parity.recipes``), from --pv-config: the clips are decoded by it, the
+    # model's inputs and rows per clip read from the model files. None: PP-TSM's own path (``pre``), as it always was.
+    recipe: Recipe | None = None
 
 
-def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None) -> Plan:
-    """Models -> preprocessing -> backend selection (the reference checked first) -> this shard's clips -> threads."""
+def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None,
+         recipe: Recipe | None = None) -> Plan:
+    """Models -> preprocessing -> backend selection (the reference checked first) -> this shard's clips -> threads.
+
+    ``recipe``: a helper's recipe given directly (tests, tools); else --pv-config's helper when it is not PP-TSM's."""
     cfg.validate(BACKENDS)
-    art, golden = open_models(cfg, cache or ArtifactCache(), threads)
-    pre = preprocess_config(cfg, art, golden)
+    recipe = run_recipe(cfg, recipe)
+    art, golden = open_models(cfg, cache or ArtifactCache(), threads, recipe)
+    pre = preprocess_config(cfg, art, golden) if recipe is None else recipe_config(cfg, art, recipe)
     selection = select(cfg, golden.name if golden else None)
     if golden is None:  # said before any clip is decoded, with what to do about it
         reason = BACKENDS[selection.reference].availability(art)
@@ -55,11 +63,33 @@ def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None
     clips = indexed_clips(cfg, golden, shard_spec)
     budget = ThreadBudget.plan(cfg.workers, threads)
     art.threads = budget.backend_threads
-    return Plan(cfg, art, golden, pre, selection, clips, shard_spec, budget)
+    return Plan(cfg, art, golden, pre, selection, clips, shard_spec, budget, recipe)
 
 
-def open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None = None) -> tuple[ModelArtifacts, Golden | None]:
-    """Check the model files (and golden outputs) exist, and read the model's input."""
+def run_recipe(cfg: RunConfig, recipe: Recipe | None = None) -> Recipe | None:
+    """The recipe a run decodes with: the one given, else --pv-config's; None for PP-TSM's helper (today's path)."""
+    if recipe is None:
+        applied = pvconfig.apply(cfg)
+        recipe = applied.recipe if applied is not None else None
+    return None if recipe is None or recipe.helper == pvconfig.PPTSM else recipe
+
+
+def recipe_config(cfg: RunConfig, art: ModelArtifacts, recipe: Recipe) -> PreprocessConfig:
+    """Another helper's run: its settings come from its recipe (--pv-config with the flags over it), never from PP-TSM's
+    flags or variants. ``art.pre`` stays PP-TSM's shape for what only PP-TSM does (calibration, training: unavailable)."""
+    if len(cfg.preprocess_variants()) > 1:
+        raise HarnessError(f"--preprocess {','.join(cfg.preprocess_variants())}: preprocessing attribution compares PP-TSM's "
+                           f"preprocessing paths; this run's is {recipe.helper}")
+    applied = pvconfig.apply(cfg)
+    if applied is not None:
+        applied.check_classes(art)
+    art.pre = PreprocessConfig.for_size(art.num_seg or 8, art.size or 224)
+    return art.pre
+
+
+def open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None = None,
+                recipe: Recipe | None = None) -> tuple[ModelArtifacts, Golden | None]:
+    """Check the model files (and golden outputs) exist, and read the model's input (another helper's run: its inputs)."""
     art = ModelArtifacts(cache=cache, threads=threads, allow_trt_fallback=cfg.allow_trt_fallback)
     if cfg.trt_engine:
         art.trt_engine = Path(cfg.trt_engine)
@@ -79,7 +109,9 @@ def open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None = None
         raise HarnessError("no model given: pass --paddle-model and/or --onnx")
     if not cfg.clips and golden is None:
         raise HarnessError("no clips given: pass --clips LIST_OR_DIR")
-    if art.paddle_model is None and art.onnx is None:
+    if recipe is not None:
+        recipe_inputs(art, recipe)
+    elif art.paddle_model is None and art.onnx is None:
         art.input_name, art.num_seg, art.size = golden.meta["preprocess"]["input_name"], None, None
     else:
         art.input_name, art.num_seg, art.size = model_input(art)
@@ -90,6 +122,17 @@ def open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None = None
         if not art.calibration.exists():
             raise HarnessError(f"{cfg.calibration}: calibration clip list not found")
     return art, golden
+
+
+def recipe_inputs(art: ModelArtifacts, recipe: Recipe) -> None:
+    """Another helper's model: its inputs (names, dims, the recipe's layouts) from the model files, its rows per clip."""
+    if art.paddle_model is None and art.onnx is None:
+        raise HarnessError(f"{recipe.helper}: its model's inputs are read from the model files; give --paddle-model or --onnx")
+    art.inputs = tuple(model_inputs(art, tuple(recipe.layouts)))
+    art.helper, art.views = recipe.helper, recipe.views
+    first = art.inputs[0]
+    t, size = (first.dims[1], first.dims[3]) if first.layout == "ntchw" else (first.dims[2], first.dims[3])
+    art.input_name, art.num_seg, art.size = first.name, t if t > 0 else None, size if size > 0 else None
 
 
 def dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
