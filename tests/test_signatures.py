@@ -293,3 +293,34 @@ def test_a_users_program_gets_one_npz_array_per_input(signature_models, h264_cli
     assert result.verdict == "pass", [f.text for f in result.failures]
     mine = next(c for c in result.comparisons if c.backend == "mine")
     assert mine.clips_compared == 4 and mine.max_abs < 1e-5
+
+
+def test_the_ray_engine_feeds_several_inputs_and_views_as_the_local_one(signature_models, h264_clips, parity_cache, tmp_path):
+    """Ray's decode tasks run the recipe, its actors get {name: array} and split views: the same logits as the local engine."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is part of [test]; this only skips outside it")
+    results = {}
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the stand-in recipe travels by value: workers lack tests/
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024)
+    try:
+        for name in ("slowfast", "ntchw_views_in_n"):
+            model = signature_models[name]
+            cfg = _cfg(model, model.onnx, h264_clips, tmp_path / name, batch_size=2, engine="ray")
+            cfg.backends = ["paddle", "onnxruntime"]
+            results[name] = run(cfg, cache=parity_cache, recipe=recipe_for(name))
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    for name, result in results.items():
+        model = signature_models[name]
+        cfg = _cfg(model, model.onnx, h264_clips, tmp_path / f"{name}-local", batch_size=2)
+        cfg.backends = ["paddle", "onnxruntime"]
+        local = run(cfg, cache=parity_cache, recipe=recipe_for(name))
+        assert result.verdict == local.verdict == "pass" and result.run["engine"] == "ray"
+        for lane in ("paddle", "onnxruntime"):
+            np.testing.assert_array_equal(result.logits[lane], local.logits[lane])
+        assert result.view_logits.keys() == local.view_logits.keys()
+        assert [c.backend for c in result.view_comparisons] == [c.backend for c in local.view_comparisons]
