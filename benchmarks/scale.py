@@ -1,6 +1,6 @@
 """The harness at release-set scale against a hand-written loop, on full-size PP-TSMv2 (16 x 224, LTA, 101 classes).
 
-    python benchmarks/scale.py [--clips 40] [--backends paddle,onnxruntime] [--out /tmp/parity-scale] [--no-loop]
+    python benchmarks/scale.py [--clips 40] [--backends paddle,onnxruntime] [--schedule auto] [--out /tmp/parity-scale] [--no-loop]
 
 One script, one run, one machine. It exports the model with random weights (timings and memory
 do not depend on the weights), converts it with paddle2onnx, writes real H.264 videos at
@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=40, help="N (the memory check also runs 4N)")
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "parity-scale"))
     parser.add_argument("--backends", default="paddle,onnxruntime,onnxruntime-fp16")
+    parser.add_argument("--schedule", default="auto", choices=("auto", "turns", "lanes"),
+                        help="auto: the 4N run chooses, the N run is told its kind; else both runs use this one")
     parser.add_argument("--no-loop", action="store_true", help="skip the hand-written loop and the decode throughput")
     args = parser.parse_args()
     backends = args.backends.split(",")
@@ -194,7 +196,7 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {cores} cores, load average {os.getloadavg()[0]:.1f}; PP-TSMv2 16x224 LTA, 101 classes; "
           f"backends {', '.join(backends)}")
     harness(model, onnx, write_videos(out, 3), cache, out / "warm", backends)  # builds the FP16 model and the Paddle mode probe
-    at_4n = harness(model, onnx, large, cache, out / "report-4n", backends)  # chooses (and measures) its schedule
+    at_4n = harness(model, onnx, large, cache, out / "report-4n", backends, args.schedule)  # auto: chooses (and measures)
     kind = (at_4n["schedule"] or {}).get("kind", "turns")
     at_n = harness(model, onnx, small, cache, out / "report-n", backends, kind)
     per_clip = (at_4n["wall"] - at_n["wall"]) / (3 * n)

@@ -32,6 +32,7 @@ from .helper_inputs import decode
 from .inputs import ClipInput, TensorCache
 from .optional import lazy, missing
 from .preprocess import PreprocessConfig
+from .schedule import passive_wait
 
 cv2 = lazy("cv2")
 
@@ -52,11 +53,13 @@ class ThreadBudget:
     cores: int
     workers: int
     backend_threads: int
+    threads_given: bool = False  # --threads: the schedule keeps turn-taking at that count (parity.schedule)
+    workers_given: bool = False  # --workers: kept whatever the schedule
 
     @classmethod
     def plan(cls, workers: int | None = None, threads: int | None = None) -> "ThreadBudget":
         cores = cpu_count()
-        return cls(cores, cores if workers is None else max(0, workers), threads or cores)
+        return cls(cores, cores if workers is None else max(0, workers), threads or cores, bool(threads), workers is not None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +109,7 @@ def _worker_init() -> None:
 
 def _worker_main(conn) -> None:
     """A decode worker: one clip at a time, ``helper_inputs.decode`` arguments in, ``ClipInput`` out, until told to stop."""
+    passive_wait()  # any OpenMP pool a decoder starts sleeps when done (parity.schedule)
     _worker_init()
     while True:
         try:

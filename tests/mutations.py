@@ -133,6 +133,19 @@ MUTATIONS = [
     M("golden-by-path-only", "tests/test_travels.py::test_golden_clips_are_found_by_content_wherever_they_are",
       "golden outputs find clips by path only, not by content",
       (("parity/golden.py", "        i = j if j is not None else self._by_sha.get(sha256)\n", "        i = j\n"),)),
+    M("schedule-always-turns", "tests/test_schedule.py::test_poor_scaling_picks_lanes_each_backend_on_its_own_core",
+      "the chooser never picks lanes",
+      (("parity/schedule.py", "    if not allow_lanes or len(costs) < 2 and not gpu:\n", "    if True:\n"),)),
+    M("lanes-not-pinned", "tests/test_schedule.py::test_isolated_child_gets_its_cores_and_passive_wait",
+      "a lane's process runs on any core",
+      (("parity/backends/isolated.py", "        os.sched_setaffinity(0, cpus)\n", "        pass\n"),)),
+    M("ort-spins", "tests/test_schedule.py::test_ort_sessions_do_not_spin",
+      "ONNX Runtime sessions keep spinning threads",
+      (("parity/artifacts/ort.py", "    for key, value in {**NO_SPIN, **(config or {})}.items():\n", "    for key, value in (config or {}).items():\n"),)),
+    M("lanes-take-turns-in-process", "tests/test_schedule.py::test_same_logits_and_verdicts_whatever_the_schedule",
+      "--schedule lanes runs the backends in this process",
+      (("parity/engines/local.py", "        if self.lanes and (group is not None or lane.name in self.schedule.unpinned):\n",
+        "        if False:\n"),)),
 ]
 BY_NAME = {m.name: m for m in MUTATIONS}
 

@@ -126,8 +126,8 @@ def plan_schedule(plan, cores: int) -> Schedule:
             schedule = dataclasses.replace(turns, reason=one_line(exc))
         if measured is None:
             if few:
-                schedule = dataclasses.replace(turns, reason=f"{len(plan.clips)} clips: too few to measure (auto measures from "
-                                                             f"{PROBE_MIN_CLIPS})")
+                schedule = dataclasses.replace(turns, reason=f"{len(plan.clips)} clips, too few to measure; auto measures from "
+                                                             f"{PROBE_MIN_CLIPS}")
         else:
             schedule = choose(measured.costs, cores, measured.decode)
             saving = (schedule.turns - schedule.predicted) * len(plan.clips)

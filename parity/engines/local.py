@@ -1,19 +1,24 @@
 """The local engine: decode workers in a process pool, runners in this process (or each in its own)."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import wait
 
 import numpy as np
 
 from ..backends.isolated import IsolatedRunner
 from ..backends.registry import Status
+from ..env import cpu_count
 from ..errors import one_line
 from ..helper_inputs import arrays_of
 from ..inputs import ClipInput
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT, decode_stream
+from .costs import plan_schedule
 
 
 def logit_rows(outputs: dict, count: int, views: int = 1) -> np.ndarray:
@@ -131,6 +136,12 @@ class LocalEngine:
     def __init__(self, isolate: bool = False, timeout: float | None = None):
         # A timeout can only be enforced on a backend in its own process: it makes every backend isolated.
         self.isolate, self.timeout = isolate or timeout is not None, timeout
+        self.schedule = None  # parity.schedule.Schedule, from plan_schedule; None: backends take turns
+
+    def plan_schedule(self, plan) -> None:
+        """Choose how the backends share the cores (``parity.schedule``), from measured costs; said in one line."""
+        self.schedule = plan_schedule(plan, cpu_count())
+        print(self.schedule.line(), file=sys.stderr)
 
     def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT,
                recipe=None) -> Iterator[ClipInput]:
@@ -139,6 +150,11 @@ class LocalEngine:
         return decode_stream(clips, cfg, workers, cache, stats, variants, decode_timeout, recipe)
 
     def _runner(self, lane, art):
+        group = self.schedule.group_of(lane.name) if self.lanes else None
+        if self.lanes and (group is not None or lane.name in self.schedule.unpinned):
+            # a lane of its own: its own process, cores and thread count (a GPU lane: its process, unpinned)
+            lane_art = dataclasses.replace(art, threads=group.threads) if group is not None else art
+            return IsolatedRunner(lane.backend.name, lane_art, name=lane.name, timeout=self.timeout, cpus=group.cores if group else ())
         if (self.isolate or lane.backend.isolated) and lane.backend.needs != "external":  # a user's program is its own process already
             return IsolatedRunner(lane.backend.name, art, name=lane.name, timeout=self.timeout)
         return lane.backend.make_runner(art)
@@ -159,11 +175,9 @@ class LocalEngine:
                 records[lane.name].pid = getattr(runner, "pid", None) or os.getpid()
                 flow.start(lane.name)
             for item in items:
-                for name, batch in flow.add(item):
-                    self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
+                self._infer_all(flow, runners, flow.add(item), art)
                 flow.deliver()
-            for name, batch in flow.remainders():
-                self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
+            self._infer_all(flow, runners, flow.remainders(), art)
             flow.deliver()
         finally:
             for name, runner in runners.items():
@@ -177,6 +191,62 @@ class LocalEngine:
                 except Exception:  # a runner that failed mid-run may not deactivate cleanly
                     pass
         return [records[lane.name] for lane in lanes]
+
+    @property
+    def lanes(self) -> bool:
+        return self.schedule is not None and self.schedule.kind == "lanes"
+
+    def _infer_all(self, flow: LaneFlow, runners: dict, full: list, art) -> None:
+        """Every full (lane, batch): one after another (``turns``), or all lanes at once, each group's in turn (``lanes``)."""
+        if not self.lanes:
+            for name, batch in full:
+                self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
+            return
+        queues: dict[object, list] = {}
+        for name, batch in full:
+            group = self.schedule.group_of(name)
+            queues.setdefault(group.lanes if group else name, []).append((name, batch))
+        busy: dict[object, tuple] = {}  # the connection a lane answers on -> (queue key, name, batch)
+        while queues or busy:
+            for key in [k for k in queues if k not in {v[0] for v in busy.values()}]:
+                name, batch = queues[key].pop(0)
+                if not queues[key]:
+                    del queues[key]
+                runner = runners.get(name)
+                if runner is None:
+                    continue
+                if not hasattr(runner, "submit"):
+                    self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
+                    continue
+                try:
+                    feed = feed_dict(art.input_names, batch_feed(batch, flow.lanes[name].variant))
+                    for array in feed.values():
+                        flow.records[name].fed(array.shape)
+                    runner.submit(feed)
+                except Exception as exc:
+                    self._failed(flow, runners, name, exc)
+                    continue
+                busy[runner.connection] = (key, name, batch)
+            if not busy:
+                continue
+            for conn in wait(list(busy), self.timeout) or list(busy)[:1]:  # none in time: its collect says so
+                key, name, batch = busy.pop(conn)
+                runner = runners[name]
+                try:
+                    outputs = runner.collect()
+                    flow.done(name, batch, logit_rows(outputs, len(batch), art.views), runner.inference_time)
+                except Exception as exc:
+                    self._failed(flow, runners, name, exc)
+
+    @staticmethod
+    def _failed(flow: LaneFlow, runners: dict, name: str, exc: BaseException) -> None:
+        runner = runners.pop(name)
+        flow.records[name].keep_evidence(runner)
+        flow.fail(name, exc)
+        try:
+            runner.deactivate()
+        except Exception:
+            pass
 
     @staticmethod
     def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], art, variant: str | None = None) -> None:

@@ -132,6 +132,8 @@ def stream(plan) -> tuple[Collector, list[BackendRecord], DecodeStats, dict | No
     cache = TensorCache(cfg.tensor_cache) if cfg.tensor_cache else None
     if cache is not None:
         cache.check()
+    if hasattr(engine, "plan_schedule"):  # how the backends share the cores, from measured costs (parity.schedule)
+        engine.plan_schedule(plan)
     variants = tuple(lane.variant for lane in selection.attributions)
     recipe = {"recipe": plan.recipe} if plan.recipe is not None else {}  # another helper's preprocessing decodes instead
     items = engine.decode(plan.clips, plan.pre, plan.budget.workers, cache, stats, variants, cfg.decode_timeout, **recipe)

@@ -76,6 +76,7 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
             "list_sha256": p.clips.list_sha256,
             "judging_sha256": sha256_json(judging),
             "budget": p.budget.to_dict(),
+            "schedule": p.schedule,
             "decode": stats.to_dict(),
             "tensor_cache": TensorCache(cfg.tensor_cache).size() if cfg.tensor_cache else None,
             "changed_clips": collector.changed,

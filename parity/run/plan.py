@@ -36,6 +36,7 @@ class Plan:
     # Another PaddleVideo helper's preprocessing (``parity.recipes``), from --pv-config: the clips are decoded by it, the
     # model's inputs and rows per clip read from the model files. None: PP-TSM's own path (``pre``), as it always was.
     recipe: Recipe | None = None
+    schedule: dict | None = None  # how the backends shared the cores, and the costs it was chosen from (parity.schedule)
 
 
 def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None,
