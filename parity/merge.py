@@ -20,7 +20,7 @@ from .preprocess import load_clip_tensor
 from .results import BackendRecord, ClipRecord, RunResult, verify_report_files
 from .run.assemble import assemble
 from .run.collect import MAX_THUMBNAIL_CLIPS
-from .run.followups import Followups, followups
+from .run.followups import Followups, followups, helper_followups
 from .run.plan import artifact_record, open_models, preprocess_config
 from .verdict import judge
 
@@ -128,8 +128,9 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
             table = s["_logits"]
             rows.update(zip((str(p) for p in table["clips"]), table[record.name]))
         logits[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
+    view_logits = _joined_views(shards, records, paths)
     changed = sum(s["run"].get("changed_clips", 0) for s in shards)
-    judgement = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"))
+    judgement = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"), view_logits)
     follow = _followups(cfg, first, shards, judgement, records, clips)
 
     frames = {}
@@ -145,13 +146,29 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
         paths=paths, logits=logits, frames=frames, artifacts=first["artifacts"], tolerances=first["tolerances"],
         preprocess=first["preprocess"], environment=first["environment"],
         label_names={int(k): v for k, v in (first.get("label_names") or {}).items()}, run=run, config=first["config"],
-        lint=first.get("lint"), training=first.get("training"),
+        lint=first.get("lint"), training=first.get("training"), view_logits=view_logits,
     )
+
+
+def _joined_views(shards: list[dict], records, paths: list[str]) -> dict[str, np.ndarray]:
+    """Each lane's view rows (another helper's model with several rows per clip: logits.npz ``NAME[views]``), joined."""
+    out = {}
+    for record in records:
+        key = f"{record.name}[views]"
+        if record.status != "ok" or not all(key in s["_logits"] for s in shards):
+            continue
+        rows = {}
+        for s in shards:
+            rows.update(zip((str(p) for p in s["_logits"]["clips"]), s["_logits"][key]))
+        out[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
+    return out
 
 
 def _followups(cfg, first: dict, shards: list[dict], judgement, records, clips) -> Followups:
     """The follow-ups of the joined comparisons, made as an unsharded run makes them, from the models and clips
     the shards recorded (checked by content). Where they are not here, each shard's own are kept, and said."""
+    if first["preprocess"].get("recipe"):  # another helper's run: its follow-ups are what an unsharded run says of them
+        return helper_followups(cfg, first["preprocess"]["recipe"]["helper"], judgement.comparisons + judgement.view_comparisons)
     wanted = cfg.localize or cfg.advise or any(s.get("int8") for s in shards) or any(not c.passed for c in judgement.comparisons)
     if not wanted:
         return Followups()

@@ -324,3 +324,28 @@ def test_the_ray_engine_feeds_several_inputs_and_views_as_the_local_one(signatur
             np.testing.assert_array_equal(result.logits[lane], local.logits[lane])
         assert result.view_logits.keys() == local.view_logits.keys()
         assert [c.backend for c in result.view_comparisons] == [c.backend for c in local.view_comparisons]
+
+
+def test_two_shards_merged_judge_the_views_as_one_run(signature_models, h264_clips, parity_cache, tmp_path):
+    """`parity merge` joins each lane's view rows (logits.npz NAME[views]) and judges them as an unsharded run does."""
+    import dataclasses
+
+    from parity.merge import merge_reports
+
+    model, recipe = signature_models["ntchw_views_in_n"], recipe_for("ntchw_views_in_n")
+    defective = tmp_path / "defective.onnx"
+    scale_conv_weight(model.onnx, defective, 1.05)
+    cfg = _cfg(model, defective, h264_clips, tmp_path / "whole")
+    cfg.backends = ["paddle", "onnxruntime"]
+    whole = run(cfg, cache=parity_cache, recipe=recipe)
+    folders = []
+    for i in (1, 2):
+        folder = tmp_path / f"shard{i}"
+        write_report(run(dataclasses.replace(cfg, report=str(folder)), cache=parity_cache, shard=f"{i}/2", recipe=recipe), folder)
+        folders.append(folder)
+    merged = merge_reports(folders)
+    assert merged.verdict == whole.verdict == "fail"
+    assert [dataclasses.asdict(c) for c in merged.view_comparisons] == [dataclasses.asdict(c) for c in whole.view_comparisons]
+    assert [f.text for f in merged.failures] == [f.text for f in whole.failures]
+    assert merged.notes[-1] == whole.notes[-1] and "not made for test_ThreeViewsInN_helper" in whole.notes[-1]
+    assert [c.views for c in merged.clips] == [3] * 4
