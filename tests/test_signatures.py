@@ -349,3 +349,18 @@ def test_two_shards_merged_judge_the_views_as_one_run(signature_models, h264_cli
     assert [f.text for f in merged.failures] == [f.text for f in whole.failures]
     assert merged.notes[-1] == whole.notes[-1] and "not made for test_ThreeViewsInN_helper" in whole.notes[-1]
     assert [c.views for c in merged.clips] == [3] * 4
+
+
+def test_the_schedule_measures_a_helpers_model_on_its_own_inputs(signature_models, h264_clips, parity_cache, tmp_path):
+    """--schedule auto times each backend on the first clip: another helper's arrays, fed by input name."""
+    from parity.artifacts import ArtifactCache
+    from parity.clips import load_clips
+    from parity.engines.costs import measure
+    from parity.run.plan import plan
+
+    model = signature_models["slowfast"]
+    cfg = _cfg(model, model.onnx, h264_clips, tmp_path / "r")
+    cfg.backends = ["paddle", "onnxruntime"]
+    p = plan(cfg, ArtifactCache(tmp_path / "cache"), recipe=recipe_for("slowfast"))
+    measured = measure(p.selection.lanes, p.art, load_clips(str(h264_clips))[0], p.recipe, 2)
+    assert [c.name for c in measured.costs] == ["paddle", "onnxruntime"] and all(c.one > 0 for c in measured.costs)

@@ -16,11 +16,17 @@ from ..artifacts import sha256_file, sha256_json
 from ..backends.isolated import IsolatedRunner
 from ..env import cpu_name
 from ..errors import one_line
+from ..helper_inputs import arrays_of, recipe_tensor
 from ..preprocess import load_clip_tensor
 from ..schedule import Cost, Group, Measured, Schedule, choose, spread
 
 TIMED_RUNS = 2  # after one warm-up call
 STAGE = "schedule-costs"
+
+
+def _is_recipe(pre) -> bool:
+    """``measure``'s preprocessing is PP-TSM's ``PreprocessConfig``, or another helper's recipe (it has ``preprocess``)."""
+    return hasattr(pre, "preprocess")
 
 
 def cost_key(lanes, art, cores: int, pre) -> str:
@@ -52,7 +58,8 @@ def measure(lanes, art, first_clip, pre, cores: int, timeout: float | None = Non
         return None
     started = time.perf_counter()
     cpu = time.process_time()
-    tensor = load_clip_tensor(Path(first_clip.path), pre)
+    # PP-TSM's tensor, or another helper's arrays (``pre`` is then its recipe): one per model input
+    tensor = recipe_tensor(pre, Path(first_clip.path)) if _is_recipe(pre) else load_clip_tensor(Path(first_clip.path), pre)
     decode = time.process_time() - cpu  # core-seconds (decoders may use several threads)
     costs, startup, done = [], 0.0, {}
     for lane in lanes:
@@ -60,7 +67,7 @@ def measure(lanes, art, first_clip, pre, cores: int, timeout: float | None = Non
         if (b.name, lane.batch) in done:
             costs.append(dataclasses.replace(done[(b.name, lane.batch)], name=lane.name))
             continue
-        feed = {art.input_names[0]: np.concatenate([tensor] * lane.batch) if lane.batch > 1 else tensor}
+        feed = {name: np.concatenate([a] * lane.batch) if lane.batch > 1 else a for name, a in zip(art.input_names, arrays_of(tensor))}
         if b.device != "cpu":  # a GPU's latency does not depend on CPU threads
             one, boot = _time(b.name, art, feed, (), timeout)
             every = one
@@ -115,13 +122,13 @@ def plan_schedule(plan, cores: int) -> Schedule:
     if why:
         schedule = dataclasses.replace(turns, reason=why)
     elif mode == "lanes":  # as asked: the best lanes by the costs measured before, else the lanes spread evenly
-        measured = measure(lanes, art, None, plan.pre, cores, cached_only=True)
+        measured = measure(lanes, art, None, plan.recipe or plan.pre, cores, cached_only=True)
         schedule = (dataclasses.replace(choose(measured.costs, cores, measured.decode, force_lanes=True), reason="as asked")
                     if measured else spread(names, cores))
     else:
         few = len(plan.clips) < PROBE_MIN_CLIPS  # then only costs measured before are used
         try:
-            measured = measure(lanes, art, next(iter(plan.clips))[1], plan.pre, cores, cfg.backend_timeout, cached_only=few)
+            measured = measure(lanes, art, next(iter(plan.clips))[1], plan.recipe or plan.pre, cores, cfg.backend_timeout, cached_only=few)
         except Exception as exc:  # a backend that cannot be measured: today's schedule, and the run goes on
             schedule = dataclasses.replace(turns, reason=one_line(exc))
         if measured is None:
