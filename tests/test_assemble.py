@@ -1,6 +1,7 @@
 """One assembler: two shards merged make the very results.json one unsharded run makes.
 
-Every key is compared but the timings, where each report was written, and ``run.shard`` / ``merged_from``.
+Every key is compared but the timings (the schedule's measured costs among them), where each report was written, and
+``run.shard`` / ``merged_from``.
 That includes what follows the verdict (``diagnosis`` from ``--localize``, ``advice`` from ``--advise``, the
 ``int8`` record with its calibration overlap), which a merge once copied from its first shard.
 """
@@ -21,7 +22,7 @@ def _comparable(folder: Path) -> dict:
         data.pop(key)
     data["config"].pop("report")
     run = data["run"]
-    for key in ("seconds", "shard", "merged_from"):
+    for key in ("seconds", "shard", "merged_from", "schedule"):  # schedule: measured costs, and this process's clip count
         run.pop(key, None)
     run["decode"] = {k: v for k, v in run["decode"].items() if "seconds" not in k and "time" not in k}
     for backend in data["backends"]:
