@@ -206,13 +206,15 @@ def main() -> None:
     sched = at_4n["schedule"] or {}
     print(f"\nschedule of the {4 * n}-clip run: {sched.get('kind')} "
           f"{[(g['lanes'], g['threads']) for g in sched.get('groups', [])]}, {sched.get('workers')} decode workers; "
-          f"predicted {sched.get('predicted')} s/clip, turns {sched.get('turns')} ({sched.get('measured', 'not measured')})")
+          f"predicted {sched.get('predicted')} s/clip, turns {sched.get('turns')} ({sched.get('measured', 'not measured')}); "
+          f"trial on the first clips: {sched.get('trial')}")
     print(f"\n{'':<28}{'s/clip':>10}{'start-up s':>12}")
     print(f"{'parity run (harness)':<28}{per_clip:>10.3f}{startup:>12.1f}")
     print(f"{'limit':<28}{bound:>10.3f}{'':>12}   (sum of single-thread latencies alone + decode {base['decode']:.3f} "
           f"core-s, over {cores} cores)")
     print(f"ratio harness / limit: {per_clip / bound:.2f}")
     threads = {name: g["threads"] for g in sched.get("groups", []) for name in g["lanes"]} if kind == "lanes" else {}
+    # (a trial's clips run under both schedules: the p50 is mostly, not only, the kept one's)
     for name in backends:
         t = threads.get(name, cores)
         solo = base[name]["one"] if t == 1 else base[name]["every"]

@@ -137,3 +137,54 @@ def test_ort_sessions_do_not_spin(demo_artifacts):
     assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     again = session(demo_artifacts.onnx, threads=2, config={"session.intra_op.allow_spinning": "1"})
     assert again.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
+class _FakeRunner:
+    def __init__(self, name):
+        self.name, self.active = name, False
+
+    def activate(self):
+        self.active = True
+
+    def deactivate(self):
+        self.active = False
+
+
+@pytest.mark.parametrize("lanes_s, turns_s, kept", [(0.5, 0.8, "lanes"), (0.9, 0.6, "turns")])
+def test_lanes_are_tried_against_turns_on_the_first_clips_and_the_faster_kept(monkeypatch, lanes_s, turns_s, kept):
+    """Costs measured alone miss what only the run shows: the run's own clips decide, timed per schedule."""
+    from types import SimpleNamespace
+
+    from parity.engines import trial as trial_module
+    from parity.results import BackendRecord
+
+    lanes_schedule = choose(EPYC, cores=2, decode=EPYC_DECODE)
+    made = []
+
+    class Engine:
+        schedule = lanes_schedule
+
+        def _runner(self, lane, art):
+            made.append(_FakeRunner(f"{lane.name}-turns"))
+            return made[-1]
+
+    lanes = [SimpleNamespace(name="paddle"), SimpleNamespace(name="onnxruntime")]
+    lane_runners = {"paddle": _FakeRunner("paddle-lane"), "onnxruntime": _FakeRunner("onnxruntime-lane")}
+    runners = dict(lane_runners)
+    for r in runners.values():
+        r.activate()
+    records = {n: BackendRecord(n, "fp32", "", "ok") for n in runners}
+    engine, record, clock = Engine(), {"kind": "lanes"}, [0.0]
+    monkeypatch.setattr(trial_module.time, "perf_counter", lambda: clock[0])
+    t = trial_module.Trial(engine, lanes, None, runners, records, record)
+    n = trial_module.TRIAL_CLIPS
+    for _ in range(n + 2):  # the first tick starts the clock, the next is the warm-up clip, then n timed clips
+        clock[0] += lanes_s
+        t.tick()
+    assert engine.schedule.kind == "turns" and {r.name for r in runners.values()} == {"paddle-turns", "onnxruntime-turns"}
+    for _ in range(n + 1):
+        clock[0] += turns_s
+        t.tick()
+    assert t.done and record["trial"]["kept"] == kept and record["kind"] == kept and engine.schedule.kind == kept
+    assert {r.name.rsplit("-", 1)[1] for r in runners.values()} == {"lane" if kept == "lanes" else "turns"}
+    assert all(r.active for r in runners.values()) and not any(r.active for r in (made if kept == "lanes" else lane_runners.values()))

@@ -18,7 +18,8 @@ from ..helper_inputs import arrays_of
 from ..inputs import ClipInput
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT, decode_stream
-from .costs import plan_schedule
+from .costs import PROBE_MIN_CLIPS, plan_schedule
+from .trial import Trial
 
 
 def logit_rows(outputs: dict, count: int, views: int = 1) -> np.ndarray:
@@ -137,11 +138,16 @@ class LocalEngine:
         # A timeout can only be enforced on a backend in its own process: it makes every backend isolated.
         self.isolate, self.timeout = isolate or timeout is not None, timeout
         self.schedule = None  # parity.schedule.Schedule, from plan_schedule; None: backends take turns
+        self.record, self.trial = None, False
 
     def plan_schedule(self, plan) -> None:
         """Choose how the backends share the cores (``parity.schedule``), from measured costs; said in one line."""
         self.schedule = plan_schedule(plan, cpu_count())
-        print(self.schedule.line(), file=sys.stderr)
+        self.record = plan.schedule
+        # lanes chosen from costs measured alone are tried against turns on the run's first clips (engines/trial.py)
+        self.trial = (self.lanes and getattr(plan.cfg, "schedule", "auto") == "auto" and "measured" in plan.schedule
+                      and len(plan.clips) >= PROBE_MIN_CLIPS)
+        print(self.schedule.line() + ("; tried against turns on the first clips" if self.trial else ""), file=sys.stderr)
 
     def decode(self, clips, cfg, workers: int, cache=None, stats=None, variants=(), decode_timeout: float | None = DECODE_TIMEOUT,
                recipe=None) -> Iterator[ClipInput]:
@@ -162,7 +168,7 @@ class LocalEngine:
     def infer(self, lanes, art, items: Iterable[ClipInput], on_clip: Callable) -> list[BackendRecord]:
         records, runnable = new_records(lanes, art)
         flow = LaneFlow(lanes, records, on_clip)
-        runners = {}
+        runners, trial = {}, None
         try:
             for lane in runnable:
                 try:
@@ -174,12 +180,17 @@ class LocalEngine:
                 runners[lane.name] = runner
                 records[lane.name].pid = getattr(runner, "pid", None) or os.getpid()
                 flow.start(lane.name)
+            trial = Trial(self, runnable, art, runners, records, self.record) if self.trial else None
             for item in items:
                 self._infer_all(flow, runners, flow.add(item), art)
                 flow.deliver()
+                if trial is not None:
+                    trial.tick()
             self._infer_all(flow, runners, flow.remainders(), art)
             flow.deliver()
         finally:
+            if trial is not None:
+                trial.close()
             for name, runner in runners.items():
                 records[name].keep_evidence(runner)
                 extra = runner.extra() if hasattr(runner, "extra") else []
