@@ -19,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .artifacts.model_files import ModelFiles, model_classes
 from .errors import HarnessError
+from .optional import lazy
 from .recipes import RECIPES, Recipe, make
+
+yaml = lazy("yaml")  # only a run with --pv-config reads YAML (a Paddle 2.6 export environment has none)
 
 PPTSM = "ppTSM_Inference_helper"
 # The flags that override a config's INFERENCE parameter of the same name.
