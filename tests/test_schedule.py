@@ -186,5 +186,6 @@ def test_lanes_are_tried_against_turns_on_the_first_clips_and_the_faster_kept(mo
         clock[0] += turns_s
         t.tick()
     assert t.done and record["trial"]["kept"] == kept and record["kind"] == kept and engine.schedule.kind == kept
+    assert kept == "lanes" or record["groups"] == [{"lanes": ("paddle", "onnxruntime"), "cores": (0, 1), "threads": 2}]
     assert {r.name.rsplit("-", 1)[1] for r in runners.values()} == {"lane" if kept == "lanes" else "turns"}
     assert all(r.active for r in runners.values()) and not any(r.active for r in (made if kept == "lanes" else lane_runners.values()))

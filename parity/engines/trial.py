@@ -73,8 +73,8 @@ class Trial:
         if keep == "lanes":
             self.runners.update(self.parked)
             self.engine.schedule = self.lanes_schedule
-        else:
-            self.record["kind"] = "turns"
+        else:  # the record says what ran for the rest of the run
+            self.record.update(kind="turns", groups=[dataclasses.asdict(g) for g in self.engine.schedule.groups], unpinned=[])
         for runner in drop.values():
             try:
                 runner.deactivate()
