@@ -160,7 +160,10 @@ class LocalEngine:
         if self.lanes and (group is not None or lane.name in self.schedule.unpinned):
             # a lane of its own: its own process, cores and thread count (a GPU lane: its process, unpinned)
             lane_art = dataclasses.replace(art, threads=group.threads) if group is not None else art
-            return IsolatedRunner(lane.backend.name, lane_art, name=lane.name, timeout=self.timeout, cpus=group.cores if group else ())
+            # PARITY_PIN_LANES=0: lanes not pinned (a machine shared with other programs: a pinned lane cannot move off a
+            # core another program holds)
+            pin = group is not None and os.environ.get("PARITY_PIN_LANES", "1") != "0"
+            return IsolatedRunner(lane.backend.name, lane_art, name=lane.name, timeout=self.timeout, cpus=group.cores if pin else ())
         if (self.isolate or lane.backend.isolated) and lane.backend.needs != "external":  # a user's program is its own process already
             return IsolatedRunner(lane.backend.name, art, name=lane.name, timeout=self.timeout)
         return lane.backend.make_runner(art)
