@@ -8,7 +8,7 @@ pytest_plugins = ["fixtures.artifacts", "fixtures.paddlevideo", "fixtures.signat
 
 
 # Fixtures that train, export or convert a model, or install Paddle 2.6 (cached, but minutes on a cold cache).
-BUILDING_FIXTURES = {"demo_artifacts", "paddle26_python", "small_pptsm_r50", "softmax_model", "signature_models"}
+BUILDING_FIXTURES = {"demo_artifacts", "paddle26_python", "small_pptsm_r50", "softmax_model", "signature_models", "ppvideo_source"}
 
 
 def pytest_collection_modifyitems(items):
