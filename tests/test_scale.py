@@ -168,11 +168,14 @@ def test_peak_memory_does_not_grow_with_the_number_of_clips(demo_artifacts, pari
                # one schedule for every size: from 50 clips `auto` measures each backend in processes of its own (and
                # may pick lanes, a process per backend), which is the schedule's memory, not the clips'
                "schedule": "turns"}
-        proc = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, json.dumps(cfg), str(parity_cache.root)], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        mib, count = map(int, proc.stdout.split()[-2:])
-        assert count == n
-        peaks[n] = mib
+        # the lower of two runs: a passing spike of this machine (another process of the tree for a moment) is not in
+        # both, while what grows with the clips is in every run
+        for _ in range(2):
+            proc = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, json.dumps(cfg), str(parity_cache.root)], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            mib, count = map(int, proc.stdout.split()[-2:])
+            assert count == n
+            peaks[n] = min(peaks.get(n, mib), mib)
     assert peaks[128] - peaks[32] < 50, peaks  # peaks[8] is the warm-up
 
 
