@@ -10,7 +10,7 @@ import sys
 import time
 
 from ..errors import one_line
-from ..schedule import Group
+from ..schedule import MARGIN, Group
 
 TRIAL_CLIPS = 6  # timed clips per schedule, after one clip of warm-up each
 
@@ -68,7 +68,7 @@ class Trial:
 
     def _decide(self) -> None:
         lanes_s, turns_s = statistics.median(self.times["lanes"]), statistics.median(self.times["turns"])
-        keep = "lanes" if lanes_s < turns_s else "turns"
+        keep = "lanes" if lanes_s < turns_s * (1.0 - MARGIN) else "turns"  # as the chooser: a tie keeps the simpler one
         drop = self.parked if keep == "turns" else {name: self.runners[name] for name in self.parked}
         if keep == "lanes":
             self.runners.update(self.parked)
