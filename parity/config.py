@@ -82,11 +82,12 @@ class RunConfig:
     report: str = _opt("reports/latest", group="output", help="report folder (default reports/latest)")
     # decode processes; None: one per core, 0: decode in the main process
     workers: int | None = _opt(group="scale", help="decode processes (default: one per core; 0 decodes in the main process)")
-    # how backends share the cores: chosen from measured costs (auto), or forced (parity.schedule)
-    schedule: str = _opt("auto", group="scale", choices="parity.schedule:SCHEDULES",
-                         help="how backends share the cores: auto (default: chosen from each backend's measured cost at 1 thread and "
-                              "at every core, on runs of 50+ clips), turns (each backend in turn with every core) or lanes (each in its "
-                              "own process on its own cores, all at once)")
+    # how backends share the cores (parity.schedule). turns by default: on the shared 2-core machine it was measured on,
+    # lanes lost every pair and auto picked them anyway (README, Performance); auto is there to measure on a quiet machine
+    schedule: str = _opt("turns", group="scale", choices="parity.schedule:SCHEDULES",
+                         help="how backends share the cores: turns (default: each backend in turn with every core), lanes (each in "
+                              "its own process on its own cores, all at once) or auto (chosen from each backend's measured cost at "
+                              "1 thread and at every core, then tried on the first clips, on runs of 50+ clips)")
     # clips per inference call (the model's batch dimension must be dynamic)
     batch_size: int = _opt(1, group="scale", help="clips per inference call (default 1; needs the model's batch dimension to be dynamic)")
     # also run every backend at this batch, compared with itself at batch_size
