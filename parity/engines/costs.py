@@ -157,7 +157,7 @@ def plan_schedule(plan, cores: int) -> Schedule:
 def _turns_only(plan, lanes, mode: str, budget) -> str:
     """Why this run keeps turn-taking whatever the costs ("" when a schedule may be chosen)."""
     if mode == "turns":
-        return "as asked (--schedule turns)"
+        return "--schedule turns (the default)"
     if budget.threads_given:
         return "--threads given"
     if plan.recipe is not None:
