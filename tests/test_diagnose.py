@@ -100,8 +100,9 @@ def test_paddle2onnx_loses_leaky_relu_alphas_and_convert_repairs_them(small_ppts
     lost = [f for f in raw.lint if f["rule"] == LEAKY_RELU_RULE]
     x = _input(4, 64)
     ref = _paddle_logits(paddle_model, x)
-    if lost:  # paddle2onnx still has the defect: the raw model is wrong, the repaired one is right
-        assert np.abs(_ort_logits(onnx.load(str(tmp_path / "raw.onnx")), x) - ref).max() > 1.0
+    if lost:  # paddle2onnx still has the defect: the raw model is wrong (far off, or NaN: the alphas are whatever the
+        # memory held), the repaired one is right
+        assert not np.abs(_ort_logits(onnx.load(str(tmp_path / "raw.onnx")), x) - ref).max() <= 1.0
     record, repaired = small_pptsm_r50_onnx
     assert record.lint == [] and len([r for r in record.repairs if "LeakyRelu" in r]) == len(lost)
     np.testing.assert_allclose(_ort_logits(onnx.load(str(repaired)), x), ref, rtol=1e-3, atol=1e-4)
