@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .clips import Clip
 from .errors import one_line
-from .inputs import ClipInput, TensorCache, clip_sha256, decode_clip, tensor_sha256
-from .preprocess import ClipError, PreprocessConfig, decoder_name
+from .inputs import ClipInput, TensorCache, decode_clip, guarded_decode, tensor_sha256
+from .preprocess import PreprocessConfig, decoder_name
 
 Tensor = np.ndarray | tuple  # one array, or one per model input in the model's order
 
@@ -48,14 +47,7 @@ def decode(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: TensorCache
 
 def decode_helper_clip(clip: Clip, recipe, index: int = 0, cache: TensorCache | None = None) -> ClipInput:
     """One clip through ``recipe``; a bad clip gets its one-line error (worded as ``decode_clip`` words it), nothing is raised."""
-    item = ClipInput(clip, index)
-    start = time.perf_counter()
-    try:
-        if clip.error:
-            raise ClipError(clip.error)
-        if not clip.path.exists():
-            raise ClipError(f"{clip.path}: file not found")
-        item.sha256 = clip_sha256(clip.path)
+    def work(item: ClipInput) -> None:
         decoder = f"{recipe.decoder}:{decoder_name(clip.path)}"
         tensor = cache_get(cache, item.sha256, recipe, decoder) if cache is not None else None
         if tensor is None:
@@ -67,16 +59,8 @@ def decode_helper_clip(clip: Clip, recipe, index: int = 0, cache: TensorCache | 
                 except OSError:  # a full disk costs the cache entry, not the clip
                     pass
         item.tensor = tensor
-    except ClipError as exc:
-        item.error = str(exc)
-    except OSError as exc:  # name too long, permission denied, I/O error, ...
-        item.error = f"{clip.path}: cannot read: {exc.strerror or exc}"
-    except Exception as exc:  # a decoder's own exception types: still this clip's error, never the run's
-        item.error = f"{clip.path}: cannot decode: {one_line(exc)}"
-    if cache is not None:
-        item.cache_notes = [f"{problem}; {clip.path} was decoded again" for problem in cache.take_problems()]
-    item.seconds = time.perf_counter() - start
-    return item
+
+    return guarded_decode(clip, index, cache, work)
 
 
 def cache_get(cache: TensorCache, sha256: str, recipe, decoder: str) -> Tensor | None:

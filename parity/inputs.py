@@ -153,18 +153,10 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
     A bad clip gets its one-line error; nothing is raised. A ``.npy`` file is a saved input tensor
     (``parity run --inputs``): it is loaded, checked against the preprocessing, and not decoded.
     """
-    item = ClipInput(clip, index)
-    start = time.perf_counter()
-    try:
-        if clip.error:
-            raise ClipError(clip.error)
-        if not clip.path.exists():
-            raise ClipError(f"{clip.path}: file not found")
-        item.sha256 = clip_sha256(clip.path)
+    def work(item: ClipInput) -> None:
         if clip.path.suffix == ".npy":
             item.tensor = _saved_tensor(clip.path, cfg)
-            item.seconds = time.perf_counter() - start
-            return item
+            return
         decoder = decoder_name(clip.path)
         configs = {None: cfg, **{v: replace(cfg, variant=v) for v in variants}}
         tensors = {v: cache.get(item.sha256, c, decoder) if cache is not None else None for v, c in configs.items()}
@@ -181,6 +173,22 @@ def decode_clip(clip: Clip, cfg: PreprocessConfig, index: int = 0, cache: Tensor
                             pass
         item.tensor = tensors.pop(None)
         item.alt_tensors = tensors
+
+    return guarded_decode(clip, index, cache, work)
+
+
+def guarded_decode(clip: Clip, index: int, cache: TensorCache | None, work) -> ClipInput:
+    """One clip's decode, ``work(item)`` after the clip is found and hashed, with every failure its one-line error
+    (nothing is raised), the cache entries that did not prove out named, and the seconds it took."""
+    item = ClipInput(clip, index)
+    start = time.perf_counter()
+    try:
+        if clip.error:
+            raise ClipError(clip.error)
+        if not clip.path.exists():
+            raise ClipError(f"{clip.path}: file not found")
+        item.sha256 = clip_sha256(clip.path)
+        work(item)
     except ClipError as exc:
         item.error = str(exc)
     except OSError as exc:  # name too long, permission denied, I/O error, ...
