@@ -31,7 +31,7 @@ from paddle import inference
 import onnxruntime as ort
 from parity.artifacts import ArtifactCache, PaddleModel
 from parity.backends.paddle_inference import fast_cpu_mode, make_config
-from parity.env import cpu_count
+from parity.machine import cpu_count
 threads = cpu_count()
 model = PaddleModel.locate(model_file)
 predictor = inference.create_predictor(make_config(model, threads, fast_cpu_mode(model, ArtifactCache(sys.argv[5]))))

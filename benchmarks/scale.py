@@ -10,8 +10,8 @@ do not depend on the weights), converts it with paddle2onnx, writes real H.264 v
   hand-written loop doing the same work: the same preprocessing, the same Paddle mode, the same
   ONNX Runtime sessions, called directly one clip after another. The harness's per-clip cost is
   its marginal cost between N and 4N clips; its start-up (model loads, the report) is shown apart.
-  The 4N run chooses its schedule itself (``--schedule auto``, which measures at 50 clips or more); the N run
-  is told the same kind, so the difference is one schedule's;
+  The 4N run chooses its schedule itself (``--schedule auto``, from the costs a 50-clip warm-up run measured and
+  cached, and a trial on its first clips); the N run is told the same kind, so the difference is one schedule's;
 - the limit beside it: every clip's single-thread work over the cores, (sum of each backend's latency alone at
   1 thread + the decode's core-seconds per clip) / cores, measured in this run (each backend alone in its own
   process, pinned to one core; the decode's CPU time over the three videos), and the ratio of the harness to it;
@@ -115,7 +115,7 @@ def hand_loop(model, onnx, listing: Path, cache) -> dict:
     from parity.artifacts import cached_fp16
     from parity.backends.paddle_inference import fast_cpu_mode, make_config
     from parity.clips import load_clips
-    from parity.env import cpu_count
+    from parity.machine import cpu_count
     from parity.preprocess import PreprocessConfig, load_clip_tensor
 
     threads = cpu_count()
@@ -186,16 +186,21 @@ def main() -> None:
     parser.add_argument("--no-loop", action="store_true", help="skip the hand-written loop and the decode throughput")
     args = parser.parse_args()
     backends = args.backends.split(",")
-    from parity.env import cpu_count, cpu_name
+    from parity.machine import cpu_count, cpu_features, cpu_name
 
     out = Path(args.out)
     n = args.clips
     cache, model, onnx = build(out)
     small, large = write_videos(out, n), write_videos(out, 4 * n)
     cores = cpu_count()
-    print(f"machine: {cpu_name()}, {cores} cores, load average {os.getloadavg()[0]:.1f}; PP-TSMv2 16x224 LTA, 101 classes; "
+    print(f"machine: {cpu_name()} ({' '.join(cpu_features())}), {cores} cores, load average {os.getloadavg()[0]:.1f}; PP-TSMv2 16x224 LTA, 101 classes; "
           f"backends {', '.join(backends)}")
-    harness(model, onnx, write_videos(out, 3), cache, out / "warm", backends)  # builds the FP16 model and the Paddle mode probe
+    # the warm-up builds the FP16 model and the Paddle mode probe; under auto it also measures the schedule's costs
+    # (cached per machine, models and backends: a one-time cost, not a clip's), which auto does from 50 clips
+    from parity.engines.costs import PROBE_MIN_CLIPS
+
+    warm = max(3, PROBE_MIN_CLIPS) if args.schedule == "auto" else 3
+    harness(model, onnx, write_videos(out, warm), cache, out / "warm", backends, "auto" if args.schedule == "auto" else "turns")
     at_4n = harness(model, onnx, large, cache, out / "report-4n", backends, args.schedule)  # auto: chooses (and measures)
     kind = (at_4n["schedule"] or {}).get("kind", "turns")
     at_n = harness(model, onnx, small, cache, out / "report-n", backends, kind)

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
-from pathlib import Path
 
 from .backends import BACKENDS
 from .backends.gpu import gpu_names
+from .machine import cpu_count, cpu_features, cpu_name
 from .optional import lazy, missing
 
 paddle = lazy("paddle")
@@ -19,16 +18,9 @@ DISTRIBUTIONS = (
 )
 
 
-def cpu_count() -> int:
-    """Cores this process may use (its affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def environment() -> dict:
-    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": cpu_count()}
+    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
+           "cpu_features": " ".join(cpu_features()) or "unknown", "cpu_count": cpu_count()}
     gpus = gpu_names()
     env["gpu"] = ", ".join(gpus) if gpus else "none"
     tf32_off = ", ".join(n for n, b in BACKENDS.items() if b.tf32_off)
@@ -41,13 +33,3 @@ def environment() -> dict:
     if not missing("paddle"):
         env["paddle_cuda"] = paddle.version.cuda() if paddle.is_compiled_with_cuda() else "CPU build"
     return env
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -144,10 +144,20 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
     return assemble(
         cfg, reference=first["reference"], records=records, judgement=judgement, followups=follow, clip_records=clips,
         paths=paths, logits=logits, frames=frames, artifacts=first["artifacts"], tolerances=first["tolerances"],
-        preprocess=first["preprocess"], environment=first["environment"],
+        preprocess=first["preprocess"], environment=_environment(shards),
         label_names={int(k): v for k, v in (first.get("label_names") or {}).items()}, run=run, config=first["config"],
         lint=first.get("lint"), training=first.get("training"), view_logits=view_logits,
     )
+
+
+def _environment(shards: list[dict]) -> dict:
+    """The first shard's environment; shards that ran on machines or versions of their own (a gate that travels) are
+    each kept whole under ``per_shard``, in shard order, so the record never claims one machine for all."""
+    envs = [s.get("environment") or {} for s in shards]
+    env = dict(envs[0])
+    if any(e != envs[0] for e in envs[1:]):
+        env["per_shard"] = envs
+    return env
 
 
 def _joined_views(shards: list[dict], records, paths: list[str]) -> dict[str, np.ndarray]:

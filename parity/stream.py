@@ -10,9 +10,9 @@ early (Ctrl-C, an error downstream) the workers are killed, not waited for: a de
 read never holds a run open.
 
 The thread budget: backends run one after another on each batch, so each gets every core
-(``backend_threads``). Decode workers are single-threaded and run at a lower priority (nice
-+10): they take the cycles inference leaves idle (its serial parts, Python between calls)
-instead of competing with it.
+(``backend_threads``). Decode workers are single-threaded and run at the lowest priority (nice
+19): they take the cycles inference leaves idle (its serial parts, Python between calls, the
+time a backend waits for the next clip) instead of competing with it.
 """
 from __future__ import annotations
 
@@ -27,16 +27,21 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait
 
 from .clips import Clip
-from .env import cpu_count
 from .helper_inputs import decode
 from .inputs import ClipInput, TensorCache
+from .machine import cpu_count
 from .optional import lazy, missing
 from .preprocess import PreprocessConfig
 from .schedule import passive_wait
 
 cv2 = lazy("cv2")
 
-DECODE_NICE = 10
+# Nice 19, not 10: at 10 the decoders still took enough of the cores to slow Paddle to 1.31x its latency alone inside
+# the run and ONNX Runtime to 1.19x; at 19, 1.07x and 0.91x, at the same seconds per clip (benchmarks/scale.py,
+# paddle,onnxruntime on the 2-core EPYC). Nothing is lost to it: when the backends wait for a clip, the cores are the
+# decoders' whatever their priority. (SCHED_IDLE was measured too: no faster here, and on a machine shared with other
+# programs it would leave decoding almost nothing.)
+DECODE_NICE = 19
 # Seconds one clip's decode may take before it is that clip's error and its worker is killed. Measured
 # here (2 cores shared with other work, decode niced): the demo's clips take well under a second, a
 # 100-frame 4K H.264 clip with one keyframe about 20 s (decord decodes every frame up to the last one

@@ -149,6 +149,12 @@ MUTATIONS = [
     M("trial-always-keeps-lanes", "tests/test_schedule.py::test_lanes_are_tried_against_turns_on_the_first_clips_and_the_faster_kept",
       "the trial keeps lanes even when turns ran faster",
       (("parity/engines/trial.py", '        keep = "lanes" if lanes_s < turns_s * (1.0 - MARGIN) else "turns"', '        keep = "lanes"  #'),)),
+    M("decode-niced-10", "tests/test_schedule.py::test_decode_workers_yield_every_core_to_the_backends",
+      "decode workers at nice 10, where they slowed the backends inside the run",
+      (("parity/stream.py", "DECODE_NICE = 19\n", "DECODE_NICE = 10\n"),)),
+    M("trial-times-queued-clips", "tests/test_schedule.py::test_lanes_are_tried_against_turns_on_the_first_clips_and_the_faster_kept",
+      "the trial times the lanes on the clips decoded ahead while runners started",
+      (("parity/engines/trial.py", "            if self.seen > self.skip:", "            if self.seen > 1:"),)),
 ]
 BY_NAME = {m.name: m for m in MUTATIONS}
 

@@ -54,3 +54,14 @@ def test_two_shards_merged_equal_one_run_with_every_followup(demo_artifacts, tmp
     one, other = _comparable(tmp_path / "whole"), _comparable(tmp_path / "merged")
     assert one["diagnosis"] and one["advice"] and one["int8"] and one["hops"]  # the run really had every follow-up
     assert _differences(one, other) == []
+
+
+def test_shards_from_other_machines_keep_each_environment():
+    """A gate that travels: shards run on two machines are merged; the record does not claim the first for both."""
+    from parity.merge import _environment
+
+    same = {"cpu": "AMD EPYC", "cpu_features": "avx avx2", "onnxruntime": "1.23.2"}
+    other = {**same, "cpu_features": "avx avx2 avx512f avx512_bf16"}
+    assert _environment([{"environment": same}, {"environment": dict(same)}]) == same
+    merged = _environment([{"environment": same}, {"environment": other}])
+    assert merged["cpu_features"] == "avx avx2" and merged["per_shard"] == [same, other]

@@ -81,6 +81,5 @@ def test_views_folded_into_n_give_one_row_per_view(signature_models):
     assert not np.allclose(rows[0], rows[1])  # each view is its own row
 
 
-@pytest.mark.xfail(strict=True, reason="fast_cpu_mode's probe feeds only the model's first input: a two-input model falls back to 'native'")
 def test_paddle_cpu_mode_probe_runs_a_two_input_model(signature_models, parity_cache):
     assert fast_cpu_mode(signature_models["slowfast"].paddle, parity_cache) != "native"

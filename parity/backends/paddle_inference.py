@@ -15,6 +15,7 @@ from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
 from ..artifacts import PaddleModel, sha256_file
+from ..machine import cpu_features
 from ..native import captured_output
 from ..optional import lazy
 from .engine_cache import PADDLE_TRT_ENGINES, engine_evidence, engine_files
@@ -56,11 +57,12 @@ from paddle import inference
 from parity.artifacts import PaddleModel
 from parity.backends.paddle_inference import make_config
 model = PaddleModel.locate(sys.argv[1])
-name, dims = model.inputs()[0]
 predictor = inference.create_predictor(make_config(model, 1, sys.argv[2]))
-handle = predictor.get_input_handle(predictor.get_input_names()[0])
-handle.reshape([1] + [d if d > 0 else 224 for d in dims[1:]])
-handle.copy_from_cpu(np.zeros([1] + [d if d > 0 else 224 for d in dims[1:]], dtype=np.float32))
+for name, dims in model.inputs():  # every input (SlowFast has two): a model missing one fails to run in any mode
+    shape = [1] + [d if d > 0 else 224 for d in dims[1:]]
+    handle = predictor.get_input_handle(name)
+    handle.reshape(shape)
+    handle.copy_from_cpu(np.zeros(shape, dtype=np.float32))
 predictor.run()
 """
 
@@ -68,8 +70,8 @@ predictor.run()
 def fast_cpu_mode(model: PaddleModel, cache) -> str:
     """The fastest CPU mode that runs ``model`` without crashing: "onednn", else "onednn-nofuse", else "native".
 
-    Each candidate is tried once in a child process (a segfault there costs nothing) on a zero
-    input; the answer is cached by the model's content hash and the Paddle version.
+    Each candidate is tried once in a child process (a segfault there costs nothing) on zero inputs; the answer is cached by the model's content hash, the Paddle version and the CPU's instruction sets (oneDNN
+    picks its kernels, and its fusions' crashes, by them).
     """
     def probe(folder: Path) -> None:
         root = str(Path(__file__).resolve().parents[2])
@@ -84,7 +86,7 @@ def fast_cpu_mode(model: PaddleModel, cache) -> str:
         (folder / "mode.json").write_text(json.dumps({"mode": chosen, "tried": tried}))
 
     key = {"model": sha256_file(model.model_file), "params": sha256_file(model.params_file),
-           "paddle": importlib.metadata.version("paddlepaddle"), "modes": CPU_MODES}
+           "paddle": importlib.metadata.version("paddlepaddle"), "modes": CPU_MODES, "cpu": cpu_features()}
     folder = cache.get_or_build("paddle-cpu-mode", key, probe, code=("parity.backends.paddle_inference",))
     return json.loads((folder / "mode.json").read_text())["mode"]
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from ..artifacts import sha256_file, sha256_json
 from ..backends.isolated import IsolatedRunner
-from ..env import cpu_name
 from ..errors import one_line
 from ..helper_inputs import arrays_of, recipe_tensor
+from ..machine import cpu_features, cpu_name
 from ..preprocess import load_clip_tensor
 from ..schedule import Cost, Group, Measured, Schedule, choose, spread
 
@@ -30,14 +30,15 @@ def _is_recipe(pre) -> bool:
 
 
 def cost_key(lanes, art, cores: int, pre) -> str:
-    """The machine, the lanes' backends and batches, the models' contents and the input: what the costs depend on."""
+    """The machine (its CPU's name and instruction sets), the lanes' backends and batches, the models' contents and the
+    input: what the costs depend on."""
     models = {}
     if art.paddle_model is not None:
         models["paddle"] = [sha256_file(p) for p in (art.paddle_model.model_file, art.paddle_model.params_file)]
     if art.onnx is not None:
         models["onnx"] = sha256_file(art.onnx)
     lanes = sorted({(lane.backend.name, lane.batch) for lane in lanes})
-    return sha256_json({"cpu": cpu_name(), "cores": cores, "lanes": lanes, "models": models,
+    return sha256_json({"cpu": cpu_name(), "cpu_features": cpu_features(), "cores": cores, "lanes": lanes, "models": models,
                         "pre": pre.to_dict() if hasattr(pre, "to_dict") else str(pre), "version": 1})
 
 

@@ -12,10 +12,10 @@ import numpy as np
 
 from ..backends.isolated import IsolatedRunner
 from ..backends.registry import Status
-from ..env import cpu_count
 from ..errors import one_line
 from ..helper_inputs import arrays_of
 from ..inputs import ClipInput
+from ..machine import cpu_count
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT, decode_stream
 from .costs import PROBE_MIN_CLIPS, plan_schedule
