@@ -1,7 +1,7 @@
 """What a run produced: clip and backend records, comparisons, verdict. Serialized to results.json."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,17 @@ def verify_report_files(folder, data: dict) -> None:
             raise HarnessError(f"{path}: not the file its results.json pinned (sha256 {str(expected)[:16]}); the report was changed after it was written")
 
 
+def _plain(value):
+    """A field's value for JSON: records by their own ``to_dict`` (else every field), lists item by item."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "to_dict") and not isinstance(value, type):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
 @dataclass
 class ClipRecord:
     path: str
@@ -47,7 +58,7 @@ class BackendRecord:
     latency_ms: list[float] = field(default_factory=list)
     batch: int = 1
     kind: LaneKind = LaneKind.MAIN  # what its lane is for: judged (main), a batch check, a preprocessing variant, golden outputs
-    pid: int | None = None  # the process the runner ran in (another one when isolated)
+    pid: int | None = field(default=None, repr=False)  # the process the runner ran in (another one when isolated): not a result
     clip_errors: dict[str, str] = field(default_factory=dict)  # clips this backend failed on (a user's program), with why
     notes: list[str] = field(default_factory=list)  # what the user should know about this backend's run
     # The distinct input shapes this lane's runner was given, in first-seen order (what was really fed,
@@ -72,6 +83,10 @@ class BackendRecord:
         shape = [int(d) for d in shape]
         if shape not in self.batch_shapes:
             self.batch_shapes.append(shape)
+
+    def to_dict(self) -> dict:
+        """Its fields but the pid (tests check isolation with it; it is not a result), and its latency summary."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.repr} | self.latency_summary()
 
     def latency_summary(self) -> dict:
         if not self.latency_ms:
@@ -129,15 +144,6 @@ class RunResult:
     view_logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        data = {"schema_version": SCHEMA_VERSION}
-        for name in ("verdict", "reference", "artifacts", "tolerances", "preprocess", "environment", "notes", "problems", "training",
-                     "label_names", "run", "config", "lint", "diagnosis", "hops", "first_failing_hop", "hop_matrix",
-                     "preprocessing_attribution", "int8", "advice", "per_class", "baseline"):
-            data[name] = getattr(self, name)
-        # The pid says where a runner ran (tests check isolation with it); it is not a result.
-        data["backends"] = [{k: v for k, v in asdict(b).items() if k != "pid"} | b.latency_summary() for b in self.backends]
-        data["comparisons"] = [c.to_dict() for c in self.comparisons]
-        data["view_comparisons"] = [c.to_dict() for c in self.view_comparisons]
-        data["failures"] = [f.to_dict() for f in self.failures]
-        data["clips"] = [asdict(c) for c in self.clips]
-        return data
+        """results.json: every field but the arrays (``repr=False``: logits, frames, view logits and repro tensors go
+        to logits.npz and frames.npz), so a field added here is written without a second list to keep."""
+        return {"schema_version": SCHEMA_VERSION} | {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.repr}
