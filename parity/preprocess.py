@@ -174,27 +174,45 @@ def decoder_name(path: Path) -> str:
 
 
 def decode_frames(path: Path, num_seg: int) -> list[np.ndarray]:
-    """Decode the sampled RGB frames of one video: decord first, PyAV where decord is missing."""
+    """Decode the sampled RGB frames of one video (PP-TSM's segment sampling): decord first, PyAV where decord is missing."""
+    return video_frames(path, lambda count: video_indices(count, num_seg))
+
+
+def video_frames(path: Path, pick, per_frame: bool = False) -> list[np.ndarray]:
+    """The RGB frames of a video at the indices ``pick(frame_count)`` returns, decoded by decord; where decord is missing
+    (it has no wheels for some platforms), by PyAV, every frame decoded and indexed.
+
+    ``per_frame`` reads each distinct index alone (``reader[i]``), as PaddleVideo's Sampler does with ``use_pil=False``;
+    otherwise one ``get_batch`` call (PP-TSM's helper, and the Sampler with ``use_pil=True``). The other helpers'
+    recipes (``parity.recipes``) decode through it too.
+    """
     try:
         import decord  # an import, not a lookup: a decord that is missing or cannot load means PyAV
     except ImportError:
-        return _decode_frames_pyav(path, num_seg)
+        return _video_frames_pyav(path, pick)
     with captured_output() as err:
         try:
             reader = decord.VideoReader(str(path))
             count = len(reader)
-            batch = reader.get_batch(video_indices(count, num_seg)).asnumpy() if count else None
+            if not count:
+                raise ValueError("video has no frames")
+            indices = [int(i) for i in pick(count)]
+            if per_frame:
+                read = {i: reader[i].asnumpy() for i in sorted(set(indices))}
+                frames = [read[i] for i in indices]
+            else:
+                frames = list(reader.get_batch(indices).asnumpy())
         except Exception as exc:  # decord raises bare RuntimeError/DECORDError
             failure = exc
         else:
-            failure = None if count else ValueError("video has no frames")
+            failure = None
     if failure is not None:
         detail = _last_line(err["text"]).split(": ", 1)[-1] or str(failure).splitlines()[0]
         raise ClipError(f"{path}: cannot decode: {detail}")
-    return list(batch)
+    return frames
 
 
-def _decode_frames_pyav(path: Path, num_seg: int) -> list[np.ndarray]:
+def _video_frames_pyav(path: Path, pick) -> list[np.ndarray]:
     try:
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -202,7 +220,7 @@ def _decode_frames_pyav(path: Path, num_seg: int) -> list[np.ndarray]:
         raise ClipError(f"{path}: cannot decode: {exc}") from None
     if not frames:
         raise ClipError(f"{path}: cannot decode: video has no frames")
-    return [frames[i] for i in video_indices(len(frames), num_seg)]
+    return [frames[int(i)] for i in pick(len(frames))]
 
 
 def count_frame_files(folder: Path) -> int:

@@ -107,7 +107,8 @@ class Schedule:
     def line(self) -> str:
         """One terminal line: what runs where, and the predicted time beside the limit."""
         if self.kind == "turns":
-            what = f"backends take turns, {self.groups[0].threads if self.groups else self.cores} threads each"
+            threads = self.groups[0].threads if self.groups else self.cores
+            what = f"backends take turns, {threads} thread{'s' if threads != 1 else ''} each"
         else:
             parts = [f"{'+'.join(g.lanes)} on core{'s' if len(g.cores) > 1 else ''} {_cores(g.cores)} ({g.threads} thread"
                      f"{'s' if g.threads > 1 else ''})" for g in self.groups]

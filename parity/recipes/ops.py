@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..native import captured_output
-from ..preprocess import ClipError, crop_box, scale_size
+from ..preprocess import ClipError, crop_box, scale_size, video_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,58 +22,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ----------------------------------------------------------------------------- decoding
 
 
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
 def decord_frames(path: str | Path, pick, per_frame: bool = False) -> list[np.ndarray]:
-    """decord's frames of ``path`` at the indices ``pick(frame_count)`` returns.
-
-    ``per_frame`` reads each distinct index alone (``reader[i]``), as PaddleVideo's Sampler does with
-    ``use_pil=False``; otherwise one ``get_batch`` call, as with ``use_pil=True``. Where decord is not installed
-    (it has no wheels for some platforms), every frame is decoded with PyAV and indexed, as parity/preprocess.py does.
-    """
+    """The frames of ``path`` at the indices ``pick(frame_count)`` returns (``parity.preprocess.video_frames``: decord,
+    else PyAV), after the one-line error for a missing file."""
     path = Path(path)
     if not path.is_file():
         raise ClipError(f"{path}: file not found")
-    try:
-        import decord
-    except ImportError:
-        return _pyav_frames(path, pick)
-    with captured_output() as err:
-        try:
-            reader = decord.VideoReader(str(path))
-            count = len(reader)
-            if not count:
-                raise ValueError("video has no frames")
-            indices = [int(i) for i in pick(count)]
-            if per_frame:
-                read = {i: reader[i].asnumpy() for i in sorted(set(indices))}
-                frames = [read[i] for i in indices]
-            else:
-                frames = list(reader.get_batch(indices).asnumpy())
-        except Exception as exc:  # decord raises bare RuntimeError/DECORDError
-            failure = exc
-        else:
-            failure = None
-    if failure is not None:
-        detail = _first_line(err["text"]).split(": ", 1)[-1] or str(failure).splitlines()[0]
-        raise ClipError(f"{path}: cannot decode: {detail}")
-    return frames
-
-
-def _pyav_frames(path: Path, pick) -> list[np.ndarray]:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except (av.error.FFmpegError, ValueError, IndexError) as exc:
-        raise ClipError(f"{path}: cannot decode: {exc}") from None
-    if not frames:
-        raise ClipError(f"{path}: cannot decode: video has no frames")
-    return [frames[int(i)] for i in pick(len(frames))]
+    return video_frames(path, pick, per_frame)
 
 
 def start_end_index(video_size: float, clip_size: float, clip_idx: int = 0, num_clips: int = 1) -> tuple[float, float]:
