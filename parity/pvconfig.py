@@ -16,6 +16,7 @@ are relative to the PaddleVideo checkout the tools run in). PyYAML's safe loader
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class PVConfig:
     num_classes: int | None  # None: the config does not say
     label_file: Path | None  # None: the config names none (PaddleVideo's recognition configs never do)
     model_name: str | None = None  # the config's model_name (export_model.py's input spec and predict.py key on it)
+    sha256: str = ""  # of the bytes read: the content everything above came from
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Applied:
                 + (f"; overridden by flags: {said}" if said else ""))
 
     def to_dict(self) -> dict:
-        return {"file": str(self.config.path.resolve()), "helper": self.config.helper, "model_name": self.config.model_name,
+        return {"file": str(self.config.path.resolve()), "sha256": self.config.sha256, "helper": self.config.helper, "model_name": self.config.model_name,
                 "as_written": self.config.params, "params": dict(self.recipe.params), "num_classes": self.config.num_classes,
                 "label_file": str(self.config.label_file) if self.config.label_file else None, "labels": self.labels,
                 "overrides": self.overrides}
@@ -94,10 +96,11 @@ class Applied:
 
 
 def load_pv_config(path: str | Path) -> PVConfig:
-    """Read a PaddleVideo config; every problem is one line naming the file."""
+    """Read a PaddleVideo config; every problem is one line naming the file. Read once: its sha256 is of the bytes parsed."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = yaml.safe_load(raw.decode("utf-8"))
     except FileNotFoundError:
         raise HarnessError(f"{path}: PaddleVideo config not found") from None
     except OSError as exc:
@@ -123,7 +126,7 @@ def load_pv_config(path: str | Path) -> PVConfig:
         raise HarnessError(f"{path}: {str(exc).rstrip(': ')}{'' if RECIPES else ' (none yet)'}") from None
     model_name = data.get("model_name")
     return PVConfig(path, helper, params, recipe, _num_classes(path, data.get("MODEL")), _label_file(data.get("DATASET")),
-                    str(model_name) if model_name is not None else None)
+                    str(model_name) if model_name is not None else None, hashlib.sha256(raw).hexdigest())
 
 
 def _num_classes(path: Path, model) -> int | None:
@@ -150,7 +153,8 @@ def _label_file(dataset) -> Path | None:
 
 
 def apply(cfg) -> Applied | None:
-    """``cfg.pv_config`` with the explicit flags (--num-seg, --short-size, --target-size, --labels) over it; None without one."""
+    """``cfg.pv_config`` with the explicit flags (--num-seg, --short-size, --target-size, --labels) over it; None without one.
+    Reads the file: call it once per run or command and pass the result down, so all of it uses one reading."""
     if not getattr(cfg, "pv_config", None):
         return None
     pv = load_pv_config(cfg.pv_config)
@@ -172,8 +176,7 @@ def apply(cfg) -> Applied | None:
     return Applied(pv, recipe, labels, overrides, tuple(params))
 
 
-def record(cfg) -> dict:
-    """results.json's preprocess entry of a --pv-config run: ``{"pv_config": ...}`` (the file, its helper, the parameters as
-    written and as run, the overrides); empty without one."""
-    pv = apply(cfg)
+def record(pv: Applied | None) -> dict:
+    """results.json's preprocess entry of a --pv-config run: ``{"pv_config": ...}`` (the file and its sha256, its helper, the
+    parameters as written and as run, the overrides); empty without one. ``pv``: the run's own ``apply``, not read again."""
     return {"pv_config": pv.to_dict()} if pv is not None else {}

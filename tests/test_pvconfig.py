@@ -6,6 +6,7 @@ model_name), one per inference helper, modelled on its configs/recognition/ file
 against PaddleVideo and not against the recipes' own tables. An assertion that needs a recipe module is skipped (with
 ``pytest.importorskip``) only while that module does not exist yet.
 """
+import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -404,6 +405,39 @@ def test_run_with_pv_config_on_the_demo_model(demo_artifacts, parity_cache, tmp_
     assert results["config"]["pv_config"] == str(path) and results["artifacts"]["pv_config_sha256"]
 
 
+@pytest.fixture
+def pv_reads(monkeypatch) -> list:
+    """Every reading of a --pv-config file (``parity.pvconfig.load_pv_config``), by path."""
+    import parity.pvconfig
+
+    reads = []
+
+    def counted(name):
+        reads.append(name)
+        return load_pv_config(name)
+
+    monkeypatch.setattr(parity.pvconfig, "load_pv_config", counted)
+    return reads
+
+
+def test_a_run_reads_its_pv_config_once(demo_artifacts, parity_cache, tmp_path, capsys, pv_reads):
+    """One `parity run --pv-config` reads the YAML once: what it decodes with, checks, prints and records is that one
+    reading (a file edited during the run cannot be decoded with one version and recorded as another), and results.json
+    holds that content's sha256."""
+    needs_recipe("ppTSM_Inference_helper")
+    path = demo_config(tmp_path, len(synth.CLASSES))
+    report = tmp_path / "report"
+    code = main(["run", "--paddle-model", str(demo_artifacts.paddle_model.model_file), "--onnx", str(demo_artifacts.onnx),
+                 "--clips", str(demo_artifacts.val_list), "--backends", "paddle,onnxruntime", "--pv-config", str(path),
+                 "--report", str(report), "--cache", str(parity_cache.root)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert len(pv_reads) == 1, pv_reads
+    results = json.loads((report / "results.json").read_text())
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert results["preprocess"]["pv_config"]["sha256"] == results["artifacts"]["pv_config_sha256"] == sha
+
+
 def test_a_class_count_that_is_not_the_models_is_one_line(demo_artifacts, tmp_path, capsys):
     needs_recipe("ppTSM_Inference_helper")
     path = demo_config(tmp_path, 400)
@@ -423,8 +457,9 @@ def test_a_config_num_seg_the_model_does_not_take_names_the_config(demo_artifact
     assert code == 2 and "the model takes pv-config num_seg 8, but --pv-config num_seg 16 was given" in err[-1]
 
 
-def test_preprocess_with_pv_config_writes_the_configs_tensor(demo_artifacts, tmp_path, capsys):
-    """`parity preprocess --pv-config`: T and sizes from the config (the model agreeing), the flags over it, said in one line."""
+def test_preprocess_with_pv_config_writes_the_configs_tensor(demo_artifacts, tmp_path, capsys, pv_reads):
+    """`parity preprocess --pv-config`: T and sizes from the config (the model agreeing), the flags over it, said in one line;
+    the config read once."""
     needs_recipe("ppTSM_Inference_helper")
     path = demo_config(tmp_path, len(synth.CLASSES), short_size=140)
     clip = load_clips(str(demo_artifacts.val_list))[0].path
@@ -434,3 +469,4 @@ def test_preprocess_with_pv_config_writes_the_configs_tensor(demo_artifacts, tmp
     assert f"PaddleVideo config {path}: ppTSM_Inference_helper, 4 classes; overridden by flags: short_size 128 (config: 140)" \
         in capsys.readouterr().err
     assert np.array_equal(np.load(out), load_clip_tensor(clip, PreprocessConfig(8, 128, 112)))
+    assert len(pv_reads) == 1, pv_reads

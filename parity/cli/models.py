@@ -149,10 +149,10 @@ def add_preprocess(sub) -> None:
 
 
 def cmd_preprocess(args) -> int:
-    applied = pvconfig.apply(args)
+    applied = pvconfig.apply(args)  # read once; every step below takes this one
     if applied is not None and applied.config.helper != pvconfig.PPTSM:
         return _preprocess_helper(args, applied)
-    cfg = _preprocess_settings(args)
+    cfg = _preprocess_settings(args, applied)
     if args.clips:
         return _preprocess_all(args, cfg)
     if not args.source or not args.output:
@@ -203,11 +203,10 @@ def _preprocess_helper(args, applied) -> int:
     return EXIT_PASS
 
 
-def _preprocess_settings(args) -> PreprocessConfig:
-    """T and sizes from a --pv-config (flags over it), the model when one is given (they must agree), else the flags,
-    else PP-TSM's defaults, said."""
+def _preprocess_settings(args, pv: pvconfig.Applied | None) -> PreprocessConfig:
+    """T and sizes from a --pv-config (``pv``: applied, flags over it), the model when one is given (they must agree), else
+    the flags, else PP-TSM's defaults, said."""
     num_seg, size, short_size = args.num_seg, args.target_size, args.short_size
-    pv = pvconfig.apply(args)
     if pv is not None:
         say(pv.line())
         num_seg, short_size, size = pv.pptsm_settings()

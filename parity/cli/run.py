@@ -24,10 +24,10 @@ def add_run(sub) -> None:
 
 def cmd_run(args) -> int:
     cfg = RunConfig.from_args(args, BACKENDS)
-    pv = pvconfig.apply(cfg)
+    pv = pvconfig.apply(cfg)  # the run's one reading of --pv-config: printed here, passed down for the run to use
     if pv is not None:
         say(pv.line())
-    result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads, shard=args.shard)
+    result = run(cfg, cache=ArtifactCache(args.cache) if args.cache else None, threads=args.threads, shard=args.shard, pv=pv)
     if args.write_config:
         try:
             target = Path(args.write_config)

@@ -23,7 +23,7 @@ from .plan import artifact_record, label_file, plan
 
 
 def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None,
-        recipe=None) -> RunResult:
+        recipe=None, pv: pvconfig.Applied | None = None) -> RunResult:
     """Stream every clip through every backend once, compare with the reference, decide.
 
     Stages: plan (models, preprocessing, lanes, this shard's clips, threads) -> decode (parallel, each clip once)
@@ -31,9 +31,10 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
     clips in flight plus per-clip numbers.
 
     ``recipe``: another PaddleVideo helper's ``parity.recipes.Recipe`` given directly; else --pv-config's helper.
+    ``pv``: --pv-config as the command applied it (read once; the plan's ``pv`` is what the whole run uses); else read here.
     """
     started = time.perf_counter()
-    p = plan(cfg, cache, threads, shard, recipe)
+    p = plan(cfg, cache, threads, shard, recipe, pv)
     findings = lint_models(cfg, p.art)
     collector, records, stats, cluster = stream(p)
     check_interrupted()
@@ -56,14 +57,14 @@ def run(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None 
         follow = followups(cfg, p.art, judgement.comparisons, records, collector.clip_records, tensor_of)
     else:
         follow = helper_followups(cfg, p.recipe.helper, judgement.comparisons + judgement.view_comparisons)
-    artifacts = artifact_record(cfg, p.art, p.golden)
+    artifacts = artifact_record(cfg, p.art, p.golden, p.pv)
     judging = {"settings": judging_settings(cfg), "content": {k: v for k, v in artifacts.items() if k.endswith("sha256")}}
-    labels = label_file(cfg)
+    labels = label_file(cfg, p.pv)
     return assemble(
         cfg, reference=p.selection.reference, records=records, judgement=judgement, followups=follow,
         clip_records=collector.clip_records, paths=collector.paths, logits=logits, frames=collector.frames, artifacts=artifacts,
         tolerances={k: t.to_dict() for k, t in cfg.tolerances.items()} | {"per_backend": cfg.backend_tolerances},
-        preprocess={**p.pre.to_dict(), "input_name": p.art.input_name, **pvconfig.record(cfg), **_helper_record(p)},
+        preprocess={**p.pre.to_dict(), "input_name": p.art.input_name, **pvconfig.record(p.pv), **_helper_record(p)},
         environment=environment(),
         label_names=load_label_names(labels), config=config_to_dict(cfg), lint=findings, view_logits=view_logits,
         run={

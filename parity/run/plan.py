@@ -37,17 +37,21 @@ class Plan:
     # model's inputs and rows per clip read from the model files. None: PP-TSM's own path (``pre``), as it always was.
     recipe: Recipe | None = None
     schedule: dict | None = None  # how the backends shared the cores, and the costs it was chosen from (parity.schedule)
+    # --pv-config as read once, with the flags over it: what the run decodes with, checks, records and prints. None: no config.
+    pv: pvconfig.Applied | None = None
 
 
 def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None = None, shard: str | None = None,
-         recipe: Recipe | None = None) -> Plan:
+         recipe: Recipe | None = None, pv: pvconfig.Applied | None = None) -> Plan:
     """Models -> preprocessing -> backend selection (the reference checked first) -> this shard's clips -> threads.
 
-    ``recipe``: a helper's recipe given directly (tests, tools); else --pv-config's helper when it is not PP-TSM's."""
+    ``recipe``: a helper's recipe given directly (tests, tools); else --pv-config's helper when it is not PP-TSM's.
+    ``pv``: --pv-config already applied (the command printed it); else it is read here, the run's one reading."""
     cfg.validate(BACKENDS)
-    recipe = run_recipe(cfg, recipe)
+    pv = pv if pv is not None else pvconfig.apply(cfg)
+    recipe = run_recipe(pv, recipe)
     art, golden = open_models(cfg, cache or ArtifactCache(), threads, recipe)
-    pre = preprocess_config(cfg, art, golden) if recipe is None else recipe_config(cfg, art, recipe)
+    pre = preprocess_config(cfg, art, golden, pv) if recipe is None else recipe_config(cfg, art, recipe, pv)
     selection = select(cfg, golden.name if golden else None)
     if golden is None:  # said before any clip is decoded, with what to do about it
         reason = BACKENDS[selection.reference].availability(art)
@@ -64,26 +68,24 @@ def plan(cfg: RunConfig, cache: ArtifactCache | None = None, threads: int | None
     clips = indexed_clips(cfg, golden, shard_spec)
     budget = ThreadBudget.plan(cfg.workers, threads)
     art.threads = budget.backend_threads
-    return Plan(cfg, art, golden, pre, selection, clips, shard_spec, budget, recipe)
+    return Plan(cfg, art, golden, pre, selection, clips, shard_spec, budget, recipe, pv=pv)
 
 
-def run_recipe(cfg: RunConfig, recipe: Recipe | None = None) -> Recipe | None:
+def run_recipe(pv: pvconfig.Applied | None, recipe: Recipe | None = None) -> Recipe | None:
     """The recipe a run decodes with: the one given, else --pv-config's; None for PP-TSM's helper (today's path)."""
     if recipe is None:
-        applied = pvconfig.apply(cfg)
-        recipe = applied.recipe if applied is not None else None
+        recipe = pv.recipe if pv is not None else None
     return None if recipe is None or recipe.helper == pvconfig.PPTSM else recipe
 
 
-def recipe_config(cfg: RunConfig, art: ModelArtifacts, recipe: Recipe) -> PreprocessConfig:
+def recipe_config(cfg: RunConfig, art: ModelArtifacts, recipe: Recipe, pv: pvconfig.Applied | None) -> PreprocessConfig:
     """Another helper's run: its settings come from its recipe (--pv-config with the flags over it), never from PP-TSM's
     flags or variants. ``art.pre`` stays PP-TSM's shape for what only PP-TSM does (calibration, training: unavailable)."""
     if len(cfg.preprocess_variants()) > 1:
         raise HarnessError(f"--preprocess {','.join(cfg.preprocess_variants())}: preprocessing attribution compares PP-TSM's "
                            f"preprocessing paths; this run's is {recipe.helper}")
-    applied = pvconfig.apply(cfg)
-    if applied is not None:
-        applied.check_classes(art)
+    if pv is not None:
+        pv.check_classes(art)
     art.pre = PreprocessConfig.for_size(art.num_seg or 8, art.size or 224)
     return art.pre
 
@@ -160,13 +162,14 @@ def dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
     return weights, spec
 
 
-def preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> PreprocessConfig:
+def preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, pv: pvconfig.Applied | None = None) -> PreprocessConfig:
     """T and size from the model (flags, or a --pv-config's ppTSM_Inference_helper with the flags over it, must agree);
-    with golden outputs, their preprocessing. Sets ``art.pre``."""
+    with golden outputs, their preprocessing. Sets ``art.pre``. ``pv``: the run's applied --pv-config; None reads cfg's
+    (``parity merge``, which plans no run)."""
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
     num_seg, size, short_size = cfg.num_seg, cfg.target_size, cfg.short_size
-    pv = pvconfig.apply(cfg)  # --pv-config: its INFERENCE parameters, the flags over them; its class count checked
-    if pv is not None:
+    pv = pv if pv is not None else pvconfig.apply(cfg)
+    if pv is not None:  # --pv-config: its INFERENCE parameters, the flags over them; its class count checked
         pv.check_classes(art)
         num_seg, short_size, size = pv.pptsm_settings()
     flag = pv.flag if pv is not None else pvconfig.OVERRIDE_FLAGS.get
@@ -241,18 +244,21 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def label_file(cfg: RunConfig) -> Path | None:
+def label_file(cfg: RunConfig, pv: pvconfig.Applied | None = None) -> Path | None:
+    """--labels, else the --pv-config's label file (``pv``: the run's applied config; None reads cfg's), else labels.txt beside the list."""
     if cfg.labels:
         return Path(cfg.labels)
-    pv = pvconfig.apply(cfg)
+    pv = pv if pv is not None else pvconfig.apply(cfg)
     if pv is not None and pv.labels:
         return Path(pv.labels)
     return Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None
 
 
-def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) -> dict:
-    """Paths (absolute) and sha256 of everything that was compared."""
-    labels = label_file(cfg)
+def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, pv: pvconfig.Applied | None = None) -> dict:
+    """Paths (absolute) and sha256 of everything that was compared; --pv-config's of the bytes read (``pv``: the run's
+    applied config; None reads cfg's), not of the file read again."""
+    pv = pv if pv is not None else pvconfig.apply(cfg)
+    labels = label_file(cfg, pv)
     artifacts = {"clips": str(Path(cfg.clips).resolve()) if cfg.clips else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
     if golden is not None:
         artifacts["golden"] = str(golden.folder.resolve())
@@ -269,8 +275,8 @@ def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None) 
         artifacts["onnx_sha256"] = sha256_file(art.onnx)
     if labels and labels.is_file():
         artifacts["labels"] = str(labels.resolve())
-    if cfg.pv_config:
-        artifacts["pv_config_sha256"] = sha256_file(Path(cfg.pv_config))
+    if pv is not None:
+        artifacts["pv_config_sha256"] = pv.config.sha256
     # every other file the verdict depends on, by content
     if golden is not None:
         artifacts["golden_npz_sha256"] = golden.meta.get("npz_sha256")
