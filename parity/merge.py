@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import pvconfig
 from .artifacts import ArtifactCache
 from .backends import BACKENDS, LaneKind, Status, select
 from .config import config_from_dict, judging_settings
@@ -184,8 +185,9 @@ def _followups(cfg, first: dict, shards: list[dict], judgement, records, clips) 
         return Followups()
     try:
         art, golden = open_models(cfg, ArtifactCache())
-        pre = preprocess_config(cfg, art, golden)
-        here = artifact_record(cfg, art, golden)
+        pv = pvconfig.apply(cfg)  # read once, as a run reads it
+        pre = preprocess_config(cfg, art, golden, pv)
+        here = artifact_record(cfg, art, golden, pv)
         changed = [k for k, v in first["artifacts"].items() if k.endswith("sha256") and here.get(k) != v]
         if changed:
             raise HarnessError(f"{changed[0].removesuffix('_sha256').removesuffix(':sha256')} is not the file the shards ran")

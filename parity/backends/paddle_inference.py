@@ -70,7 +70,8 @@ predictor.run()
 def fast_cpu_mode(model: PaddleModel, cache) -> str:
     """The fastest CPU mode that runs ``model`` without crashing: "onednn", else "onednn-nofuse", else "native".
 
-    Each candidate is tried once in a child process (a segfault there costs nothing) on zero inputs; the answer is cached by the model's content hash, the Paddle version and the CPU's instruction sets (oneDNN
+    Each candidate is tried once in a child process (a segfault there costs nothing) on zero inputs, every input of the
+    model; the answer is cached by the model's content hash, the Paddle version and the CPU's instruction sets (oneDNN
     picks its kernels, and its fusions' crashes, by them).
     """
     def probe(folder: Path) -> None:

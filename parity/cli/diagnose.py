@@ -186,7 +186,7 @@ def cmd_tolerances(args) -> int:
         say(pv.line())
     model = PaddleModel.locate(args.paddle_model)
     cache = ArtifactCache(args.cache) if args.cache else ArtifactCache()
-    proposal = measure(model, Path(args.onnx), args.clips, cache, args.factor, args.calibration, args.pv_config)
+    proposal = measure(model, Path(args.onnx), args.clips, cache, args.factor, args.calibration, pv)
     try:
         Path(args.out).write_text(proposal.config_text)
     except OSError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import pvconfig
 from .. import run as parity_run
 from ..artifacts import ArtifactCache, PaddleModel
 from ..config import RunConfig, dump_config
@@ -40,13 +41,15 @@ def _floor(ref: np.ndarray, outs: list[np.ndarray]) -> dict:
 
 
 def measure(paddle_model: PaddleModel, onnx: Path, clips: str, cache: ArtifactCache, factor: float = 10.0,
-            calibration: str | None = None, pv_config: str | None = None) -> Proposal:
+            calibration: str | None = None, pv: pvconfig.Applied | None = None) -> Proposal:
+    """Both runs read --pv-config through ``pv`` (the command's applied config, read once)."""
     with tempfile.TemporaryDirectory() as tmp:
         wanted = ["paddle", *BACKENDS["fp32"], *BACKENDS["fp16"], *(BACKENDS["int8"] if calibration else [])]
         cfg = RunConfig(paddle_model=str(paddle_model.model_file), onnx=str(onnx), clips=clips, backends=wanted, report=tmp,
-                        calibration=calibration, tensor_cache=str(Path(tmp) / "tensors"), pv_config=pv_config)
-        first = parity_run.run(cfg, cache=cache)
-        again = parity_run.run(dataclasses.replace(cfg, backends=["paddle"]), cache=cache)
+                        calibration=calibration, tensor_cache=str(Path(tmp) / "tensors"),
+                        pv_config=str(pv.config.path) if pv is not None else None)
+        first = parity_run.run(cfg, cache=cache, pv=pv)
+        again = parity_run.run(dataclasses.replace(cfg, backends=["paddle"]), cache=cache, pv=pv)
     ref = first.logits["paddle"]
     floors = {"run-to-run": _floor(ref, [again.logits["paddle"]])}
     for precision, names in BACKENDS.items():

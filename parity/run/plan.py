@@ -162,13 +162,11 @@ def dygraph_model(cfg: RunConfig, art: ModelArtifacts) -> tuple[Path, dict]:
     return weights, spec
 
 
-def preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, pv: pvconfig.Applied | None = None) -> PreprocessConfig:
+def preprocess_config(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, pv: pvconfig.Applied | None) -> PreprocessConfig:
     """T and size from the model (flags, or a --pv-config's ppTSM_Inference_helper with the flags over it, must agree);
-    with golden outputs, their preprocessing. Sets ``art.pre``. ``pv``: the run's applied --pv-config; None reads cfg's
-    (``parity merge``, which plans no run)."""
+    with golden outputs, their preprocessing. Sets ``art.pre``. ``pv``: the run's applied --pv-config (read once), or None."""
     model_path = art.paddle_model.model_file if art.paddle_model else art.onnx
     num_seg, size, short_size = cfg.num_seg, cfg.target_size, cfg.short_size
-    pv = pv if pv is not None else pvconfig.apply(cfg)
     if pv is not None:  # --pv-config: its INFERENCE parameters, the flags over them; its class count checked
         pv.check_classes(art)
         num_seg, short_size, size = pv.pptsm_settings()
@@ -244,20 +242,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def label_file(cfg: RunConfig, pv: pvconfig.Applied | None = None) -> Path | None:
-    """--labels, else the --pv-config's label file (``pv``: the run's applied config; None reads cfg's), else labels.txt beside the list."""
+def label_file(cfg: RunConfig, pv: pvconfig.Applied | None) -> Path | None:
+    """--labels, else the --pv-config's label file (``pv``: the run's applied config, or None), else labels.txt beside the list."""
     if cfg.labels:
         return Path(cfg.labels)
-    pv = pv if pv is not None else pvconfig.apply(cfg)
     if pv is not None and pv.labels:
         return Path(pv.labels)
     return Path(cfg.clips).parent / "labels.txt" if cfg.clips and Path(cfg.clips).is_file() else None
 
 
-def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, pv: pvconfig.Applied | None = None) -> dict:
+def artifact_record(cfg: RunConfig, art: ModelArtifacts, golden: Golden | None, pv: pvconfig.Applied | None) -> dict:
     """Paths (absolute) and sha256 of everything that was compared; --pv-config's of the bytes read (``pv``: the run's
-    applied config; None reads cfg's), not of the file read again."""
-    pv = pv if pv is not None else pvconfig.apply(cfg)
+    applied config, or None), not of the file read again."""
     labels = label_file(cfg, pv)
     artifacts = {"clips": str(Path(cfg.clips).resolve()) if cfg.clips else f"{golden.folder}/{GOLDEN_JSON}", "paddle_model": None, "onnx": None}
     if golden is not None:
