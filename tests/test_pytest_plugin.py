@@ -103,3 +103,16 @@ def test_a_run_that_cannot_run_fails_every_item_with_its_reason(demo_artifacts, 
     cases = _cases(tmp_path / "out.xml")
     assert len(cases) > 1 and all(msg and "the parity run could not run" in msg and "gone.json" in msg for msg in cases.values())
     assert "Traceback" not in proc.stdout
+
+
+def test_a_session_without_the_gate_loads_nothing_of_parity(tmp_path):
+    """Every pytest session where pptsm-parity is installed loads its plugin: without --parity-config it costs nothing,
+    not parity's run machinery, numpy or Paddle (it once imported the whole harness, about 0.3 s, at every pytest start)."""
+    (tmp_path / "test_one.py").write_text(
+        "import sys\n\ndef test_loaded():\n"
+        "    loaded = sorted(m for m in sys.modules if m.startswith('parity') or m in ('numpy', 'paddle'))\n"
+        "    assert loaded == ['parity', 'parity.pytest_plugin'], loaded\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "parity" in subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True).stdout
