@@ -248,6 +248,29 @@ def test_a_run_with_pv_config_decodes_with_its_helper(signature_models, h264_cli
     assert fed == [[1, 3, 2, 32, 32], [1, 3, 8, 32, 32]]
 
 
+def test_golden_outputs_of_a_helper_gate_only_its_own_preprocessing(signature_models, h264_clips, parity_cache, tmp_path, capsys):
+    """Golden logits saved from a SlowFast run gate a later run with the same config; a config that samples other
+    frames (sampling_rate 1 for 2: the same shapes, other tensors) or PP-TSM's own path is one line, exit 2."""
+    from parity.cli import main
+
+    model = signature_models["slowfast"]
+    same = _pv_yaml(tmp_path, "SlowFast_Inference_helper", model.num_classes, num_frames=8, alpha=4, target_size=32)
+    base = ["run", "--onnx", str(model.onnx), "--clips", str(h264_clips), "--workers", "0", "--lint", "off", "--cache", str(parity_cache.root)]
+    assert main([*base, "--paddle-model", str(model.paddle.model_file), "--backends", "paddle,onnxruntime", "--pv-config", str(same),
+                 "--report", str(tmp_path / "saved")]) == 0
+    assert main(["golden", "save", str(tmp_path / "saved"), "--to", str(tmp_path / "golden")]) == 0
+    gated = [*base, "--golden", str(tmp_path / "golden"), "--backends", "onnxruntime"]
+    assert main([*gated, "--pv-config", str(same), "--report", str(tmp_path / "again")]) == 0
+    (tmp_path / "other").mkdir()
+    other = _pv_yaml(tmp_path / "other", "SlowFast_Inference_helper", model.num_classes, num_frames=8, alpha=4, target_size=32, sampling_rate=1)
+    capsys.readouterr()
+    assert main([*gated, "--pv-config", str(other), "--report", str(tmp_path / "other-run")]) == 2
+    err = capsys.readouterr().err
+    assert "golden outputs were computed with sampling_rate 2; this run's is 1 (SlowFast_Inference_helper)" in err, err
+    assert main([*gated, "--report", str(tmp_path / "pptsm-run")]) == 2
+    assert "computed with SlowFast_Inference_helper's preprocessing; this run uses PP-TSM's" in capsys.readouterr().err
+
+
 def test_preprocess_writes_the_helpers_inputs_as_the_model_takes_them(signature_models, h264_clips, tmp_path, capsys):
     from parity.cli import main
 

@@ -78,6 +78,30 @@ def run_recipe(pv: pvconfig.Applied | None, recipe: Recipe | None = None) -> Rec
     return None if recipe is None or recipe.helper == pvconfig.PPTSM else recipe
 
 
+UNJUDGED_PARAMS = {"top_k"}  # a helper's parameters that change what it prints, not its tensors
+
+
+def golden_recipe_agrees(golden: Golden | None, recipe: Recipe | None) -> None:
+    """Golden outputs are comparable only on the tensors they were computed from: another helper's golden logits need
+    that helper with the same parameters (num_seg, sizes, mean, std, ...), and PP-TSM's need PP-TSM's path (whose
+    num_seg, sizes and variant ``preprocess_config`` checks). Each disagreement is one line naming the setting."""
+    if golden is None:
+        return
+    stored = golden.meta["preprocess"].get("recipe")
+    if recipe is None:
+        if stored and stored.get("helper") != pvconfig.PPTSM:
+            raise HarnessError(f"{golden.folder}: golden outputs were computed with {stored.get('helper')}'s preprocessing; this run "
+                               f"uses PP-TSM's (give the --pv-config they were saved with)")
+        return
+    if not stored:
+        raise HarnessError(f"{golden.folder}: golden outputs were computed with PP-TSM's preprocessing; this run uses {recipe.helper}'s")
+    mine = json.loads(json.dumps(recipe.to_dict()))  # as results.json wrote it: tuples are lists
+    for key in sorted((set(stored) | set(mine)) - UNJUDGED_PARAMS, key=lambda k: (k != "helper", k)):
+        if stored.get(key) != mine.get(key):
+            raise HarnessError(f"{golden.folder}: golden outputs were computed with {key} {stored.get(key)!r}; this run's is "
+                               f"{mine.get(key)!r} ({recipe.helper})")
+
+
 def recipe_config(cfg: RunConfig, art: ModelArtifacts, recipe: Recipe, pv: pvconfig.Applied | None) -> PreprocessConfig:
     """Another helper's run: its settings come from its recipe (--pv-config with the flags over it), never from PP-TSM's
     flags or variants. ``art.pre`` stays PP-TSM's shape for what only PP-TSM does (calibration, training: unavailable)."""
@@ -106,6 +130,7 @@ def open_models(cfg: RunConfig, cache: ArtifactCache, threads: int | None = None
         if not art.onnx.is_file():
             raise HarnessError(f"{cfg.onnx}: ONNX model not found")
     golden = Golden.load(cfg.golden) if cfg.golden else None
+    golden_recipe_agrees(golden, recipe)  # before the model's inputs are read the way this run's preprocessing reads them
     if golden is not None and cfg.clips:
         golden.root = Path(cfg.clips) if Path(cfg.clips).is_dir() else Path(cfg.clips).parent
     if art.paddle_model is None and art.onnx is None and art.trt_engine is None:
