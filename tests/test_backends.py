@@ -150,7 +150,7 @@ def test_paddle_gpu_plan_uses_real_config_calls(precision):
     from paddle import inference
 
     shapes = {"min": [1, 8, 3, 224, 224], "opt": [4, 8, 3, 224, 224], "max": [4, 8, 3, 224, 224]}
-    plan = paddle_gpu_plan("data_batch_0", shapes, precision, cache_dir="/c" if precision else None)
+    plan = paddle_gpu_plan({"data_batch_0": (shapes["min"], shapes["opt"], shapes["max"])}, precision, cache_dir="/c" if precision else None)
     methods = [m for m, _ in plan]
     assert methods[0] == "enable_use_gpu"
     for method, args in plan:
@@ -183,7 +183,7 @@ def test_paddle_gpu_plan_on_a_cpu_build_fails_with_paddles_reason(demo_artifacts
         pytest.skip("paddlepaddle-gpu is installed: the GPU tests cover it")
     config = inference.Config(str(demo_artifacts.paddle_model.model_file), str(demo_artifacts.paddle_model.params_file))
     with pytest.raises(RuntimeError, match="TENSORRT"):
-        apply_plan(config, paddle_gpu_plan("data_batch_0", None, "fp16"))
+        apply_plan(config, paddle_gpu_plan(None, "fp16"))
 
 
 class _Boom:

@@ -2,6 +2,7 @@
 with exactly the attributes each TensorRT major has, Paddle-TRT's refusals, and the TRT EP's fallback guard."""
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,10 +71,21 @@ def test_paddle_trt_refuses_a_pir_program(demo_artifacts, monkeypatch):
 
 
 def test_paddle_trt_on_legacy_programs_uses_tuned_shapes():
-    plan = paddle_gpu_plan("data_batch_0", {"min": [1, 8, 3, 224, 224], "opt": [1, 8, 3, 224, 224], "max": [4, 8, 3, 224, 224]}, "fp16",
+    plan = paddle_gpu_plan({"data_batch_0": ([1, 8, 3, 224, 224], [1, 8, 3, 224, 224], [4, 8, 3, 224, 224])}, "fp16",
                            "/cache", tuned_shapes="/cache/shape_range.pbtxt")
     calls = [c for c, _ in plan]
     assert "enable_tuned_tensorrt_dynamic_shape" in calls and "set_trt_dynamic_shape_info" not in calls
+
+
+def test_paddle_trt_gives_every_input_its_shape_range():
+    """SlowFast's two inputs each get their range (Paddle-TRT once set the first input's only), and the TensorRT
+    max batch is the largest first dimension of any input."""
+    slow, fast = ((1, 3, 4, 256, 256), (4, 3, 4, 256, 256), (4, 3, 4, 256, 256)), ((1, 3, 32, 256, 256), (4, 3, 32, 256, 256), (4, 3, 32, 256, 256))
+    plan = dict(paddle_gpu_plan({"slow_input": slow, "fast_input": fast}, "fp32", "/cache"))
+    low, high, opt = plan["set_trt_dynamic_shape_info"]
+    assert low == {"slow_input": list(slow[0]), "fast_input": list(fast[0])}
+    assert high == {"slow_input": list(slow[2]), "fast_input": list(fast[2])} and opt == {"slow_input": list(slow[1]), "fast_input": list(fast[1])}
+    assert plan["enable_tensorrt_engine"][1] == 4
 
 
 def test_engines_must_appear_or_it_was_not_tensorrt(tmp_path):
@@ -117,3 +129,53 @@ def test_tf32_is_off_in_a_paddle_gpu_process_whatever_it_inherited(demo_artifact
     with IsolatedRunner("fixtures.defects:env_runner", ModelArtifacts(), name="x", env=backend_environment("paddle-gpu")) as runner:
         (out,) = runner.infer({"x": np.zeros(1, np.float32)}, check_inputs=False).values()
     assert out[0, 0] == 1.0
+
+
+def test_paddle_trt_shape_collection_feeds_every_input(monkeypatch, tmp_path):
+    """The shape-range run feeds each input its smallest, then its largest shape (it once fed only the first input:
+    a two-input model could not run, so Paddle-TRT could not serve SlowFast)."""
+    from types import SimpleNamespace
+
+    from parity.artifacts.model_files import InputSpec
+    from parity.backends import gpu
+    from parity.backends.registry import ModelArtifacts
+
+    fed, runs = [], []
+
+    class Handle:
+        def __init__(self, name):
+            self.name = name
+
+        def reshape(self, shape):
+            pass
+
+        def copy_from_cpu(self, array):
+            fed.append((self.name, tuple(array.shape)))
+
+    class Predictor:
+        def get_input_handle(self, name):
+            return Handle(name)
+
+        def run(self):
+            runs.append(len(fed))
+
+    class Config:
+        def __init__(self, *files):
+            self.calls = {}
+
+        def __getattr__(self, method):
+            return lambda *args: self.calls.__setitem__(method, args)
+
+    def create_predictor(config):
+        (shape_file,) = config.calls["collect_shape_range_info"]
+        Path(shape_file).write_text("")  # Paddle writes it when the predictor goes
+        return Predictor()
+
+    monkeypatch.setattr(gpu, "inference", SimpleNamespace(Config=Config, create_predictor=create_predictor))
+    model = SimpleNamespace(model_file=tmp_path / "m.pdmodel", params_file=tmp_path / "m.pdiparams")
+    art = ModelArtifacts(paddle_model=model, inputs=(InputSpec("slow_input", (-1, 3, 4, 32, 32), "ncthw"),
+                                                     InputSpec("fast_input", (-1, 3, 16, 32, 32), "ncthw")), batch=2)
+    assert Path(gpu.collect_tuned_shapes(art, str(tmp_path))).is_file()
+    assert fed == [("slow_input", (1, 3, 4, 32, 32)), ("fast_input", (1, 3, 16, 32, 32)),
+                   ("slow_input", (2, 3, 4, 32, 32)), ("fast_input", (2, 3, 16, 32, 32))]
+    assert runs == [2, 4]

@@ -402,22 +402,22 @@ def paddle_gpu_reason(with_trt: bool) -> str | None:
     return cuda_device_reason()
 
 
-def paddle_gpu_plan(input_name: str, shapes: dict | None, trt_precision: str | None, cache_dir: str | None = None,
+def paddle_gpu_plan(profiles: dict | None, trt_precision: str | None, cache_dir: str | None = None,
                     device_id: int = 0, workspace: int = 1 << 30, tuned_shapes: str | None = None) -> list[tuple[str, tuple]]:
     """The ``paddle.inference.Config`` calls, in order, for Paddle GPU (and Paddle-TensorRT).
 
-    ``shapes`` is ``{"min": [...], "opt": [...], "max": [...]}`` for the input; ``trt_precision``
-    is None (no TensorRT), ``"fp32"`` or ``"fp16"``.
+    ``profiles`` is ``{input name: (min, opt, max)}`` for every model input (``ModelArtifacts.profiles``: SlowFast has
+    two); ``trt_precision`` is None (no TensorRT), ``"fp32"`` or ``"fp16"``.
     """
     plan: list[tuple[str, tuple]] = [("enable_use_gpu", (256, device_id)), ("switch_ir_optim", (True,)), ("disable_glog_info", ())]
     if trt_precision is not None:
-        max_batch = shapes["max"][0] if shapes else 1
+        max_batch = max((int(p[2][0]) for p in profiles.values()), default=1) if profiles else 1
         plan.append(("enable_tensorrt_engine", (workspace, max_batch, 3, ("PrecisionType", "Half" if trt_precision == "fp16" else "Float32"), bool(cache_dir), False)))
         if tuned_shapes:
             # every TensorRT subgraph input's range (around the N*T reshape and temporal_shift), collected on the model
             plan.append(("enable_tuned_tensorrt_dynamic_shape", (tuned_shapes, True)))
-        elif shapes:
-            plan.append(("set_trt_dynamic_shape_info", ({input_name: shapes["min"]}, {input_name: shapes["max"]}, {input_name: shapes["opt"]})))
+        elif profiles:
+            plan.append(("set_trt_dynamic_shape_info", tuple({name: list(p[i]) for name, p in profiles.items()} for i in (0, 2, 1))))
         if cache_dir:
             plan.append(("set_optim_cache_dir", (cache_dir,)))
     return plan
@@ -437,11 +437,12 @@ def collect_tuned_shapes(art, cache_dir: str) -> str:
     partial = shape_file + f".{os.getpid()}.partial"
     config = apply_plan(inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file)), shape_collection_plan(partial))
     predictor = inference.create_predictor(config)
-    shapes = art.input_shapes()
-    for shape in (shapes["min"], shapes["max"]):
-        handle = predictor.get_input_handle(predictor.get_input_names()[0])
-        handle.reshape(list(shape))
-        handle.copy_from_cpu(np.zeros(shape, np.float32))
+    profiles = art.profiles()
+    for end in (0, 2):  # the smallest, then the largest shape of every input (a model missing one does not run)
+        for name, profile in profiles.items():
+            handle = predictor.get_input_handle(name)
+            handle.reshape(list(profile[end]))
+            handle.copy_from_cpu(np.zeros(profile[end], np.float32))
         predictor.run()
     del handle, predictor  # Paddle writes the shape file when the predictor goes
     gc.collect()
@@ -459,13 +460,13 @@ def paddle_gpu_runner(art, trt_precision: str | None, name: str):
     if trt_precision:
         model = art.paddle_model
         key = engine_key([model.model_file, model.params_file], trt_precision, tf32=False if trt_precision == "fp32" else "tensorrt-default")
-        key.update(backend=name, shapes=art.input_shapes())
+        key.update(backend=name, shapes={n: [list(x) for x in p] for n, p in art.profiles().items()})  # every input's range
         cache_dir = str(keyed_engine_dir(art.cache.root, "paddle-trt", key))
 
     def config():
         base = inference.Config(str(art.paddle_model.model_file), str(art.paddle_model.params_file))
         tuned = collect_tuned_shapes(art, cache_dir) if trt_precision else None
-        return apply_plan(base, paddle_gpu_plan(art.input_name, art.input_shapes(), trt_precision, cache_dir, tuned_shapes=tuned))
+        return apply_plan(base, paddle_gpu_plan(art.profiles(), trt_precision, cache_dir, tuned_shapes=tuned))
 
     notes = {"tf32": PADDLE_TF32} if name in BACKENDS and BACKENDS[name].tf32_off else {}
     return PaddleInferenceRunner(art.paddle_model, config_factory=config, name=name, trt_cache_dir=cache_dir, notes=notes)
