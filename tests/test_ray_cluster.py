@@ -149,7 +149,9 @@ def test_a_two_node_cluster_whose_worker_cannot_see_the_files_equals_the_local_e
 
     report = tmp_path / "report"
     driver_env = cluster.env(tmp_path / "driver-home", PARITY_CACHE_DIR=str(parity_cache.root))
+    # onnxruntime-int8 calibrated on clips only the driver can read (the judged ones: the overlap is noted, not an error)
     done = _parity(["--paddle-model", str(paths["paddle_model"]), "--onnx", str(paths["onnx"]), "--clips", str(paths["clips"]),
+                    "--backends", "paddle,onnxruntime,onnxruntime-fp16,onnxruntime-int8", "--calibration", str(paths["clips"]),
                     "--engine", "ray", "--ray-address", cluster.address, "--report", str(report)], driver_env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ray: the run used 1 of 2 nodes (2 CPUs, 0 GPUs)" in done.stderr
@@ -162,9 +164,11 @@ def test_a_two_node_cluster_whose_worker_cannot_see_the_files_equals_the_local_e
     logits = np.load(report / "logits.npz")
     for name in ("paddle", "onnxruntime", "onnxruntime-fp16"):
         assert (logits[name] == clean_run.logits[name]).all(), name
-    # The model files reached the worker's own cache, by hash.
+    int8 = next(b for b in json.loads((report / "results.json").read_text())["backends"] if b["name"] == "onnxruntime-int8")
+    assert int8["status"] == "ok" and len(logits["onnxruntime-int8"]) == len(clean_run.clips), int8
+    # The model files reached the worker's own cache, by hash: the INT8 model among them, built on the driver.
     assert sorted(p.name for p in (tmp_path / "worker-cache" / "ray-files").glob("*/*")) == sorted(
-        [paths["paddle_model"].name, paths["paddle_model"].with_suffix(".pdiparams").name, paths["onnx"].name])
+        [paths["paddle_model"].name, paths["paddle_model"].with_suffix(".pdiparams").name, paths["onnx"].name, "model.int8.onnx"])
 
 
 def _small_list(demo_artifacts, tmp_path: Path, count: int = 3) -> Path:

@@ -54,7 +54,7 @@ def _ort_cpu_fp16(art: ModelArtifacts):
 
 
 def _ort_cpu_int8(art: ModelArtifacts):
-    return ort_runner(lambda: str(cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0]), "onnxruntime-int8", art.threads)
+    return ort_runner(lambda: str(art.int8_onnx or cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0]), "onnxruntime-int8", art.threads)
 
 
 def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):

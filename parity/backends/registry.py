@@ -72,6 +72,9 @@ class ModelArtifacts:
     classes: int | None = None  # the model's output size (a user's program must write this many logits)
     weights: Path | None = None  # a training checkpoint, for paddle-dygraph
     calibration: Path | None = None  # a calibration clip list, for onnxruntime-int8
+    # onnxruntime-int8's model built where the calibration clips are (the Ray driver, for actors that cannot read them):
+    # used as it is instead of calibrating again
+    int8_onnx: Path | None = None
     pre: object = None  # the run's PreprocessConfig (calibration clips are preprocessed the same way)
     dygraph: dict | None = None  # its model (a ModelSpec as a dict); classes, T and size from the exported model
     input_name: str = "data_batch_0"

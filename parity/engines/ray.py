@@ -28,6 +28,7 @@ from ..errors import HarnessError, one_line
 from ..helper_inputs import decode
 from ..inputs import ClipInput, clip_sha256, decode_clip, decoder_name
 from ..optional import lazy, missing
+from ..precision.int8 import cached_int8
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT
 from .local import LaneFlow, batch_arrays, feed_dict, logit_rows
@@ -263,11 +264,15 @@ class RayEngine:
                 records[lane.name].status, records[lane.name].reason = "unavailable", "unavailable: a user's program runs with --engine local"
             elif lane.backend.device == "gpu" and not gpus:
                 records[lane.name].status, records[lane.name].reason = "unavailable", "unavailable: no GPU in the Ray cluster"
-            elif art.calibration is not None and lane.backend.name.endswith("-int8") and not self.shared_paths:
+            elif (art.calibration is not None and lane.backend.needs_calibration and lane.backend.name != "onnxruntime-int8"
+                  and not self.shared_paths):
                 records[lane.name].status, records[lane.name].reason = (
                     "unavailable", "unavailable: INT8 calibration reads its clips where the actor runs: needs --ray-shared-paths")
             else:
                 runnable.append(lane)
+        if not self.shared_paths and art.calibration is not None and any(lane.backend.name == "onnxruntime-int8" for lane in runnable):
+            # calibrated here, where the clips are (the artifact cache keeps it): its actors get the model, not the clips
+            art = dataclasses.replace(art, int8_onnx=cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0])
         actor_class = ray.remote(_BackendActor)
         sent = None if self.shared_paths or not runnable else send(art, ray.put)
         cpu_nodes = self._actor_nodes(ray)

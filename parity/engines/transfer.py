@@ -42,6 +42,8 @@ def _model_files(art) -> dict[str, list[Path]]:
         groups["trt_engine"] = [Path(art.trt_engine)] + ([sidecar] if sidecar.is_file() else [])
     if art.weights is not None:
         groups["weights"] = [Path(art.weights)]
+    if art.int8_onnx is not None:
+        groups["int8_onnx"] = [Path(art.int8_onnx)]
     return groups
 
 
