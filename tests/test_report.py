@@ -285,7 +285,7 @@ def test_tolerances_say_when_a_measured_one_is_looser_than_the_default_and_that_
     outputs = {"paddle": ref, "onnxruntime": ref + 1e-7, "openvino": ref - 1e-7, "onnxruntime-fp16": ref + rng.normal(0, 0.01, ref.shape),
                "onnxruntime-int8": ref + rng.normal(0, 0.3, ref.shape)}
 
-    def fake_run(cfg, cache=None):  # the two runs measure() makes: every backend, then the reference again
+    def fake_run(cfg, cache=None, pv=None):  # the two runs measure() makes: every backend, then the reference again
         return SimpleNamespace(reference="paddle", comparisons=[], logits={k: outputs[k] for k in cfg.backends})
 
     monkeypatch.setattr(parity.run, "run", fake_run)
