@@ -290,6 +290,25 @@ def test_ray_engine_on_a_local_instance_equals_the_local_engine(demo_run_config,
 
 
 @pytest.mark.slow
+def test_ray_calibration_that_fails_on_the_driver_is_the_int8_lanes_error(demo_run_config, parity_cache, tmp_path):
+    """onnxruntime-int8 on Ray is calibrated on the driver: a calibration list with no readable clip is that lane's
+    error, as with the local engine; the other backends are judged."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is part of [test]; this only skips outside it")
+    listing = tmp_path / "calibration.txt"
+    listing.write_text("missing.avi 0\n")
+    cfg = dataclasses.replace(demo_run_config, engine="ray", report=str(tmp_path / "r"), backends=["paddle", "onnxruntime", "onnxruntime-int8"],
+                              calibration=str(listing))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024)
+    try:
+        result = run(cfg, cache=parity_cache)
+    finally:
+        ray.shutdown()
+    status = {b.name: (b.status, b.reason) for b in result.backends}
+    assert status["onnxruntime-int8"][0] == "error" and "no readable calibration clip" in status["onnxruntime-int8"][1], status
+    assert status["onnxruntime"][0] == "ok" and next(c for c in result.comparisons if c.backend == "onnxruntime").passed
+
+
+@pytest.mark.slow
 def test_default_reference_runs_pptsm_v1_and_agrees_with_the_native_program(small_pptsm_r50, tmp_path, parity_cache):
     """oneDNN's conv+leaky_relu fusion crashes PP-TSM v1 under Paddle 3.3: the fast reference must not."""
     from parity.backends.paddle_inference import fast_cpu_mode

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, Status
 from ..errors import HarnessError, one_line
 from ..helper_inputs import decode
 from ..inputs import ClipInput, clip_sha256, decode_clip, decoder_name
@@ -270,9 +270,15 @@ class RayEngine:
                     "unavailable", "unavailable: INT8 calibration reads its clips where the actor runs: needs --ray-shared-paths")
             else:
                 runnable.append(lane)
-        if not self.shared_paths and art.calibration is not None and any(lane.backend.name == "onnxruntime-int8" for lane in runnable):
+        int8 = [lane for lane in runnable if lane.backend.name == "onnxruntime-int8"]
+        if not self.shared_paths and art.calibration is not None and int8:
             # calibrated here, where the clips are (the artifact cache keeps it): its actors get the model, not the clips
-            art = dataclasses.replace(art, int8_onnx=cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0])
+            try:
+                art = dataclasses.replace(art, int8_onnx=cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0])
+            except Exception as exc:  # a calibration set that cannot be used: those lanes' error, as where they run locally
+                for lane in int8:
+                    records[lane.name].status, records[lane.name].reason = Status.ERROR, one_line(exc)
+                runnable = [lane for lane in runnable if lane not in int8]
         actor_class = ray.remote(_BackendActor)
         sent = None if self.shared_paths or not runnable else send(art, ray.put)
         cpu_nodes = self._actor_nodes(ray)
