@@ -160,7 +160,7 @@ MUTATIONS = [
       (("parity/run/plan.py", "    golden_recipe_agrees(golden, recipe)  # before", "    pass  # before"),)),
     M("ray-int8-needs-shared-paths", "tests/test_ray_cluster.py::test_a_two_node_cluster_whose_worker_cannot_see_the_files_equals_the_local_engine",
       "onnxruntime-int8 on Ray again needs the calibration clips where its actor runs",
-      (("parity/engines/ray.py", ' and lane.backend.name != "onnxruntime-int8"\n', "\n"),)),
+      (("parity/engines/ray.py", " and lane.backend.calibrate is None and not self.shared_paths:", " and not self.shared_paths:"),)),
     M("trial-times-queued-clips", "tests/test_schedule.py::test_lanes_are_tried_against_turns_on_the_first_clips_and_the_faster_kept",
       "the trial times the lanes on the clips decoded ahead while runners started",
       (("parity/engines/trial.py", "            if self.seen > self.skip:", "            if self.seen > 1:"),)),

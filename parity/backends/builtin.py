@@ -5,6 +5,8 @@ so a plugin can take a place between two of them.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..artifacts import cached_fp16
 from ..precision.int8 import cached_int8
 from . import gpu
@@ -53,8 +55,13 @@ def _ort_cpu_fp16(art: ModelArtifacts):
     return ort_runner(lambda: str(cached_fp16(art.onnx, art.cache)), "onnxruntime-fp16", art.threads)
 
 
+def _int8_model(art: ModelArtifacts) -> Path:
+    """onnxruntime-int8's QDQ model, calibrated on --calibration (cached by content)."""
+    return cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0]
+
+
 def _ort_cpu_int8(art: ModelArtifacts):
-    return ort_runner(lambda: str(art.int8_onnx or cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0]), "onnxruntime-int8", art.threads)
+    return ort_runner(lambda: str(art.calibrated.get("onnxruntime-int8") or _int8_model(art)), "onnxruntime-int8", art.threads)
 
 
 def _ort_gpu(art: ModelArtifacts, trt_fp16: bool | None, name: str):
@@ -106,7 +113,7 @@ BUILTIN: tuple[Backend, ...] = (
     ),
     Backend(
         "onnxruntime-int8", "int8", "ONNX Runtime, CPU, static INT8 (QDQ, per-channel weights) calibrated on --calibration",
-        ("onnxruntime",), "onnx", _ort_cpu_int8, chain=160, advisable=True, needs_calibration=True,
+        ("onnxruntime",), "onnx", _ort_cpu_int8, chain=160, advisable=True, needs_calibration=True, calibrate=_int8_model,
     ),
     Backend("openvino", "fp32", "OpenVINO, CPU device, the ONNX model at f32", ("openvino",), "onnx", _openvino("fp32"), chain=70),
     Backend("openvino-fp16", "fp16", "OpenVINO, CPU device, the ONNX model at f16 inference precision", ("openvino",), "onnx",

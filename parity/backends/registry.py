@@ -72,9 +72,9 @@ class ModelArtifacts:
     classes: int | None = None  # the model's output size (a user's program must write this many logits)
     weights: Path | None = None  # a training checkpoint, for paddle-dygraph
     calibration: Path | None = None  # a calibration clip list, for onnxruntime-int8
-    # onnxruntime-int8's model built where the calibration clips are (the Ray driver, for actors that cannot read them):
-    # used as it is instead of calibrating again
-    int8_onnx: Path | None = None
+    # Calibrated model files by backend name, built where the calibration clips are (``Backend.calibrate``, on the Ray
+    # driver for actors that cannot read them): each backend runs its own as it is instead of calibrating again
+    calibrated: dict[str, Path] = field(default_factory=dict)
     pre: object = None  # the run's PreprocessConfig (calibration clips are preprocessed the same way)
     dygraph: dict | None = None  # its model (a ModelSpec as a dict); classes, T and size from the exported model
     input_name: str = "data_batch_0"
@@ -142,6 +142,9 @@ class Backend:
     localizable: bool = False  # its intermediates can be exposed: one side of `--localize` (Paddle program or ONNX Runtime)
     advisable: bool = False  # `--advise` can find the nodes to keep in FP32 for it
     needs_calibration: bool = False  # it runs only with calibration clips (--calibration)
+    # Builds its calibrated model file from the artifacts, where the clips are (None: it calibrates inside its runner,
+    # e.g. while a TensorRT engine builds); the runner then takes its entry of ``ModelArtifacts.calibrated``
+    calibrate: Callable[[ModelArtifacts], Path] | None = None
     needs_legacy_program: bool = False  # it runs only a Paddle 2.x .pdmodel program (Paddle-TRT's subgraph pass)
 
     @property

@@ -28,7 +28,6 @@ from ..errors import HarnessError, one_line
 from ..helper_inputs import decode
 from ..inputs import ClipInput, clip_sha256, decode_clip, decoder_name
 from ..optional import lazy, missing
-from ..precision.int8 import cached_int8
 from ..results import BackendRecord
 from ..stream import DECODE_TIMEOUT
 from .local import LaneFlow, batch_arrays, feed_dict, logit_rows
@@ -264,21 +263,22 @@ class RayEngine:
                 records[lane.name].status, records[lane.name].reason = "unavailable", "unavailable: a user's program runs with --engine local"
             elif lane.backend.device == "gpu" and not gpus:
                 records[lane.name].status, records[lane.name].reason = "unavailable", "unavailable: no GPU in the Ray cluster"
-            elif (art.calibration is not None and lane.backend.needs_calibration and lane.backend.name != "onnxruntime-int8"
-                  and not self.shared_paths):
+            elif art.calibration is not None and lane.backend.needs_calibration and lane.backend.calibrate is None and not self.shared_paths:
                 records[lane.name].status, records[lane.name].reason = (
                     "unavailable", "unavailable: INT8 calibration reads its clips where the actor runs: needs --ray-shared-paths")
             else:
                 runnable.append(lane)
-        int8 = [lane for lane in runnable if lane.backend.name == "onnxruntime-int8"]
-        if not self.shared_paths and art.calibration is not None and int8:
+        calibrated = [lane for lane in runnable if lane.backend.calibrate is not None]
+        if not self.shared_paths and art.calibration is not None and calibrated:
             # calibrated here, where the clips are (the artifact cache keeps it): its actors get the model, not the clips
-            try:
-                art = dataclasses.replace(art, int8_onnx=cached_int8(art.onnx, art.calibration, art.pre, art.cache)[0])
-            except Exception as exc:  # a calibration set that cannot be used: those lanes' error, as where they run locally
-                for lane in int8:
+            models = {}
+            for lane in calibrated:
+                try:
+                    models[lane.backend.name] = models.get(lane.backend.name) or lane.backend.calibrate(art)
+                except Exception as exc:  # a calibration set that cannot be used: that lane's error, as where it runs locally
                     records[lane.name].status, records[lane.name].reason = Status.ERROR, one_line(exc)
-                runnable = [lane for lane in runnable if lane not in int8]
+                    runnable.remove(lane)
+            art = dataclasses.replace(art, calibrated=models)
         actor_class = ray.remote(_BackendActor)
         sent = None if self.shared_paths or not runnable else send(art, ray.put)
         cpu_nodes = self._actor_nodes(ray)

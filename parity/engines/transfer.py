@@ -23,6 +23,9 @@ from ..optional import lazy
 onnx = lazy("onnx")
 
 
+CALIBRATED = "calibrated:"  # a group of ``send``: a backend's calibrated model (``ModelArtifacts.calibrated``)
+
+
 @dataclass(frozen=True)
 class SentFile:
     name: str
@@ -42,8 +45,8 @@ def _model_files(art) -> dict[str, list[Path]]:
         groups["trt_engine"] = [Path(art.trt_engine)] + ([sidecar] if sidecar.is_file() else [])
     if art.weights is not None:
         groups["weights"] = [Path(art.weights)]
-    if art.int8_onnx is not None:
-        groups["int8_onnx"] = [Path(art.int8_onnx)]
+    for backend, path in art.calibrated.items():
+        groups[f"{CALIBRATED}{backend}"] = [Path(path)]
     return groups
 
 
@@ -94,7 +97,8 @@ def receive(art, sent: dict[str, list[SentFile]], get, cache: ArtifactCache | No
     for key, files in sent.items():
         folder = cache.root / "ray-files" / files[0].sha256
         local[key] = [_fetch(f, folder, get) for f in files]
-    changes = {key: paths[0] for key, paths in local.items()}
+    changes = {key: paths[0] for key, paths in local.items() if not key.startswith(CALIBRATED)}
+    changes["calibrated"] = {key.removeprefix(CALIBRATED): paths[0] for key, paths in local.items() if key.startswith(CALIBRATED)}
     if "paddle_model" in local:
         changes["paddle_model"] = PaddleModel(*local["paddle_model"])
     return dataclasses.replace(art, cache=cache, **changes)
