@@ -214,7 +214,7 @@ class LocalEngine:
         """Every full (lane, batch): one after another (``turns``), or all lanes at once, each group's in turn (``lanes``)."""
         if not self.lanes:
             for name, batch in full:
-                self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
+                self._infer(flow, runners, name, batch, art)
             return
         queues: dict[object, list] = {}
         for name, batch in full:
@@ -230,13 +230,10 @@ class LocalEngine:
                 if runner is None:
                     continue
                 if not hasattr(runner, "submit"):
-                    self._infer(flow, runners, name, batch, art, flow.lanes[name].variant)
+                    self._infer(flow, runners, name, batch, art)
                     continue
                 try:
-                    feed = feed_dict(art.input_names, batch_feed(batch, flow.lanes[name].variant))
-                    for array in feed.values():
-                        flow.records[name].fed(array.shape)
-                    runner.submit(feed)
+                    runner.submit(self._feed(flow, name, batch, art))
                 except Exception as exc:
                     self._failed(flow, runners, name, exc)
                     continue
@@ -253,7 +250,16 @@ class LocalEngine:
                     self._failed(flow, runners, name, exc)
 
     @staticmethod
+    def _feed(flow: LaneFlow, name: str, batch: list[ClipInput], art) -> dict:
+        """Lane ``name``'s feed for ``batch`` (its preprocessing variant's tensors), each input's shape recorded as fed."""
+        feed = feed_dict(art.input_names, batch_feed(batch, flow.lanes[name].variant))
+        for array in feed.values():
+            flow.records[name].fed(array.shape)
+        return feed
+
+    @staticmethod
     def _failed(flow: LaneFlow, runners: dict, name: str, exc: BaseException) -> None:
+        """Any backend failure is that backend's error (with what it proved before, an engine refused say); the others go on."""
         runner = runners.pop(name)
         flow.records[name].keep_evidence(runner)
         flow.fail(name, exc)
@@ -262,8 +268,8 @@ class LocalEngine:
         except Exception:
             pass
 
-    @staticmethod
-    def _infer(flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], art, variant: str | None = None) -> None:
+    @classmethod
+    def _infer(cls, flow: LaneFlow, runners: dict, name: str, batch: list[ClipInput], art) -> None:
         runner = runners[name]
         try:
             if getattr(runner, "takes_clips", False):  # a user's program: per-clip errors are the clips', not the backend's
@@ -271,16 +277,7 @@ class LocalEngine:
                 flow.records[name].clip_errors.update(runner.clip_errors)
                 flow.done(name, batch, rows, runner.inference_time)
                 return
-            feed = feed_dict(art.input_names, batch_feed(batch, variant))
-            for array in feed.values():
-                flow.records[name].fed(array.shape)
-            outputs = runner.infer(feed, check_inputs=False)
+            outputs = runner.infer(cls._feed(flow, name, batch, art), check_inputs=False)
             flow.done(name, batch, logit_rows(outputs, len(batch), art.views), runner.inference_time)
-        except Exception as exc:  # any backend failure is that backend's error; the others go on
-            flow.records[name].keep_evidence(runner)  # what it proved before it failed (an engine refused, say)
-            flow.fail(name, exc)
-            try:
-                runner.deactivate()
-            except Exception:
-                pass
-            runners.pop(name)
+        except Exception as exc:
+            cls._failed(flow, runners, name, exc)
