@@ -120,16 +120,10 @@ def merge_reports(folders: list[str | Path], report: str | Path | None = None) -
     records = [_merged_record([s["backends"][i] for s in shards]) for i in range(len(first["backends"]))]
     paths = [c.path for c in clips if c.status == "ok"]
     labels = [c.label for c in clips if c.status == "ok"]
-    logits = {}
-    for record in records:
-        if record.status != "ok":
-            continue
-        rows = {}
-        for s in shards:
-            table = s["_logits"]
-            rows.update(zip((str(p) for p in table["clips"]), table[record.name]))
-        logits[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
-    view_logits = _joined_views(shards, records, paths)
+    logits = {r.name: _rows(shards, r.name, paths) for r in records if r.status == "ok"}
+    # another helper's model with several rows per clip: each lane's view rows (logits.npz ``NAME[views]``)
+    view_logits = {r.name: _rows(shards, f"{r.name}[views]", paths) for r in records
+                   if r.status == "ok" and all(f"{r.name}[views]" in s["_logits"] for s in shards)}
     changed = sum(s["run"].get("changed_clips", 0) for s in shards)
     judgement = judge(selection, records, logits, paths, labels, cfg, changed, first.get("lint"), view_logits)
     follow = _followups(cfg, first, shards, judgement, records, clips)
@@ -161,18 +155,12 @@ def _environment(shards: list[dict]) -> dict:
     return env
 
 
-def _joined_views(shards: list[dict], records, paths: list[str]) -> dict[str, np.ndarray]:
-    """Each lane's view rows (another helper's model with several rows per clip: logits.npz ``NAME[views]``), joined."""
-    out = {}
-    for record in records:
-        key = f"{record.name}[views]"
-        if record.status != "ok" or not all(key in s["_logits"] for s in shards):
-            continue
-        rows = {}
-        for s in shards:
-            rows.update(zip((str(p) for p in s["_logits"]["clips"]), s["_logits"][key]))
-        out[record.name] = np.stack([rows[p] for p in paths]).astype(np.float32)
-    return out
+def _rows(shards: list[dict], key: str, paths: list[str]) -> np.ndarray:
+    """The shards' logits.npz arrays ``key`` joined in ``paths`` order (each shard's rows by its own clip list)."""
+    rows = {}
+    for s in shards:
+        rows.update(zip((str(p) for p in s["_logits"]["clips"]), s["_logits"][key]))
+    return np.stack([rows[p] for p in paths]).astype(np.float32)
 
 
 def _followups(cfg, first: dict, shards: list[dict], judgement, records, clips) -> Followups:
