@@ -199,8 +199,8 @@ def main() -> None:
     # (cached per machine, models and backends: a one-time cost, not a clip's), which auto does from 50 clips
     from parity.engines.costs import PROBE_MIN_CLIPS
 
-    warm = max(3, PROBE_MIN_CLIPS) if args.schedule == "auto" else 3
-    harness(model, onnx, write_videos(out, warm), cache, out / "warm", backends, "auto" if args.schedule == "auto" else "turns")
+    auto = args.schedule == "auto"
+    harness(model, onnx, write_videos(out, PROBE_MIN_CLIPS if auto else 3), cache, out / "warm", backends, "auto" if auto else "turns")
     at_4n = harness(model, onnx, large, cache, out / "report-4n", backends, args.schedule)  # auto: chooses (and measures)
     kind = (at_4n["schedule"] or {}).get("kind", "turns")
     at_n = harness(model, onnx, small, cache, out / "report-n", backends, kind)

@@ -32,7 +32,7 @@ class Trial:
         self.times: dict[str, list[float]] = {"lanes": [], "turns": []}
         self.parked: dict = {}  # the other schedule's runners, kept activated until the choice is made
         self.done = False
-        self.skip = head_start(getattr(self.lanes_schedule, "workers", 0))  # the lanes phase's untimed clips; turns: 1
+        self.skip = head_start(self.lanes_schedule.workers)  # the lanes phase's untimed clips; turns: 1
 
     def tick(self) -> None:
         """After each clip: time it; switch to turns after the lanes' clips; after the turns' clips, keep the faster."""
