@@ -93,10 +93,6 @@ class ModelArtifacts:
         """The model's input names, in its order: what every runner's feed dict is keyed by."""
         return tuple(i.name for i in self.inputs) if self.inputs else (self.input_name,)
 
-    def input_shapes(self) -> dict:
-        mn, opt, mx = profile_shapes(self.num_seg, self.size, self.batch)
-        return {"min": list(mn), "opt": list(opt), "max": list(mx)}
-
     def profiles(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """(min, opt, max) shapes per input name (TensorRT's optimization profile): the batch dimension from one clip's
         rows (its views) to the run's batch of clips; every other dimension as the model fixes it."""
