@@ -1,6 +1,25 @@
+"""``python -m parity`` and the ``parity`` executable.
+
+Ctrl-C is the harness's from the first moment: the handler is in place before the command line's
+imports (Paddle, ONNX Runtime, Polygraphy: seconds), so an interruption there is one line too.
+"""
+import signal
 import sys
 
-from .cli import main
+from .errors import INTERRUPTED, on_sigint
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, on_sigint)
+    try:  # startup: the command line's imports take seconds, and a Ctrl-C in them is ours to report
+        from .cli import main as cli
+    except BaseException:
+        if INTERRUPTED.is_set():  # Ctrl-C during the imports, whatever a library made of it
+            print("parity: interrupted", file=sys.stderr, flush=True)
+            return 130
+        raise
+    return cli()
+
 
 if __name__ == "__main__":  # spawned backend processes import this module too; they must not run the CLI
     sys.exit(main())

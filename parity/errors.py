@@ -18,6 +18,12 @@ class HarnessError(Exception):
 INTERRUPTED = threading.Event()
 
 
+def on_sigint(signum, frame):
+    """The command line's SIGINT handler: flag the interruption, then end what runs with a KeyboardInterrupt."""
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 def check_interrupted() -> None:
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt

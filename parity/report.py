@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from .errors import HarnessError
 from .optional import lazy
 from .plots import matplotlib, png, pyplot
 from .results import RunResult
+from .signals import held
 
 pd = lazy("pandas")
 jinja2 = lazy("jinja2")
@@ -73,10 +73,8 @@ def _swap_into_place(new: Path, out: Path) -> None:
     things too (the demo's model/ and clips/, or a user's files) is never moved: the report files
     are renamed into it one by one instead, and old report files this run did not write go.
     """
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     trash = None
-    try:
+    with held():
         if out.is_dir() and any(entry.name not in REPORT_FILES for entry in out.iterdir()):
             for name in REPORT_FILES:
                 if (out / name).is_dir():
@@ -90,8 +88,6 @@ def _swap_into_place(new: Path, out: Path) -> None:
                 trash = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(trash)
             new.rename(out)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
 

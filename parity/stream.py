@@ -33,6 +33,7 @@ from .machine import cpu_count
 from .optional import lazy, missing
 from .preprocess import PreprocessConfig
 from .schedule import passive_wait
+from .signals import held, release
 
 cv2 = lazy("cv2")
 
@@ -104,6 +105,7 @@ class DecodeStats:
 def _worker_init() -> None:
     """Decode workers: lower priority, one thread each, and Ctrl-C is the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    release()  # started with SIGINT/SIGTERM held (parity.signals): a SIGTERM now ends it, Ctrl-C is ignored
     try:
         os.nice(DECODE_NICE)
     except OSError:
@@ -169,11 +171,12 @@ class _Worker:
     def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="parity-decode")
-        self.process.start()
-        child.close()
         self.slot: _Slot | None = None
         self.started = 0.0
-        _LIVE.add(self)
+        with held():  # a Ctrl-C lands once the worker has all its orders and is in _LIVE, to be killed
+            self.process.start()
+            _LIVE.add(self)
+        child.close()
 
     def give(self, slot: "_Slot", args: tuple) -> None:
         slot.attempts += 1

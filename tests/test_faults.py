@@ -321,6 +321,98 @@ def test_sigint_at_any_moment_leaves_one_complete_report(demo_artifacts, tmp_pat
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written folder left
 
 
+def test_a_held_ctrl_c_lands_after_the_block_whichever_thread_the_kernel_hands_it_to():
+    import threading
+
+    from parity.signals import held
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # a thread that does not block SIGINT, as ONNX Runtime's and tqdm's
+    other.start()
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    steps = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+                steps.append("the block finished")
+    finally:
+        stop.set()
+        other.join()
+        signal.signal(signal.SIGINT, old)
+    assert steps == ["the block finished"]
+
+
+def test_a_ctrl_c_during_the_command_lines_imports_is_one_line():
+    proc = subprocess.Popen([sys.executable, "-m", "parity", "backends"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "numpy" not in maps.read_text():  # numpy loads amid the command line's imports
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "parity: interrupted"
+
+
+@pytest.fixture
+def ctrl_c_at_spawn(monkeypatch):
+    """A Ctrl-C that arrives the moment a child process exists, before it has been sent what to run; the pids started."""
+    import multiprocessing.resource_tracker
+    import multiprocessing.util
+
+    multiprocessing.resource_tracker.ensure_running()  # its own start is not the one under test
+    real, pids = multiprocessing.util.spawnv_passfds, []
+
+    def spawn_then_interrupt(*args):
+        pids.append(real(*args))
+        os.kill(os.getpid(), signal.SIGINT)
+        return pids[-1]
+
+    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", spawn_then_interrupt)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield pids
+    signal.signal(signal.SIGINT, old)
+
+
+def _last_words(pids, capfd) -> str:
+    """What the children printed, once each has ended (one still running is not this test's child)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # already reaped by its parent object
+            pass
+    return capfd.readouterr().err
+
+
+def test_a_ctrl_c_while_a_decode_worker_starts_lands_once_it_has_its_orders(ctrl_c_at_spawn, capfd):
+    import multiprocessing as mp
+
+    from parity import stream
+
+    with pytest.raises(KeyboardInterrupt):
+        stream._Worker(mp.get_context("spawn"))
+    [worker] = [w for w in stream._LIVE if w.process.pid in ctrl_c_at_spawn]  # registered, so a stream's end kills it
+    worker.conn.send(None)  # it reads its orders whole and answers: stop
+    worker.process.join(60)
+    code = worker.process.exitcode
+    worker.kill()
+    assert code == 0
+    assert "Traceback" not in _last_words(ctrl_c_at_spawn, capfd)
+
+
+def test_a_ctrl_c_while_a_backend_process_starts_lands_once_it_has_its_orders(ctrl_c_at_spawn, capfd):
+    from parity.backends import ModelArtifacts
+    from parity.backends.isolated import IsolatedRunner
+
+    runner = IsolatedRunner("fixtures.defects:env_runner", ModelArtifacts(), name="x")
+    with pytest.raises(KeyboardInterrupt):
+        runner.activate()
+    assert runner._process.exitcode == 0  # told to stop by the interrupted activation, and it did
+    assert "Traceback" not in _last_words(ctrl_c_at_spawn, capfd)
+
+
 def test_two_runs_give_the_same_results_apart_from_timings(demo_run_config, parity_cache, tmp_path):
     import dataclasses
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "parity"
-# An import inside a function says why on its line or the one before: a fork or spawn constraint, or a cycle.
-REASONS = ("# spawn:", "# fork:", "# cycle:")
+# An import inside a function says why on its line or the one before: a fork or spawn constraint, a cycle, or
+# the executable's startup (a handler that must be in place before the import).
+REASONS = ("# spawn:", "# fork:", "# cycle:", "# startup:")
 MAX_INTERNAL = 10
 
 

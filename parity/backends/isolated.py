@@ -19,6 +19,7 @@ from polygraphy.backend.base import BaseRunner
 
 from ..errors import one_line
 from ..schedule import passive_wait
+from ..signals import held, release
 from .gpu import backend_environment
 from .registry import BACKENDS
 
@@ -39,6 +40,7 @@ def _worker(conn, factory: str, art, log_path: str, env: dict | None = None, cpu
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    release()  # started with SIGINT/SIGTERM held (parity.signals); what they now print goes to the log
     try:
         runner = _make(factory, art)
         runner.activate()
@@ -119,9 +121,10 @@ class IsolatedRunner(BaseRunner):
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log, self.env, self.cpus),
                                     daemon=True)
-        self._process.start()
-        child.close()
         try:
+            with held():  # a Ctrl-C lands once the child has all its orders, and ends it through deactivate
+                self._process.start()
+            child.close()
             self._evidence = self._receive()
         except BaseException:
             self.deactivate_impl()  # Polygraphy does not deactivate a runner whose activation failed
@@ -162,13 +165,14 @@ class IsolatedRunner(BaseRunner):
         return self._conn
 
     def deactivate_impl(self):
-        try:
+        if self._process.pid is not None:  # else its start failed: there is nothing to stop
+            try:
+                if self._process.is_alive():
+                    self._conn.send(("stop", None))
+                self._process.join(30)
+            except (BrokenPipeError, OSError):
+                pass
             if self._process.is_alive():
-                self._conn.send(("stop", None))
-            self._process.join(30)
-        except (BrokenPipeError, OSError):
-            pass
-        if self._process.is_alive():
-            self._process.kill()
+                self._process.kill()
         self._conn.close()
         os.unlink(self._log)

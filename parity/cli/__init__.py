@@ -13,7 +13,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off 
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
-from ..errors import INTERRUPTED, HarnessError, one_line  # noqa: E402
+from ..errors import INTERRUPTED, HarnessError, on_sigint, one_line  # noqa: E402
 from ..schedule import passive_wait  # noqa: E402
 from . import diagnose, info, models, run  # noqa: E402
 from .common import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, say, summary  # noqa: E402, F401  (the exit codes and summary, for callers)
@@ -32,11 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigint(signum, frame):
-    INTERRUPTED.set()
-    raise KeyboardInterrupt
-
-
 def _unraisable(hook):
     """A Ctrl-C that lands in a callback Python cannot raise from (a weakref's, a finalizer's) would be printed
     as 'Exception ignored ... Traceback'; the interruption is already flagged and ends the run at the next check."""
@@ -53,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     passive_wait()  # OpenMP pools sleep when done (unless the user set them): before Paddle loads, here and in every child
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_sigint)
+        signal.signal(signal.SIGINT, on_sigint)
         sys.unraisablehook = _unraisable(sys.__unraisablehook__)
     try:
         return COMMANDS[args.command][1](args)
