@@ -13,12 +13,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_sigint)
     try:  # startup: the command line's imports take seconds, and a Ctrl-C in them is ours to report
         from .cli import main as cli
+
+        return cli()
     except BaseException:
-        if INTERRUPTED.is_set():  # Ctrl-C during the imports, whatever a library made of it
+        if INTERRUPTED.is_set():  # Ctrl-C during the imports or the parsing, whatever a library made of it
             print("parity: interrupted", file=sys.stderr, flush=True)
             return 130
         raise
-    return cli()
 
 
 if __name__ == "__main__":  # spawned backend processes import this module too; they must not run the CLI

@@ -121,3 +121,33 @@ def test_two_cli_runs_under_other_hash_seeds_write_the_same_results(tmp_path, de
         reports.append(_timeless(report))
     assert [c["backend"] for c in reports[0]["comparisons"]] == ["onnxruntime", "onnxruntime-fp16"]  # the registry's order
     assert reports[0] == reports[1]
+
+
+def test_a_ctrl_c_that_a_library_made_its_own_error_is_an_interruption(monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    from parity import cli
+
+    def paddle_like(args):  # as `import paddle` does: the KeyboardInterrupt inside becomes its own error
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise RuntimeError("Failed to import paddle. Please ensure paddle is installed.") from None
+
+    monkeypatch.setitem(cli.COMMANDS, "backends", (cli.COMMANDS["backends"][0], paddle_like))
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        code = main(["backends"])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "parity: interrupted"
+    def refused(args):
+        raise cli.HarnessError("x.onnx: no such file")
+
+    monkeypatch.setitem(cli.COMMANDS, "backends", (cli.COMMANDS["backends"][0], refused))
+    assert main(["backends"]) == 2  # the next call in this process is not interrupted by that one's Ctrl-C
+    assert capsys.readouterr().err.strip() == "parity: error: x.onnx: no such file"

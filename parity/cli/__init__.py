@@ -47,19 +47,23 @@ def _unraisable(hook):
 def main(argv: list[str] | None = None) -> int:
     passive_wait()  # OpenMP pools sleep when done (unless the user set them): before Paddle loads, here and in every child
     args = build_parser().parse_args(argv)
+    INTERRUPTED.clear()  # a Ctrl-C of an earlier call in this process is not this one's
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_sigint)
         sys.unraisablehook = _unraisable(sys.__unraisablehook__)
     try:
         return COMMANDS[args.command][1](args)
-    except HarnessError as exc:
-        say(f"parity: error: {exc}")
-        return EXIT_HARNESS
     except KeyboardInterrupt:
         say("parity: interrupted")
         return 130
-    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
-        if os.environ.get("PARITY_DEBUG"):
+    except Exception as exc:
+        if INTERRUPTED.is_set():  # a library made the Ctrl-C its own error (paddle's import: "Failed to import paddle")
+            say("parity: interrupted")
+            return 130
+        if isinstance(exc, HarnessError):
+            say(f"parity: error: {exc}")
+            return EXIT_HARNESS
+        if os.environ.get("PARITY_DEBUG"):  # a bug of ours: one line for the user, the traceback on request
             raise
         say(f"parity: internal error: {one_line(exc)} (PARITY_DEBUG=1 shows the traceback)")
         return EXIT_HARNESS
