@@ -3,22 +3,20 @@
 Ctrl-C is the harness's from the first moment: the handler is in place before the command line's
 imports (Paddle, ONNX Runtime, Polygraphy: seconds), so an interruption there is one line too.
 """
-import signal
 import sys
 
-from .errors import INTERRUPTED, on_sigint
+from .errors import INTERRUPTED, handle_interrupts, interrupted
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, on_sigint)
+    handle_interrupts()
     try:  # startup: the command line's imports take seconds, and a Ctrl-C in them is ours to report
         from .cli import main as cli
 
         return cli()
     except BaseException:
         if INTERRUPTED.is_set():  # Ctrl-C during the imports or the parsing, whatever a library made of it
-            print("parity: interrupted", file=sys.stderr, flush=True)
-            return 130
+            return interrupted()
         raise
 
 

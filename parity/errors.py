@@ -1,4 +1,6 @@
-"""Errors that reach a user as one line."""
+"""Errors that reach a user as one line, and interruptions."""
+import signal
+import sys
 import threading
 
 
@@ -12,16 +14,36 @@ class HarnessError(Exception):
     """The harness cannot run at all (bad arguments, missing model, no readable clip): exit 2."""
 
 
-# Set by the command line's SIGINT handler. Some libraries turn a KeyboardInterrupt raised inside
+# Set by the command line's SIGINT and SIGTERM handler. Some libraries turn a KeyboardInterrupt raised inside
 # them into their own error (paddle's import reports "initialization failed"): the run checks this
 # flag before it reports, so an interrupted run never writes a report that blames a backend.
 INTERRUPTED = threading.Event()
+_BY = [signal.SIGINT]  # the signal that interrupted this call
 
 
-def on_sigint(signum, frame):
-    """The command line's SIGINT handler: flag the interruption, then end what runs with a KeyboardInterrupt."""
+def on_interrupt(signum, frame):
+    """The command line's SIGINT and SIGTERM handler: flag the interruption, then end what runs with a KeyboardInterrupt,
+    so a SIGTERM (a CI job cancelled) cleans up as a Ctrl-C does: children stopped, temporary files gone."""
+    _BY[0] = signum
     INTERRUPTED.set()
     raise KeyboardInterrupt
+
+
+def handle_interrupts() -> None:
+    """This call's Ctrl-C and SIGTERM end it as an interruption (handlers in the main thread only); an earlier call's
+    interruption is forgotten."""
+    INTERRUPTED.clear()
+    _BY[0] = signal.SIGINT
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_interrupt)
+
+
+def interrupted() -> int:
+    """Say that the run was interrupted (naming a SIGTERM); the exit status, 128 + the signal: 130 for a Ctrl-C, 143 for a SIGTERM."""
+    by = _BY[0]
+    print("parity: interrupted" + ("" if by == signal.SIGINT else f" ({signal.Signals(by).name})"), file=sys.stderr, flush=True)
+    return 128 + by
 
 
 def check_interrupted() -> None:

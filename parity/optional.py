@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
+import threading
 
 from polygraphy import mod
 
@@ -35,7 +37,21 @@ class _Lazy:
         reason = missing(self._name)
         if reason:
             raise ImportError(reason)
-        return getattr(self._module, attr)
+        try:
+            return getattr(self._module, attr)
+        finally:
+            _handlers_back()
+
+
+def _handlers_back() -> None:
+    """A native library may put its own C handler in place of the program's on import (paddle's for SIGTERM prints a
+    crash report and aborts): a SIGINT or SIGTERM handler the program set in Python is put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)  # Python's record, which a C library's sigaction does not change
+        if callable(handler):
+            signal.signal(sig, handler)
 
 
 def lazy(name: str):

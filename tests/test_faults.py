@@ -321,6 +321,56 @@ def test_sigint_at_any_moment_leaves_one_complete_report(demo_artifacts, tmp_pat
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written folder left
 
 
+def _isolated_run_until_its_backends_start(demo_artifacts, tmp_path):
+    """``parity run --isolate`` with its own TMPDIR, once the first backend process has made its log there."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    args = ["run", *_model_args(demo_artifacts), "--clips", demo_artifacts.val_list, "--backends", "paddle,onnxruntime", "--isolate",
+            "--report", tmp_path / "report"]
+    proc = subprocess.Popen([sys.executable, "-m", "parity", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(temp.glob("parity-backend-*.log")):
+        time.sleep(0.01)
+    return proc, temp
+
+
+def test_a_sigterm_is_an_interruption_that_leaves_nothing_behind(demo_artifacts, tmp_path):
+    proc, temp = _isolated_run_until_its_backends_start(demo_artifacts, tmp_path)
+    proc.send_signal(signal.SIGTERM)  # a cancelled CI job
+    out, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err and proc.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == "parity: interrupted (SIGTERM)"
+    assert not list(temp.glob("parity-backend-*")) and not (tmp_path / "report").exists()  # backends stopped, their logs removed
+
+
+def test_a_sigterm_after_paddle_loaded_is_still_an_interruption():
+    script = """
+import os, signal, time
+from parity.errors import handle_interrupts
+from parity.optional import lazy
+handle_interrupts()
+lazy("paddle").__version__  # paddle's import puts its own C handler on SIGTERM: a crash report, then abort
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "interrupted" and "FatalError" not in done.stderr, done.stderr[-2000:]
+
+
+def test_the_backend_processes_of_a_killed_run_end_and_remove_their_logs(demo_artifacts, tmp_path):
+    proc, temp = _isolated_run_until_its_backends_start(demo_artifacts, tmp_path)
+    proc.kill()  # nothing of the run's own cleanup runs
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and list(temp.glob("parity-backend-*")):
+        time.sleep(0.1)
+    assert not list(temp.glob("parity-backend-*"))
+
+
 def test_a_held_ctrl_c_lands_after_the_block_whichever_thread_the_kernel_hands_it_to():
     import threading
 

@@ -8,11 +8,13 @@ Workers are spawned, so a script that calls ``parity.run`` needs the usual
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
 import signal
 import tempfile
+import uuid
 from collections import OrderedDict
 
 from polygraphy.backend.base import BaseRunner
@@ -37,10 +39,18 @@ def _worker(conn, factory: str, art, log_path: str, env: dict | None = None, cpu
     if cpus:  # a lane of the ``lanes`` schedule: its own cores, so lanes running at once never share one
         os.sched_setaffinity(0, cpus)
     # What native code prints (and its crash report) goes to a log the parent reads.
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)  # created here, so a killed parent leaves none
     os.dup2(log, 1)
     os.dup2(log, 2)
     release()  # started with SIGINT/SIGTERM held (parity.signals); what they now print goes to the log
+    try:
+        _serve(conn, factory, art)
+    except (EOFError, OSError):  # the pipe broke: the parent is gone (killed), and nobody will read the log
+        os.unlink(log_path)
+
+
+def _serve(conn, factory: str, art) -> None:
+    """Build the runner, say it is ready (or its error), then answer feeds until told to stop."""
     try:
         runner = _make(factory, art)
         runner.activate()
@@ -116,8 +126,7 @@ class IsolatedRunner(BaseRunner):
 
     def activate_impl(self):
         ctx = mp.get_context("spawn")
-        fd, self._log = tempfile.mkstemp(prefix="parity-backend-", suffix=".log")
-        os.close(fd)
+        self._log = os.path.join(tempfile.gettempdir(), f"parity-backend-{uuid.uuid4().hex}.log")  # the child creates it
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_worker, args=(child, self.factory, self.art, self._log, self.env, self.cpus),
                                     daemon=True)
@@ -175,4 +184,5 @@ class IsolatedRunner(BaseRunner):
             if self._process.is_alive():
                 self._process.kill()
         self._conn.close()
-        os.unlink(self._log)
+        with contextlib.suppress(FileNotFoundError):  # a child that saw this side gone first removed it
+            os.unlink(self._log)

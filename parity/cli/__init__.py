@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import warnings
@@ -13,7 +12,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off 
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
-from ..errors import INTERRUPTED, HarnessError, on_sigint, one_line  # noqa: E402
+from ..errors import INTERRUPTED, HarnessError, handle_interrupts, interrupted, one_line  # noqa: E402
 from ..schedule import passive_wait  # noqa: E402
 from . import diagnose, info, models, run  # noqa: E402
 from .common import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, say, summary  # noqa: E402, F401  (the exit codes and summary, for callers)
@@ -47,19 +46,16 @@ def _unraisable(hook):
 def main(argv: list[str] | None = None) -> int:
     passive_wait()  # OpenMP pools sleep when done (unless the user set them): before Paddle loads, here and in every child
     args = build_parser().parse_args(argv)
-    INTERRUPTED.clear()  # a Ctrl-C of an earlier call in this process is not this one's
+    handle_interrupts()  # Ctrl-C and SIGTERM; a Ctrl-C of an earlier call in this process is not this one's
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_sigint)
         sys.unraisablehook = _unraisable(sys.__unraisablehook__)
     try:
         return COMMANDS[args.command][1](args)
     except KeyboardInterrupt:
-        say("parity: interrupted")
-        return 130
+        return interrupted()
     except Exception as exc:
         if INTERRUPTED.is_set():  # a library made the Ctrl-C its own error (paddle's import: "Failed to import paddle")
-            say("parity: interrupted")
-            return 130
+            return interrupted()
         if isinstance(exc, HarnessError):
             say(f"parity: error: {exc}")
             return EXIT_HARNESS

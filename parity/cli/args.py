@@ -28,7 +28,7 @@ exit codes:
   1    a comparison failed: parity is broken
   2    the harness could not run (bad arguments, missing model, no readable clip, the reference failed,
        a report folder it cannot write)
-  130  interrupted (Ctrl-C: nothing is reported)
+  130  interrupted (Ctrl-C: nothing is reported); 143 after a SIGTERM (a cancelled CI job), the same way
 
 examples:
   parity run --paddle-model m/ppTSMv2.json --onnx m/ppTSMv2.onnx --clips val.txt --write-config parity.toml
