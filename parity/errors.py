@@ -29,14 +29,21 @@ def on_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def handle_interrupts() -> None:
+def handle_interrupts() -> dict:
     """This call's Ctrl-C and SIGTERM end it as an interruption (handlers in the main thread only); an earlier call's
-    interruption is forgotten."""
+    interruption is forgotten. The handlers replaced, for ``restore_handlers``."""
     INTERRUPTED.clear()
     _BY[0] = signal.SIGINT
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, on_interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_handlers(replaced: dict) -> None:
+    """Put back what ``handle_interrupts`` replaced (a handler set outside Python, None, cannot be, and stays ours)."""
+    for sig, handler in replaced.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def interrupted() -> int:

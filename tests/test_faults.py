@@ -371,27 +371,33 @@ def test_the_backend_processes_of_a_killed_run_end_and_remove_their_logs(demo_ar
     assert not list(temp.glob("parity-backend-*"))
 
 
+# The tests that send a real signal to their own process run it in a fresh Python: never in pytest's own process,
+# whose threads and handlers are whatever the tests before left.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh_python(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
 def test_a_held_ctrl_c_lands_after_the_block_whichever_thread_the_kernel_hands_it_to():
-    import threading
-
-    from parity.signals import held
-
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)  # a thread that does not block SIGINT, as ONNX Runtime's and tqdm's
-    other.start()
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    steps = []
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            with held():
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.2)
-                steps.append("the block finished")
-    finally:
-        stop.set()
-        other.join()
-        signal.signal(signal.SIGINT, old)
-    assert steps == ["the block finished"]
+    done = _fresh_python("""
+import os, signal, threading, time
+from parity.signals import held
+stop = threading.Event()
+other = threading.Thread(target=stop.wait)  # a thread that does not block SIGINT, as ONNX Runtime's and tqdm's
+other.start()
+try:
+    with held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        print("the block finished")
+except KeyboardInterrupt:
+    print("then the Ctrl-C landed")
+stop.set()
+other.join()
+""")
+    assert done.stdout.splitlines() == ["the block finished", "then the Ctrl-C landed"], done.stderr[-2000:]
 
 
 def test_a_ctrl_c_during_the_command_lines_imports_is_one_line():
@@ -406,61 +412,53 @@ def test_a_ctrl_c_during_the_command_lines_imports_is_one_line():
     assert err.strip().splitlines()[-1] == "parity: interrupted"
 
 
-@pytest.fixture
-def ctrl_c_at_spawn(monkeypatch):
-    """A Ctrl-C that arrives the moment a child process exists, before it has been sent what to run; the pids started."""
-    import multiprocessing.resource_tracker
-    import multiprocessing.util
-
-    multiprocessing.resource_tracker.ensure_running()  # its own start is not the one under test
-    real, pids = multiprocessing.util.spawnv_passfds, []
-
-    def spawn_then_interrupt(*args):
-        pids.append(real(*args))
-        os.kill(os.getpid(), signal.SIGINT)
-        return pids[-1]
-
-    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", spawn_then_interrupt)
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield pids
-    signal.signal(signal.SIGINT, old)
-
-
-def _last_words(pids, capfd) -> str:
-    """What the children printed, once each has ended (one still running is not this test's child)."""
+CTRL_C_AT_SPAWN = """
+import multiprocessing.resource_tracker, multiprocessing.util, os, signal
+multiprocessing.resource_tracker.ensure_running()  # its own start is not the one under test
+real, pids = multiprocessing.util.spawnv_passfds, []
+def spawn_then_interrupt(*args):  # a Ctrl-C the moment the child exists, before it has been sent what to run
+    pids.append(real(*args))
+    os.kill(os.getpid(), signal.SIGINT)
+    return pids[-1]
+multiprocessing.util.spawnv_passfds = spawn_then_interrupt
+def reap():  # every child has ended, so all it printed is in
     for pid in pids:
         try:
             os.waitpid(pid, 0)
-        except ChildProcessError:  # already reaped by its parent object
+        except ChildProcessError:  # already reaped by its Process object
             pass
-    return capfd.readouterr().err
+"""
 
 
-def test_a_ctrl_c_while_a_decode_worker_starts_lands_once_it_has_its_orders(ctrl_c_at_spawn, capfd):
-    import multiprocessing as mp
-
-    from parity import stream
-
-    with pytest.raises(KeyboardInterrupt):
-        stream._Worker(mp.get_context("spawn"))
-    [worker] = [w for w in stream._LIVE if w.process.pid in ctrl_c_at_spawn]  # registered, so a stream's end kills it
+def test_a_ctrl_c_while_a_decode_worker_starts_lands_once_it_has_its_orders():
+    done = _fresh_python(CTRL_C_AT_SPAWN + """
+import multiprocessing as mp
+from parity import stream
+try:
+    stream._Worker(mp.get_context("spawn"))
+except KeyboardInterrupt:
+    [worker] = [w for w in stream._LIVE if w.process.pid in pids]  # registered, so a stream's end kills it
     worker.conn.send(None)  # it reads its orders whole and answers: stop
     worker.process.join(60)
-    code = worker.process.exitcode
+    print("worker exit code", worker.process.exitcode)
     worker.kill()
-    assert code == 0
-    assert "Traceback" not in _last_words(ctrl_c_at_spawn, capfd)
+reap()
+""")
+    assert done.stdout.strip() == "worker exit code 0" and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
-def test_a_ctrl_c_while_a_backend_process_starts_lands_once_it_has_its_orders(ctrl_c_at_spawn, capfd):
-    from parity.backends import ModelArtifacts
-    from parity.backends.isolated import IsolatedRunner
-
-    runner = IsolatedRunner("fixtures.defects:env_runner", ModelArtifacts(), name="x")
-    with pytest.raises(KeyboardInterrupt):
-        runner.activate()
-    assert runner._process.exitcode == 0  # told to stop by the interrupted activation, and it did
-    assert "Traceback" not in _last_words(ctrl_c_at_spawn, capfd)
+def test_a_ctrl_c_while_a_backend_process_starts_lands_once_it_has_its_orders():
+    done = _fresh_python(CTRL_C_AT_SPAWN + """
+from parity.backends import ModelArtifacts
+from parity.backends.isolated import IsolatedRunner
+runner = IsolatedRunner("fixtures.defects:env_runner", ModelArtifacts(), name="x")
+try:
+    runner.activate()
+except KeyboardInterrupt:
+    print("backend exit code", runner._process.exitcode)  # told to stop by the interrupted activation, and it did
+reap()
+""")
+    assert done.stdout.strip() == "backend exit code 0" and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
 def test_two_runs_give_the_same_results_apart_from_timings(demo_run_config, parity_cache, tmp_path):

@@ -12,7 +12,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off 
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
-from ..errors import INTERRUPTED, HarnessError, handle_interrupts, interrupted, one_line  # noqa: E402
+from ..errors import INTERRUPTED, HarnessError, handle_interrupts, interrupted, one_line, restore_handlers  # noqa: E402
 from ..schedule import passive_wait  # noqa: E402
 from . import diagnose, info, models, run  # noqa: E402
 from .common import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, say, summary  # noqa: E402, F401  (the exit codes and summary, for callers)
@@ -46,7 +46,7 @@ def _unraisable(hook):
 def main(argv: list[str] | None = None) -> int:
     passive_wait()  # OpenMP pools sleep when done (unless the user set them): before Paddle loads, here and in every child
     args = build_parser().parse_args(argv)
-    handle_interrupts()  # Ctrl-C and SIGTERM; a Ctrl-C of an earlier call in this process is not this one's
+    replaced = handle_interrupts()  # Ctrl-C and SIGTERM; a Ctrl-C of an earlier call in this process is not this one's
     if threading.current_thread() is threading.main_thread():
         sys.unraisablehook = _unraisable(sys.__unraisablehook__)
     try:
@@ -63,3 +63,5 @@ def main(argv: list[str] | None = None) -> int:
             raise
         say(f"parity: internal error: {one_line(exc)} (PARITY_DEBUG=1 shows the traceback)")
         return EXIT_HARNESS
+    finally:
+        restore_handlers(replaced)  # a program that called main keeps its own
