@@ -104,6 +104,19 @@ def test_unrepaired_conversion_is_refused_by_onnxruntime(demo_artifacts, tmp_pat
     assert "Squeeze" in ort_load_error(tmp_path / "raw.onnx")
 
 
+def test_an_interrupted_conversion_leaves_the_earlier_model_and_nothing_else(demo_artifacts, tmp_path):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"the earlier, reviewed model")
+
+    def interrupted_review(paddle_model, model, repair):  # a Ctrl-C while paddle2onnx's output is reviewed
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_to_onnx(demo_artifacts.paddle_model, out, review=interrupted_review)
+    assert out.read_bytes() == b"the earlier, reviewed model"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no partial file beside it
+
+
 def test_model_without_lta_converts_without_repair(tmp_path):
     from parity.models import ModelSpec, build_model
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..errors import HarnessError
 from ..optional import lazy
+from ..signals import held
 from .ort import ort_load_error
 from .paddle_model import PaddleModel
 
@@ -60,20 +61,32 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
     rest of the process, which would make its own constant folding (and any later Polygraphy
     call) pip-install what is missing at run time. The subprocess imports Polygraphy first with
     auto-install off; what the folding needs (onnx-graphsurgeon, sympy) is a dependency of ours.
+
+    The work happens in a file beside ``out``, which takes its place only once it is reviewed and
+    validated (or refused by ONNX Runtime, to be looked at): an interrupted or failed conversion never
+    leaves paddle2onnx's unrepaired output at ``out``, where it might load and run, wrongly.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.with_name(f".{out.stem}.{os.getpid()}.partial.onnx")
+    try:
+        return _convert(paddle_model, work, out, opset, repair, review)
+    finally:
+        work.unlink(missing_ok=True)
+
+
+def _convert(paddle_model: PaddleModel, work: Path, out: Path, opset: int, repair: bool, review) -> ConversionRecord:
     env = {k: v for k, v in os.environ.items() if k != "POLYGRAPHY_AUTOINSTALL_DEPS"}
     proc = subprocess.run(
-        [sys.executable, "-c", _CONVERT_SCRIPT, str(paddle_model.model_file), str(paddle_model.params_file), str(out), str(opset)],
+        [sys.executable, "-c", _CONVERT_SCRIPT, str(paddle_model.model_file), str(paddle_model.params_file), str(work), str(opset)],
         capture_output=True,
         text=True,
         env=env,
     )
-    if proc.returncode != 0 or not out.is_file():
+    if proc.returncode != 0 or not work.is_file():
         tail = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
         raise HarnessError(f"{paddle_model.model_file}: paddle2onnx failed: {tail[-1] if tail else 'no output'}")
-    model = onnx.load(str(out))
+    model = onnx.load(str(work))
     record = ConversionRecord(
         source=str(paddle_model.model_file),
         onnx=str(out),
@@ -85,11 +98,18 @@ def convert_to_onnx(paddle_model: PaddleModel, out: str | Path, opset: int = 11,
     if review is not None:
         record.repairs, record.lint = review(paddle_model, model, repair)
         if record.repairs:
-            onnx.save(model, str(out))
-    onnx.checker.check_model(str(out))
-    error = ort_load_error(out)
+            onnx.save(model, str(work))
+    onnx.checker.check_model(str(work))
+    error = ort_load_error(work)
+    error = error and error.replace(str(work), str(out))  # ORT names the file it read
+    sidecar = out.with_suffix(".conversion.json")
+    with held():  # the model and its record change together, or not at all
+        os.replace(work, out)
+        if error:
+            sidecar.unlink(missing_ok=True)  # an earlier conversion's record does not vouch for this one
+        else:
+            sidecar.write_text(json.dumps(record.to_dict(), indent=2))
     if error:
         record.ort_session = f"refused: {error}"
         raise HarnessError(f"{out}: ONNX Runtime refuses the converted model: {error}")
-    out.with_suffix(".conversion.json").write_text(json.dumps(record.to_dict(), indent=2))
     return record
