@@ -321,6 +321,15 @@ def test_sigint_at_any_moment_leaves_one_complete_report(demo_artifacts, tmp_pat
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-written folder left
 
 
+# The tests that send a real signal to their own process run it in a fresh Python: never in pytest's own process,
+# whose threads and handlers are whatever the tests before left.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh_python(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
 def _isolated_run_until_its_backends_start(demo_artifacts, tmp_path):
     """``parity run --isolate`` with its own TMPDIR, once the first backend process has made its log there."""
     temp = tmp_path / "temp"
@@ -357,7 +366,7 @@ try:
 except KeyboardInterrupt:
     print("interrupted")
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    done = _fresh_python(script)
     assert done.stdout.strip() == "interrupted" and "FatalError" not in done.stderr, done.stderr[-2000:]
 
 
@@ -369,15 +378,6 @@ def test_the_backend_processes_of_a_killed_run_end_and_remove_their_logs(demo_ar
     while time.monotonic() < deadline and list(temp.glob("parity-backend-*")):
         time.sleep(0.1)
     assert not list(temp.glob("parity-backend-*"))
-
-
-# The tests that send a real signal to their own process run it in a fresh Python: never in pytest's own process,
-# whose threads and handlers are whatever the tests before left.
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _fresh_python(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 def test_a_held_ctrl_c_lands_after_the_block_whichever_thread_the_kernel_hands_it_to():
