@@ -5,7 +5,7 @@ imports (Paddle, ONNX Runtime, Polygraphy: seconds), so an interruption there is
 """
 import sys
 
-from .errors import INTERRUPTED, handle_interrupts, interrupted
+from .signals import INTERRUPTED, handle_interrupts, interrupted
 
 
 def main() -> int:

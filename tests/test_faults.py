@@ -356,7 +356,7 @@ def test_a_sigterm_is_an_interruption_that_leaves_nothing_behind(demo_artifacts,
 def test_a_sigterm_after_paddle_loaded_is_still_an_interruption():
     script = """
 import os, signal, time
-from parity.errors import handle_interrupts
+from parity.signals import handle_interrupts
 from parity.optional import lazy
 handle_interrupts()
 lazy("paddle").__version__  # paddle's import puts its own C handler on SIGTERM: a crash report, then abort

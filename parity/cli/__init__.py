@@ -12,8 +12,9 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # keep Paddle's C++ logging off 
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
-from ..errors import INTERRUPTED, HarnessError, handle_interrupts, interrupted, one_line, restore_handlers  # noqa: E402
+from ..errors import HarnessError, one_line  # noqa: E402
 from ..schedule import passive_wait  # noqa: E402
+from ..signals import INTERRUPTED, handle_interrupts, interrupted, restore_handlers  # noqa: E402
 from . import diagnose, info, models, run  # noqa: E402
 from .common import EXIT_FAIL, EXIT_HARNESS, EXIT_PASS, say, summary  # noqa: E402, F401  (the exit codes and summary, for callers)
 

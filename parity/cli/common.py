@@ -5,8 +5,8 @@ import sys
 
 from .. import summary as markdown
 from ..conclusion import lines as conclusion
-from ..errors import check_interrupted
 from ..report import write_report
+from ..signals import check_interrupted
 
 EXIT_PASS, EXIT_FAIL, EXIT_HARNESS = 0, 1, 2
 

@@ -10,10 +10,11 @@ from ..backends import LaneKind, Status
 from ..clips import load_label_names
 from ..config import RunConfig, config_to_dict, judging_settings
 from ..env import environment
-from ..errors import HarnessError, check_interrupted
+from ..errors import HarnessError
 from ..inputs import TensorCache
 from ..preprocess import load_clip_tensor
 from ..results import BackendRecord, RunResult
+from ..signals import check_interrupted
 from ..stream import DecodeStats
 from ..verdict import judge
 from .assemble import assemble
